@@ -1,0 +1,27 @@
+# The two commands of the README. Each creates .venv and installs ganforge into it when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: train test bench venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing ganforge into $(VENV) (log: $(VENV)/install.log) ..."
+	@$(PY) -m pip install --upgrade pip > $(VENV)/install.log 2>&1
+	@$(PY) -m pip install -e ".[dev]" >> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $@
+
+train: venv            ## pix2pix on the embedded sample: a checkpoint, sample grids, logs (a few minutes)
+	$(PY) train.py $(ARGS)
+
+test: venv             ## the whole test suite (CI runs exactly this)
+	$(PY) -m pytest -q $(ARGS)
+
+bench: venv            ## the step-time benchmark of docs/benchmarks.md
+	$(PY) bench/step_time.py model=pix2pix $(ARGS)
+
+clean:
+	rm -rf logs .pytest_cache

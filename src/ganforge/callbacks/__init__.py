@@ -1,0 +1,3 @@
+from ganforge.callbacks.image_grid import ImageGrid
+
+__all__ = ["ImageGrid"]

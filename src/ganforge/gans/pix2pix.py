@@ -1,0 +1,110 @@
+"""pix2pix (Isola et al., 2017): image-to-image translation with a conditional GAN.
+
+G: U-Net A -> B.  D: PatchGAN on concat(A, B).  Loss: GAN + lambda_l1 * L1.  No image pool.
+Each iteration: forward, then the D step (fake detached, then real), then the G step with D frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from ganforge.gans.base import GANModule
+from ganforge.losses import GANLoss
+
+
+class Pix2Pix(GANModule):
+    net_names = ("netG", "netD")
+
+    def __init__(
+        self,
+        netG: nn.Module,
+        netD: nn.Module,
+        optimizer_g: Callable[..., torch.optim.Optimizer],
+        optimizer_d: Callable[..., torch.optim.Optimizer],
+        scheduler: Mapping[str, Any] | None = None,
+        gan_mode: str = "vanilla",
+        lambda_l1: float = 100.0,
+        test_dropout: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__(scheduler=scheduler, seed=seed)
+        self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
+        self.netG, self.netD = netG, netD
+        self.criterion_gan = GANLoss(gan_mode)
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+
+    @property
+    def input_size_multiple(self) -> int:
+        """Input sides must be multiples of this (the U-Net halves them `num_downs` times)."""
+        return getattr(self.netG, "size_multiple", 1)
+
+    def configure_optimizers(self):
+        return self.optimizers_for(
+            self.hparams.optimizer_g(params=self.netG.parameters()),
+            self.hparams.optimizer_d(params=self.netD.parameters()),
+        )
+
+    # ----- the paper's objective, one phase a method ----------------------------------------------
+    def discriminator_losses(self, real_A, real_B, fake_B) -> dict[str, torch.Tensor]:
+        return self.d_loss(
+            self.criterion_gan, self.netD, torch.cat([real_A, real_B], 1), torch.cat([real_A, fake_B.detach()], 1)
+        )
+
+    def generator_losses(self, real_A, real_B, fake_B) -> dict[str, torch.Tensor]:
+        loss_gan = self.criterion_gan(self.netD(torch.cat([real_A, fake_B], 1)), True, for_discriminator=False)
+        loss_l1 = F.l1_loss(fake_B, real_B) * self.hparams.lambda_l1
+        return {"loss_G_GAN": loss_gan, "loss_G_L1": loss_l1, "loss_G": loss_gan + loss_l1}
+
+    def training_step(self, batch, batch_idx):
+        real_A, real_B = batch["A"], batch["B"]
+        opt_g, opt_d = self.optimizers()
+        fake_B = self.netG(real_A)
+
+        with self.toggled_optimizer(opt_d):
+            d = self.discriminator_losses(real_A, real_B, fake_B)
+            self.step(opt_d, d["loss_D"])
+        with self.toggled_optimizer(opt_g):
+            g = self.generator_losses(real_A, real_B, fake_B)
+            self.step(opt_g, g["loss_G"])
+
+        losses = {f"train/{k}": v.detach() for k, v in {**d, **g}.items()}
+        self.log("train/loss_G_L1", losses.pop("train/loss_G_L1"), prog_bar=True)
+        self.log_dict(losses)
+
+    # ----- inference ------------------------------------------------------------------------------
+    @contextmanager
+    def inference_mode(self):
+        """pix2pix tests with G in train mode (dropout on, BatchNorm on the test batch's statistics),
+        as the paper and the reference test.py do; `test_dropout=false` uses eval() instead."""
+        was_training = self.netG.training
+        self.netG.train(self.hparams.test_dropout)
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.netG.train(was_training)
+
+    def translate(self, real_A: torch.Tensor) -> torch.Tensor:
+        with self.inference_mode():
+            return self.netG(real_A)
+
+    def validation_step(self, batch, batch_idx):
+        fake_B = self.translate(batch["A"])
+        fake01, real01 = (fake_B.float() + 1) / 2, (batch["B"].float() + 1) / 2
+        self.val_psnr(fake01, real01)
+        self.val_ssim(fake01, real01)
+        self.log("val/l1", F.l1_loss(fake_B.float(), batch["B"].float()), sync_dist=True, batch_size=len(fake_B))
+        self.log("val/psnr", self.val_psnr, prog_bar=True)
+        self.log("val/ssim", self.val_ssim)
+
+    def grid_rows(self, batch) -> dict[str, torch.Tensor]:
+        """Rows of the sample grid: input | output | target."""
+        return {"input": batch["A"], "output": self.translate(batch["A"]), "target": batch["B"]}

@@ -1,0 +1,39 @@
+"""OmegaConf resolvers the configs use. Registered on import of `ganforge.cli`."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _wandb_offline() -> bool:
+    """W&B runs offline unless the user is logged in *and* W&B's server answers.
+
+    A set API key with no network makes wandb hang about 100 s before failing, and no key at all
+    is an immediate UsageError: offline mode avoids both and leaves a run `wandb sync` uploads.
+    """
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return mode in ("offline", "dryrun", "disabled")
+    logged_in = bool(os.environ.get("WANDB_API_KEY"))
+    netrc = Path.home() / ".netrc"
+    if not logged_in and netrc.is_file():
+        logged_in = "api.wandb.ai" in netrc.read_text(errors="ignore")
+    if not logged_in:
+        return True
+    try:
+        socket.create_connection(("api.wandb.ai", 443), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
+def register() -> None:
+    OmegaConf.register_new_resolver("sum", lambda *xs: sum(xs), replace=True)
+    OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
+    OmegaConf.register_new_resolver("wandb_offline", _wandb_offline, replace=True, use_cache=True)

@@ -1,0 +1,61 @@
+"""Shared fixtures: compose the real Hydra config, shrink it, point it at ../shared/data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from ganforge.cli import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+PAIRED_MINI = SHARED_DATA / "pix2pix_paired_mini"
+
+# Runs in tests never talk to W&B's servers.
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def compose_train(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
+    """The config `python train.py <overrides>` would get, writing under tmp_path."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.job.num = 0
+        cfg.paths.output_dir = str(tmp_path)
+        cfg.print_config = False
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+TINY = ["debug=tiny", "logger=csv", f"data.root={PAIRED_MINI}", "data.direction=BtoA"]
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    return lambda *extra: compose_train(tmp_path, [*TINY, *extra])
+
+
+def run_cli(args: list[str], timeout: int = 600, env: dict | None = None, script: str = "train.py") -> subprocess.CompletedProcess:
+    """Run an entry point as a user would, from the repo root, with this interpreter."""
+    cmd = [sys.executable, str(REPO / script), *args] if script.endswith(".py") else [script, *args]
+    full_env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "", **(env or {})}
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint from a real `debug=tiny` pix2pix run on the shared facades pairs."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    proc = run_cli([*TINY, f"hydra.run.dir={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "checkpoints" / "last.ckpt"

@@ -1,0 +1,94 @@
+"""pix2pix as the paper: update order, frozen nets per phase, loss weights, LR schedule."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning.pytorch as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganforge.gans.base import build_scheduler
+from ganforge.gans.pix2pix import Pix2Pix
+from ganforge.nets import NLayerDiscriminator, UnetGenerator
+
+
+def tiny_pix2pix(**kw) -> Pix2Pix:
+    return Pix2Pix(
+        netG=UnetGenerator(3, 3, num_downs=5, ngf=8),
+        netD=NLayerDiscriminator(6, ndf=8, n_layers=2),
+        optimizer_g=partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999)),
+        optimizer_d=partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999)),
+        scheduler={"policy": "linear", "n_epochs": 1, "n_epochs_decay": 1},
+        **kw,
+    )
+
+
+class OneBatch(L.LightningDataModule):
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        data = [{"A": torch.rand(3, 32, 32, generator=g) * 2 - 1, "B": torch.rand(3, 32, 32, generator=g) * 2 - 1}]
+        return torch.utils.data.DataLoader(data, batch_size=1)
+
+
+def test_d_step_then_g_step_each_touching_only_its_net():
+    model = tiny_pix2pix()
+    events = []
+    snap = lambda net: [p.detach().clone() for p in net.parameters()]  # noqa: E731
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b))  # noqa: E731
+    real_step = Pix2Pix.step
+
+    def recording_step(self, opt, loss):
+        g0, d0 = snap(self.netG), snap(self.netD)
+        name = "D" if opt.optimizer is self.trainer.optimizers[1] else "G"
+        real_step(self, opt, loss)
+        events.append((name, same(g0, snap(self.netG)), same(d0, snap(self.netD))))
+
+    Pix2Pix.step = recording_step
+    try:
+        L.Trainer(max_epochs=1, limit_train_batches=1, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=OneBatch())
+    finally:
+        Pix2Pix.step = real_step
+    # reference order: D first (G untouched), then G (D untouched)
+    assert events == [("D", True, False), ("G", False, True)]
+
+
+def test_generator_loss_weights_and_detached_fake_for_d():
+    torch.manual_seed(0)
+    model = tiny_pix2pix(lambda_l1=100.0)
+    A, B = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    fake = model.netG(A)
+    g = model.generator_losses(A, B, fake)
+    assert torch.allclose(g["loss_G_L1"], 100.0 * F.l1_loss(fake, B))
+    assert torch.allclose(g["loss_G"], g["loss_G_GAN"] + g["loss_G_L1"])
+    d = model.discriminator_losses(A, B, fake)
+    assert torch.allclose(d["loss_D"], 0.5 * (d["loss_D_real"] + d["loss_D_fake"]))
+    d["loss_D"].backward()
+    assert all(p.grad is None for p in model.netG.parameters()), "D's loss reached G"
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.netD.parameters())
+
+
+def test_linear_decay_matches_reference_formula():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, "linear", n_epochs=100, n_epochs_decay=100)["scheduler"]
+    lrs = []
+    for _ in range(200):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # 1-based epoch e: 1 - max(0, e - 100) / 101
+    expected = [1.0 - max(0, e - 100) / 101 for e in range(1, 201)]
+    assert lrs == pytest.approx(expected)
+
+
+def test_test_dropout_keeps_outputs_stochastic_and_eval_does_not():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    model = tiny_pix2pix(test_dropout=True)
+    model.netG = UnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True)  # one dropout block
+    assert not torch.equal(model.translate(x), model.translate(x))
+    model.hparams.test_dropout = False
+    assert torch.equal(model.translate(x), model.translate(x))
+    assert model.netG.training is True  # inference restores the training mode
