@@ -51,7 +51,10 @@ def load_model(ckpt_path: str | Path, map_location: str = "cpu"):
     return model, cfg
 
 
-def list_inputs(input_path: Path) -> list[Path]:
+def list_inputs(input_path: str | None) -> list[Path]:
+    if not input_path:
+        raise ConfigError("input=<image or folder> is required")
+    input_path = Path(input_path)
     if input_path.is_file():
         return [input_path]
     if not input_path.is_dir():
@@ -92,16 +95,22 @@ def save_atomic(img: Image.Image, path: Path) -> None:
 
 
 def predict(cfg: DictConfig) -> dict:
+    """Translate every input image; models add outputs through `predict_outputs` and whole
+    applications (SinGAN's `app=...`) through `run_app`."""
     model, run_cfg = load_model(cfg.ckpt_path)
     if cfg.get("test_dropout") is not None:
         model.hparams.test_dropout = bool(cfg.test_dropout)
-    data_cfg = run_cfg["data"]
-    in_nc = int(data_cfg.get("input_nc", 3))
-    multiple = getattr(model, "input_size_multiple", 1)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("app"):
+        report = {"checkpoint": str(cfg.ckpt_path), "written": [str(p) for p in model.run_app(cfg, out_dir)], "failed": {}}
+        _print_report(report, out_dir)
+        return report
 
-    files = list_inputs(Path(cfg.input))
+    data_cfg = run_cfg["data"]
+    in_nc = model.predict_input_nc(cfg)
+    multiple = getattr(model, "input_size_multiple", 1)
+    files = list_inputs(cfg.input)
     written, failed = [], {}
     for path in files:
         try:
@@ -116,13 +125,13 @@ def predict(cfg: DictConfig) -> dict:
                 failed[str(path)] = f"{path}: an A|B pair must have an even width, got {w}"
                 continue
             halves = (img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w, h)))
-            img = halves[1] if data_cfg.get("direction") == "BtoA" else halves[0]
+            img = halves[1] if model.predict_direction(cfg) == "BtoA" else halves[0]
         orig = img.size
         x = to_tensor(img, network_size(cfg.get("size"), orig, int(data_cfg.get("crop_size", 256)), multiple))
-        fake = model.translate(x.to(model.device))
-        out = out_dir / f"{path.stem}.png"
-        save_atomic(to_image(fake, orig), out)
-        written.append(str(out))
+        for suffix, out in model.predict_outputs(x.to(model.device), cfg).items():
+            target = out_dir / f"{path.stem}{suffix}.png"
+            save_atomic(to_image(out, orig), target)
+            written.append(str(target))
 
     report = {"checkpoint": str(cfg.ckpt_path), "written": written, "failed": failed}
     (out_dir / "predict_report.json").write_text(json.dumps(report, indent=2))
@@ -132,7 +141,7 @@ def predict(cfg: DictConfig) -> dict:
 
 def _print_report(report: dict, out_dir: Path) -> None:
     console = Console(stderr=False)
-    console.print(f"Translated {len(report['written'])} image(s) into {out_dir}")
+    console.print(f"Wrote {len(report['written'])} image(s) into {out_dir}")
     if report["failed"]:
         table = Table(title=f"{len(report['failed'])} file(s) could not be read", show_lines=False)
         table.add_column("file")

@@ -138,6 +138,24 @@ class GANModule(L.LightningModule):
             return []
         return scheds if isinstance(scheds, list) else [scheds]
 
+    # ----- inference protocol of ganforge-predict ------------------------------------------------
+    def predict_direction(self, opts) -> str:
+        """The training direction (AtoB/BtoA): which half of an A|B input is the model's input."""
+        return (self.run_config or {}).get("data", {}).get("direction", "AtoB")
+
+    def predict_input_nc(self, opts) -> int:
+        return int((self.run_config or {}).get("data", {}).get("input_nc", 3))
+
+    def predict_outputs(self, x: torch.Tensor, opts) -> dict[str, torch.Tensor]:
+        """Named outputs for one input batch in [-1, 1]; the key is the file-name suffix."""
+        return {"": self.translate(x)}
+
+    def translate(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not translate images")
+
+    def run_app(self, opts, out_dir) -> list:
+        raise ConfigError(f"app={opts.get('app')} is not available for {type(self).__name__}")
+
     # ----- checkpoints ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["ganforge"] = {
