@@ -1,0 +1,139 @@
+"""GAN objectives and regularizers shared by every GAN (pure torch).
+
+Discriminator outputs may be a tensor, a list of tensors (one per scale of a multiscale D), or a
+list of feature lists whose last element is the score map (`get_intermediate=True`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganforge.errors import ConfigError
+
+GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
+SCALE_REDUCTIONS = ("mean", "sum")
+GP_KINDS = ("mixed", "real", "fake")
+
+DOutput = Union[torch.Tensor, Sequence["DOutput"]]
+
+
+def score_maps(prediction: DOutput) -> list[torch.Tensor]:
+    """The final score map of every scale: a tensor, or the last element of each nested list."""
+    if isinstance(prediction, torch.Tensor):
+        return [prediction]
+    return [p if isinstance(p, torch.Tensor) else p[-1] for p in prediction]
+
+
+class GANLoss(nn.Module):
+    """The adversarial objective: `vanilla` (BCE with logits), `lsgan` (MSE), `wgangp`, `hinge`.
+
+    `loss(prediction, target_is_real, for_discriminator=True)`. Only hinge distinguishes D from G
+    (D: mean relu(1 - x) on real, mean relu(1 + x) on fake; G: -mean x). Per-scale losses are
+    averaged (SPADE); `scale_reduction="sum"` sums them as the BicycleGAN reference does.
+    """
+
+    def __init__(
+        self,
+        gan_mode: str = "lsgan",
+        target_real_label: float = 1.0,
+        target_fake_label: float = 0.0,
+        scale_reduction: str = "mean",
+    ):
+        super().__init__()
+        if gan_mode not in GAN_MODES:
+            raise ConfigError(f"unknown gan_mode {gan_mode!r}; choose one of: {', '.join(GAN_MODES)}")
+        if scale_reduction not in SCALE_REDUCTIONS:
+            raise ConfigError(
+                f"unknown scale_reduction {scale_reduction!r}; choose one of: {', '.join(SCALE_REDUCTIONS)}"
+            )
+        self.gan_mode = gan_mode
+        self.scale_reduction = scale_reduction
+        # Non-persistent: labels come from the config, so they stay out of checkpoints.
+        self.register_buffer("real_label", torch.tensor(target_real_label), persistent=False)
+        self.register_buffer("fake_label", torch.tensor(target_fake_label), persistent=False)
+
+    def _target(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        label = self.real_label if target_is_real else self.fake_label
+        # expand_as makes a view, not a new tensor per call.
+        return label.to(prediction.dtype).expand_as(prediction)
+
+    def _single(self, x: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
+        if self.gan_mode == "lsgan":
+            return F.mse_loss(x, self._target(x, target_is_real))
+        if self.gan_mode == "vanilla":
+            return F.binary_cross_entropy_with_logits(x, self._target(x, target_is_real))
+        if self.gan_mode == "wgangp":
+            return -x.mean() if target_is_real else x.mean()
+        if not for_discriminator:
+            if not target_is_real:
+                raise ValueError("the generator's hinge loss only exists for target_is_real=True")
+            return -x.mean()
+        return F.relu(1.0 - x).mean() if target_is_real else F.relu(1.0 + x).mean()
+
+    def forward(self, prediction: DOutput, target_is_real: bool, for_discriminator: bool = True) -> torch.Tensor:
+        losses = [self._single(x, target_is_real, for_discriminator) for x in score_maps(prediction)]
+        total = torch.stack(losses).sum()
+        return total / len(losses) if self.scale_reduction == "mean" else total
+
+
+def gradient_penalty(
+    netD: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    kind: str = "mixed",
+    constant: float = 1.0,
+    weight: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """WGAN-GP penalty `weight * mean((||grad_x D(x)|| - constant)^2)` (reference `cal_gradient_penalty`).
+
+    x is `real`, `fake`, or a per-sample random interpolation of the two (`mixed`). Inputs are
+    detached: the penalty regularizes D only, and the caller's tensors are left untouched. The
+    graph is kept (create_graph) so the penalty backpropagates into D. A D returning several
+    scales is penalized on the sum of its scores. Returns (penalty, per-sample flat gradients);
+    `weight == 0` returns (0, None) without running D.
+    """
+    if kind not in GP_KINDS:
+        raise ConfigError(f"unknown gradient penalty kind {kind!r}; choose one of: {', '.join(GP_KINDS)}")
+    if weight == 0:
+        return real.new_zeros(()), None
+    real, fake = real.detach(), fake.detach()
+    if kind == "real":
+        x = real
+    elif kind == "fake":
+        x = fake
+    else:
+        alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+        x = alpha * real + (1 - alpha) * fake
+    x.requires_grad_(True)
+    scores = score_maps(netD(x))
+    (grad,) = torch.autograd.grad(
+        outputs=scores, inputs=x, grad_outputs=[torch.ones_like(s) for s in scores], create_graph=True
+    )
+    grad = grad.flatten(1)
+    # The epsilon (as in the reference) keeps the norm's gradient finite when grad is exactly 0.
+    penalty = (((grad + 1e-16).norm(2, dim=1) - constant) ** 2).mean() * weight
+    return penalty, grad
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)), summed over batch and dimensions (BicycleGAN, SPADE)."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def feature_matching_loss(
+    fake_features: Sequence[Sequence[torch.Tensor]], real_features: Sequence[Sequence[torch.Tensor]]
+) -> torch.Tensor:
+    """SPADE's GAN feature matching: L1 between D's intermediate features on fake and real.
+
+    Each element is one scale's feature list with the score map last (excluded). Layers are
+    summed and scales averaged; real features are detached so only G is pushed.
+    """
+    total = fake_features[0][0].new_zeros(())
+    for fake_scale, real_scale in zip(fake_features, real_features, strict=True):
+        for fake, real in zip(fake_scale[:-1], real_scale[:-1], strict=True):
+            total = total + F.l1_loss(fake, real.detach())
+    return total / len(fake_features)

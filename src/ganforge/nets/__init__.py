@@ -1,0 +1,27 @@
+"""Lightning-free network library shared by every GAN: generators, discriminators, encoders."""
+
+from ganforge.nets.discriminators import MultiscaleDiscriminator, NLayerDiscriminator, PixelDiscriminator
+from ganforge.nets.encoders import ConvEncoder, ResnetEncoder
+from ganforge.nets.generators import ResnetGenerator, UnetGenerator
+from ganforge.nets.init import INIT_CHOICES, init_weights
+from ganforge.nets.norms import NORM_CHOICES, conv_wrapper, get_norm_layer, use_bias
+
+__all__ = [
+    "ConvEncoder",
+    "INIT_CHOICES",
+    "MultiscaleDiscriminator",
+    "NLayerDiscriminator",
+    "NORM_CHOICES",
+    "PixelDiscriminator",
+    "ResnetEncoder",
+    "ResnetGenerator",
+    "UnetGenerator",
+    "conv_wrapper",
+    "get_norm_layer",
+    "init_weights",
+    "use_bias",
+]
+
+from ganforge.nets.simple import ConvDiscriminator, ConvResGenerator, EncoderDecoderGenerator  # noqa: E402
+
+__all__ += ["ConvDiscriminator", "ConvResGenerator", "EncoderDecoderGenerator"]
