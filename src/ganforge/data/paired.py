@@ -1,0 +1,289 @@
+"""Paired (aligned) data for pix2pix and BicycleGAN: a Dataset and a LightningDataModule.
+
+Two layouts work, the reference ones:
+  * `<root>/<split>/*.jpg`, each file A|B side by side (the pix2pix archives);
+  * `<root>/A/<split>/` + `<root>/B/<split>/`, files matched by stem (`combine_A_and_B.py` input).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+
+from ganforge.data.datasets import download_and_extract, get_spec
+from ganforge.data.images import is_image_file, list_images, load_image
+from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
+from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("AtoB", "BtoA")
+BAD_FILE_CHOICES = ("error", "skip")
+
+
+def _info(msg: str, *args) -> None:
+    if rank_zero_only.rank == 0:
+        log.info(msg, *args)
+
+
+def _match_by_stem(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
+    def by_stem(folder: Path) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for p in list_images(folder):
+            if p.stem in out:
+                raise DataLayoutError(f"Two files with the stem {p.stem!r} in {folder}: {out[p.stem].name}, {p.name}")
+            out[p.stem] = p
+        return out
+
+    a, b = by_stem(a_dir), by_stem(b_dir)
+    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    if only_a or only_b:
+        raise DataLayoutError(
+            f"A and B files must match by name (stem). {len(only_a)} in {a_dir} have no partner "
+            f"(e.g. {only_a[:5]}); {len(only_b)} in {b_dir} have no partner (e.g. {only_b[:5]})."
+        )
+    return [(a[s], b[s]) for s in sorted(a)]
+
+
+def find_pairs(root: Path, split: str | None) -> list[tuple[Path, Path]]:
+    """(A, B) file pairs of a split; for the A|B layout both entries are the same file.
+    `split=None` means A|B images directly in `root`."""
+    if split is None:
+        return [(p, p) for p in list_images(root)]
+    if (root / "A" / split).is_dir() or (root / "B" / split).is_dir():
+        return _match_by_stem(root / "A" / split, root / "B" / split)
+    return [(p, p) for p in list_images(root / split)]
+
+
+def has_split(root: Path, split: str) -> bool:
+    return (root / split).is_dir() or (root / "A" / split).is_dir()
+
+
+def has_loose_images(root: Path) -> bool:
+    return root.is_dir() and any(p.is_file() and is_image_file(p) for p in root.iterdir())
+
+
+class PairedDataset(Dataset):
+    """One split of a paired dataset. Items: {"A": (input_nc,H,W), "B": (output_nc,H,W),
+    "A_path", "B_path"}, tensors in [-1, 1], A the generator input after `direction`.
+
+    train=True draws a random crop/flip per item (shared by A and B); train=False is the
+    reference's test-time preprocess made deterministic: no flip, load_size = crop_size for
+    resize_and_crop / scale_width_and_crop, and centre crops instead of random ones.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None,
+        direction: str = "AtoB",
+        load_size: int = 286,
+        crop_size: int = 256,
+        preprocess: str = "resize_and_crop",
+        flip: bool = True,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        size_multiple: int = 1,
+        fit: str = "resize",
+        on_bad_file: str = "error",
+        max_dataset_size: int | None = None,
+        train: bool = True,
+    ):
+        check_preprocess(preprocess, fit)
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"direction must be AtoB or BtoA, got {direction!r}")
+        if on_bad_file not in BAD_FILE_CHOICES:
+            raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+        self.pairs = find_pairs(Path(root), split)[:max_dataset_size]
+        self.direction, self.preprocess, self.crop_size = direction, preprocess, crop_size
+        # The reference tests with load_size = crop_size: resize_and_crop becomes a plain resize
+        # to crop_size, scale_width_and_crop scales the width to crop_size (then a centre crop).
+        resized_crop = preprocess in ("resize_and_crop", "scale_width_and_crop")
+        self.load_size = crop_size if resized_crop and not train else load_size
+        self.flip, self.input_nc, self.output_nc = flip, input_nc, output_nc
+        self.size_multiple, self.fit, self.on_bad_file, self.train = size_multiple, fit, on_bad_file, train
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _load_pair(self, index: int) -> tuple[Image.Image, Image.Image]:
+        """Left/right (or A/B-folder) images, before `direction` is applied."""
+        a_path, b_path = self.pairs[index]
+        if a_path != b_path:
+            return load_image(a_path), load_image(b_path)
+        ab = load_image(a_path)
+        w, h = ab.size
+        if w % 2:
+            raise ImageFileError(
+                a_path, f"width {w} is odd; an A|B side-by-side image must have an even width",
+                "re-create the pair with equal-size halves, or set data.on_bad_file=skip",
+            )
+        return ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
+
+    def _item(self, index: int) -> dict:
+        left, right = self._load_pair(index)
+        a_path, b_path = (str(p) for p in self.pairs[index])
+        if self.direction == "BtoA":
+            left, right, a_path, b_path = right, left, b_path, a_path
+        args = (self.preprocess, self.load_size, self.crop_size)
+        params = get_params(*args, left.size, self.flip) if self.train else center_params(*args, left.size)
+        out = {}
+        for key, img, nc in (("A", left, self.input_nc), ("B", right, self.output_nc)):
+            out[key] = build_transform(*args, params, nc, self.size_multiple, self.fit)(img)
+        if out["A"].shape[1:] != out["B"].shape[1:]:
+            raise ImageFileError(
+                a_path, f"A is {tuple(out['A'].shape[1:])} but B is {tuple(out['B'].shape[1:])} (H, W) after "
+                f"preprocess={self.preprocess}", "give A and B the same size, or use preprocess=resize_and_crop",
+            )
+        return {**out, "A_path": a_path, "B_path": b_path}
+
+    def __getitem__(self, index: int) -> dict:
+        if self.on_bad_file == "error":
+            return self._item(index)
+        # skip: the next good pair instead, each bad file reported once (per worker).
+        for i in (j % len(self) for j in range(index, index + len(self))):
+            if i in self._bad:
+                continue
+            try:
+                return self._item(i)
+            except ImageFileError as e:
+                self._bad.add(i)
+                log.warning("Skipping a bad file (data.on_bad_file=skip): %s", e)
+        raise DataLayoutError(f"Every file in this split is unreadable ({len(self)} files, e.g. {self.pairs[0][0]})")
+
+
+class PairedDataModule(L.LightningDataModule):
+    """A named pix2pix dataset (downloaded when missing) or any folder in a paired layout.
+
+    `size_multiple` is a plain attribute: the trainer sets it from the generator after
+    construction (e.g. 256 for unet_256), and `setup` reads it.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        root: str | None = None,
+        download: bool = True,
+        direction: str = "AtoB",
+        load_size: int = 286,
+        crop_size: int = 256,
+        preprocess: str = "resize_and_crop",
+        flip: bool = True,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        size_multiple: int = 1,
+        fit: str = "resize",
+        on_bad_file: str = "error",
+        max_dataset_size: int | None = None,
+        val_batch_size: int | None = None,
+        num_val_images: int | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if root is None and name is None:
+            raise ConfigError("Set data.name (a known dataset) or data.root (a folder in the paired layout)")
+        for key, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size or 1)):
+            if value < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {value}")
+        check_preprocess(preprocess, fit)
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"data.direction must be AtoB or BtoA, got {direction!r}")
+        if on_bad_file not in BAD_FILE_CHOICES:
+            raise ConfigError(f"data.on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+        if preprocess in ("resize_and_crop", "scale_width_and_crop") and load_size < crop_size:
+            raise ConfigError(f"data.load_size ({load_size}) must be >= data.crop_size ({crop_size}) for {preprocess}")
+        self.root = Path(root).expanduser() if root is not None else Path("data") / name
+        self.size_multiple = size_multiple
+        self.train_set: PairedDataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: PairedDataset | None = None
+
+    def _has_data(self) -> bool:
+        return has_split(self.root, "train") or has_loose_images(self.root)
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node, before `setup` on every process.
+        if self._has_data():
+            return
+        if self.hparams.name is None:
+            raise DataLayoutError(
+                f"No training data in {self.root}: expected {self.root}/train/ (A|B images), "
+                f"{self.root}/A/train/ + {self.root}/B/train/, or images directly in {self.root}"
+            )
+        if not self.hparams.download:
+            raise DatasetUnavailableError(
+                f"{self.hparams.name} is not in {self.root} and data.download=false. Set data.download=true, "
+                f"or extract the archive so that {self.root}/train exists."
+            )
+        download_and_extract(get_spec(self.hparams.name, "paired"), self.root)
+
+    def _dataset(self, split: str | None, train: bool) -> PairedDataset:
+        hp = self.hparams
+        return PairedDataset(
+            self.root, split, hp.direction, hp.load_size, hp.crop_size, hp.preprocess, hp.flip,
+            hp.input_nc, hp.output_nc, self.size_multiple, hp.fit, hp.on_bad_file, hp.max_dataset_size, train,
+        )
+
+    def _resolve(self, wanted: str, fallbacks: tuple[str, ...]) -> str | None:
+        """The first split folder that exists, logging a fallback; None = images in root."""
+        for split in (wanted, *fallbacks):
+            if has_split(self.root, split):
+                if split != wanted:
+                    _info("No %s split in %s: using %r for %s", wanted, self.root, split, wanted)
+                return split
+        if has_loose_images(self.root):
+            _info("No %s/ folder in %s: using the images directly in it for %s", wanted, self.root, wanted)
+            return None
+        raise DataLayoutError(
+            f"No {wanted} data in {self.root}: expected {self.root}/{wanted}/ (A|B images) or "
+            f"{self.root}/A/{wanted}/ + {self.root}/B/{wanted}/"
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.train_set = self._dataset(self._resolve("train", ()), train=True)
+        if stage in (None, "fit", "validate"):
+            val = self._dataset(self._resolve("val", ("test", "train")), train=False)
+            n = self.hparams.num_val_images
+            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
+        if stage in (None, "test", "predict"):
+            self.test_set = self._dataset(self._resolve("test", ("val", "train")), train=False)
+
+    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError("PairedDataModule.setup() must run before asking for a dataloader")
+        # Workers are not persistent: each epoch's workers are seeded from the main random stream,
+        # which checkpoints carry, so a resumed run crops and flips exactly as the uninterrupted one.
+        return DataLoader(
+            ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
+            persistent_workers=False, pin_memory=False, drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+
+    def _eval_batch_size(self) -> int:
+        return self.hparams.val_batch_size or self.hparams.batch_size
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self._eval_batch_size(), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self._eval_batch_size(), shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self._eval_batch_size(), shuffle=False)
+
+    def fixed_val_batch(self, n: int) -> dict:
+        """The first n validation samples, collated: a fixed batch for image grids."""
+        if self.val_set is None:
+            self.setup("validate")
+        return default_collate([self.val_set[i] for i in range(min(n, len(self.val_set)))])
