@@ -1,5 +1,8 @@
 """What every GAN module shares: manual optimization, LR schedules, exact resume, checkpoint checks.
 
+Exact resume: checkpoints are written at epoch ends and carry the global random streams; schedules
+are stepped to the current epoch at every epoch start.
+
 Schedules are expressed in epochs. `global_step` counts every optimizer step (2-4 per batch in a
 GAN), so it is never used for schedules here.
 """
@@ -13,6 +16,7 @@ from typing import Any
 import lightning.pytorch as L
 import numpy as np
 import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 
@@ -66,8 +70,22 @@ def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    return (seed * 1_000_003 + epoch * 10_007 + rank) % (2**31)
+def rng_states() -> dict:
+    """The global random streams (shuffle, crops, flips, dropout) in a form torch.load(weights_only=True) accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 class GANModule(L.LightningModule):
@@ -105,17 +123,18 @@ class GANModule(L.LightningModule):
 
     # ----- schedules and exact resume -------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        # Each epoch's randomness (shuffle, crops, dropout) is a function of (seed, epoch, rank), so a
-        # run resumed from an end-of-epoch checkpoint draws exactly what the uninterrupted run draws.
-        s = epoch_seed(self.seed, self.current_epoch, self.global_rank)
-        random.seed(s)
-        np.random.seed(s)
-        torch.manual_seed(s)
-        # Bring every epoch-based schedule to the current epoch. Stepping at epoch start (not end)
-        # makes the LR a function of the epoch alone, whether the run was resumed or not.
+        # A checkpoint written at validation end predates this epoch's schedule step: catch up.
+        self._advance_schedules(to_epoch=self.current_epoch)
+
+    def on_train_epoch_end(self) -> None:
+        self._advance_schedules(to_epoch=self.current_epoch + 1)
+
+    def _advance_schedules(self, to_epoch: int) -> None:
+        """Step every epoch-based schedule until it stands at `to_epoch`: the LR is then a function of
+        the epoch alone, however the run was interrupted and resumed."""
         for sched in self._schedulers():
             if not isinstance(sched, lr_scheduler.ReduceLROnPlateau):
-                while sched.last_epoch < self.current_epoch:
+                while sched.last_epoch < to_epoch:
                     sched.step()
 
     def on_validation_epoch_end(self) -> None:
@@ -158,9 +177,19 @@ class GANModule(L.LightningModule):
 
     # ----- checkpoints ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Optimizer factories (`_partial_` configs) would make the checkpoint unloadable with
+        # torch.load(weights_only=True), which Lightning uses to resume; the run config holds them.
+        hparams = checkpoint.get("hyper_parameters")
+        if hparams:
+            plain = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig | ListConfig) else v
+                     for k, v in hparams.items()}
+            checkpoint["hyper_parameters"] = {k: v for k, v in plain.items() if _is_plain(v)}
         checkpoint["ganforge"] = {
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "config": self.run_config,
+            # Lightning saves optimizer, scheduler, epoch and step; the random streams make resume exact.
+            # (Per process: a DDP run resumes every rank from rank 0's streams.)
+            "rng_states": rng_states(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -174,6 +203,20 @@ class GANModule(L.LightningModule):
                 f"pick the matching model=... or another ckpt_path"
             )
         check_state_dict_matches(self.state_dict(), checkpoint.get("state_dict", {}), where=mine)
+        # Restored here, before Lightning builds the first train iterator (which shuffles and
+        # prefetches a batch), so the resumed epoch draws what the uninterrupted run drew.
+        if "rng_states" in meta:
+            set_rng_states(meta["rng_states"])
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return True
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    return False
 
 
 def check_state_dict_matches(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], where: str) -> None:
