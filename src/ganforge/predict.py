@@ -94,6 +94,19 @@ def save_atomic(img: Image.Image, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def save_frames(frames: list[Image.Image], target: Path) -> None:
+    """One image, or for several frames (a latent walk) a strip beside an animated GIF."""
+    if len(frames) == 1:
+        save_atomic(frames[0], target)
+        return
+    w, h = frames[0].size
+    strip = Image.new(frames[0].mode, (w * len(frames), h))
+    for i, frame in enumerate(frames):
+        strip.paste(frame, (i * w, 0))
+    save_atomic(strip, target)
+    frames[0].save(target.with_suffix(".gif"), save_all=True, append_images=frames[1:], duration=200, loop=0)
+
+
 def predict(cfg: DictConfig) -> dict:
     """Translate every input image; models add outputs through `predict_outputs` and whole
     applications (SinGAN's `app=...`) through `run_app`."""
@@ -130,7 +143,7 @@ def predict(cfg: DictConfig) -> dict:
         x = to_tensor(img, network_size(cfg.get("size"), orig, int(data_cfg.get("crop_size", 256)), multiple))
         for suffix, out in model.predict_outputs(x.to(model.device), cfg).items():
             target = out_dir / f"{path.stem}{suffix}.png"
-            save_atomic(to_image(out, orig), target)
+            save_frames([to_image(o[None], orig) for o in out], target)
             written.append(str(target))
 
     report = {"checkpoint": str(cfg.ckpt_path), "written": written, "failed": failed}
