@@ -5,6 +5,7 @@ from ganforge.nets.encoders import ConvEncoder, ResnetEncoder
 from ganforge.nets.generators import ResnetGenerator, UnetGenerator
 from ganforge.nets.init import INIT_CHOICES, init_weights
 from ganforge.nets.norms import NORM_CHOICES, conv_wrapper, get_norm_layer, use_bias
+from ganforge.nets.singan import SinGANDiscriminator, SinGANGenerator
 
 __all__ = [
     "ConvEncoder",
@@ -15,6 +16,8 @@ __all__ = [
     "PixelDiscriminator",
     "ResnetEncoder",
     "ResnetGenerator",
+    "SinGANDiscriminator",
+    "SinGANGenerator",
     "UnetGenerator",
     "conv_wrapper",
     "get_norm_layer",

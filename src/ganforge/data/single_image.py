@@ -1,0 +1,125 @@
+"""One training image and its SinGAN pyramid (reference `functions.adjust_scales2image`).
+
+The image is shrunk so its longer side is at most `max_size`; the scale factor is then refit
+from `scale_factor` so the coarsest scale's shorter side is exactly `min_size`. Batches carry
+no pixels (the module keeps the pyramid as buffers): an epoch is `iters_per_epoch` iterations.
+"""
+
+from __future__ import annotations
+
+import math
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ganforge.data.images import load_image
+from ganforge.errors import ConfigError, ImageFileError
+
+# ceil() of a size that is an integer up to float error (25.000000004) must not round up.
+_EPS = 1e-6
+
+
+def _ceil(x: float) -> int:
+    return math.ceil(x - _EPS)
+
+
+def pyramid_sizes(
+    h: int, w: int, min_size: int = 25, max_size: int = 250, scale_factor: float = 0.75
+) -> tuple[list[tuple[int, int]], float]:
+    """[(h, w)] from coarsest to finest, and the refit scale factor (reference formulas)."""
+    if min(h, w) <= min_size:
+        raise ConfigError(f"the image is {w}x{h}: its shorter side must exceed data.min_size={min_size}")
+    num_scales = _ceil(math.log(min_size / min(h, w), scale_factor)) + 1
+    scale2stop = _ceil(math.log(min(max_size, max(h, w)) / max(h, w), scale_factor))
+    stop_scale = num_scales - scale2stop
+    scale1 = min(max_size / max(h, w), 1.0)
+    H, W = _ceil(h * scale1), _ceil(w * scale1)
+    if stop_scale < 1 or min(H, W) <= min_size:
+        raise ConfigError(
+            f"the image is {W}x{H} after fitting data.max_size={max_size}: too small for a pyramid down to "
+            f"data.min_size={min_size}; lower min_size or raise max_size"
+        )
+    sf = (min_size / min(H, W)) ** (1 / stop_scale)
+    sizes = [(_ceil(H * sf ** (stop_scale - i)), _ceil(W * sf ** (stop_scale - i))) for i in range(stop_scale)]
+    return [*sizes, (H, W)], sf
+
+
+def to_tensor(img) -> torch.Tensor:
+    t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(img.size[1], img.size[0], -1)
+    return t.permute(2, 0, 1).float().div(127.5).sub(1).unsqueeze(0)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic, antialiased when shrinking (the reference's MATLAB-style imresize)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False, antialias=shrink)
+
+
+def build_pyramid(image: torch.Tensor, sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """The image at every pyramid size, each resized from the full image (reference `creat_reals_pyramid`)."""
+    return [resize(image, s).clamp(-1, 1) for s in sizes]
+
+
+class _Iterations(torch.utils.data.Dataset):
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class SingleImageDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        path: str | None = None,
+        channels: int = 3,
+        max_size: int = 250,
+        min_size: int = 25,
+        scale_factor: float = 0.75,
+        iters_per_epoch: int = 100,
+        num_workers: int = 0,
+        # Keys of the crop-based datasets that `debug=tiny` sets; a single image is never cropped.
+        load_size: int | None = None,
+        crop_size: int | None = None,
+        num_val_images: int | None = None,
+    ):
+        super().__init__()
+        self.path = path
+        self.channels = channels
+        self.min_size, self.max_size, self.scale_factor = min_size, max_size, scale_factor
+        self.iters_per_epoch = iters_per_epoch
+        self.pyramid: list[tuple[int, int]] = []
+        self.reals: list[torch.Tensor] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        # Checked here, not in __init__: Hydra would wrap the error raised while instantiating.
+        if not self.path:
+            raise ConfigError("data.path=<image> is required, e.g. data.path=../shared/data/singan/Images/balloons.png")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1 or 3, got {self.channels}")
+        if self.reals:
+            return
+        img = load_image(self.path, channels=self.channels)  # RGBA/palette/16-bit -> RGB or L
+        try:
+            self.pyramid, self.refit_factor = pyramid_sizes(
+                img.size[1], img.size[0], self.min_size, self.max_size, self.scale_factor
+            )
+        except ConfigError as e:
+            raise ImageFileError(self.path, str(e)) from None
+        self.reals = build_pyramid(to_tensor(img), self.pyramid)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Iterations(self.iters_per_epoch), batch_size=1)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_Iterations(1), batch_size=1)
+
+    def fixed_val_batch(self, n: int) -> dict:
+        """n sample rows for the image grid (the module draws them; the batch only counts them)."""
+        return {"index": torch.arange(n)}

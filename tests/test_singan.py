@@ -1,0 +1,239 @@
+"""SinGAN: the pyramid, frozen scales, reconstruction, exact resume mid-pyramid, every application."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from functools import partial
+from pathlib import Path
+
+import lightning.pytorch as L
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from ganforge.cli import train
+from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
+from ganforge.errors import ConfigError, ImageFileError
+from ganforge.gans.singan import SinGAN
+from ganforge.predict import load_model, predict
+from tests.conftest import SHARED_DATA, compose_train, run_cli
+
+SG = SHARED_DATA / "singan"
+PREDICT = str(Path(sys.executable).parent / "ganforge-predict")
+TINY_SG = ["model=singan", "data=single_image", "debug=tiny", "logger=csv", f"data.path={SG / 'Images' / 'stone.png'}"]
+
+
+@pytest.mark.parametrize(
+    ("hw", "expected_scales", "finest"),
+    [
+        ((186, 248), 9, (186, 248)),  # balloons.png: the reference trains scales 0..8
+        ((366, 585), 9, (157, 250)),  # mountains.jpg: shrunk to max_size 250 first
+        ((120, 80), 7, (120, 80)),  # 33039_LR.png, portrait
+        ((1000, 1000), 10, (250, 250)),
+    ],
+)
+def test_pyramid_matches_the_recipe(hw, expected_scales, finest):
+    sizes, sf = pyramid_sizes(*hw)  # min 25, max 250, factor 0.75
+    assert len(sizes) == expected_scales
+    assert sizes[-1] == finest
+    assert min(sizes[0]) == 25, "the coarsest shorter side is exactly min_size"
+    assert 0.75 <= sf < 0.85, "the factor is refit from 0.75 so the pyramid ends at min_size"
+    top = len(sizes) - 1
+    for n, (h, w) in enumerate(sizes):  # reference imresize: ceil(side * factor ** (top - n))
+        assert (h, w) == (math.ceil(finest[0] * sf ** (top - n) - 1e-6), math.ceil(finest[1] * sf ** (top - n) - 1e-6))
+
+
+def test_widths_double_every_four_scales_up_to_128():
+    model = tiny_model(pyramid=[[25 + i, 30 + i] for i in range(10)], nfc=32, min_nfc=32)
+    assert [model.nfc_at(n) for n in range(10)] == [32] * 4 + [64] * 4 + [128] * 2
+    assert model.netG[9].head[0].out_channels == 128
+
+
+def test_any_image_works(tmp_path):
+    """Grayscale and RGBA files load as RGB (or as L with channels=1); big ones are shrunk to max_size."""
+    gray, rgba, big = tmp_path / "g.png", tmp_path / "a.png", tmp_path / "big.jpg"
+    Image.new("L", (90, 60), 128).save(gray)
+    Image.new("RGBA", (90, 60), (10, 200, 30, 0)).save(rgba)
+    Image.effect_noise((1200, 800), 40).convert("RGB").save(big)
+    for path, channels in [(gray, 3), (gray, 1), (rgba, 3)]:
+        dm = SingleImageDataModule(str(path), channels=channels)
+        dm.setup("fit")
+        assert dm.reals[-1].shape == (1, channels, 60, 90)
+    dm = SingleImageDataModule(str(big))
+    dm.setup("fit")
+    assert dm.reals[-1].shape[-2:] == (167, 250) and min(dm.reals[0].shape[-2:]) == 25
+    with pytest.raises(ImageFileError, match="min_size"):
+        SingleImageDataModule(str(gray), min_size=80).setup("fit")
+    with pytest.raises(ConfigError, match="data.path"):
+        SingleImageDataModule(None).setup("fit")
+
+
+def tiny_model(**kw) -> SinGAN:
+    opt = partial(torch.optim.Adam, lr=5e-4, betas=(0.5, 0.999))
+    return SinGAN(optimizer_g=opt, optimizer_d=opt, **{"nfc": 8, "min_nfc": 8, "iters_per_scale": 4, **kw})
+
+
+class Snapshots(L.Callback):
+    """Scale 0's nets (weights and BN running stats) when scale 0 ends, and their grads later."""
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch == module.epochs_per_scale - 1:
+            self.scale0 = {k: v.clone() for k, v in module.netG[0].state_dict().items()}
+
+    def on_train_batch_end(self, trainer, module, *args):
+        if module.n_frozen > 0:
+            assert all(p.grad is None for p in [*module.netG[0].parameters(), *module.netD[0].parameters()])
+            assert not module.netG[0].training, "frozen scales run in eval mode"
+
+
+def test_frozen_scales_get_no_gradient_and_do_not_change():
+    dm = SingleImageDataModule(str(SG / "Images" / "stone.png"), max_size=40, min_size=20, iters_per_epoch=2)
+    model, snap = tiny_model(), Snapshots()
+    L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+              callbacks=[snap], limit_val_batches=0).fit(model, datamodule=dm)
+    assert model.num_scales == 3 and model.n_frozen == 2
+    for k, v in model.netG[0].state_dict().items():
+        assert torch.equal(v, snap.scale0[k]), f"frozen scale 0 changed: {k}"
+    # warm start: scale 1 began as a copy of scale 0 (same width) and then trained away from it
+    assert not torch.equal(model.netG[1].head[0].weight, model.netG[0].head[0].weight)
+    assert model.noise_amp[0] == 1 and 0 < model.noise_amp[1] < 0.2
+
+
+def test_grayscale_model_trains_and_samples(tmp_path):
+    path = tmp_path / "gray.png"
+    Image.effect_noise((48, 36), 60).save(path)
+    dm = SingleImageDataModule(str(path), channels=1, max_size=40, min_size=20, iters_per_epoch=2)
+    model = tiny_model(channels=1, iters_per_scale=2)
+    L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+              limit_val_batches=0).fit(model, datamodule=dm)
+    model.eval()
+    with torch.no_grad():
+        assert model.sample(scale_w=2.0).shape == (1, 1, 30, 80)
+
+
+@pytest.fixture(scope="module")
+def singan_ckpt(tmp_path_factory) -> Path:
+    """A real `debug=tiny` run of train.py on the shared stone.png."""
+    out = tmp_path_factory.mktemp("singan_run")
+    proc = run_cli([*TINY_SG, f"hydra.run.dir={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.slow
+def test_reconstruction_chain_reproduces_the_image(singan_ckpt):
+    model, cfg = load_model(singan_ckpt)
+    assert cfg["model"]["pyramid"] == [[20, 30], [24, 35], [27, 40]]
+    model.eval()
+    with torch.no_grad():
+        zeros = torch.zeros(1, 3, *model.pyramid[0])
+        rec = model.chain(0, model.num_scales - 1, zeros, model.rec_noise)
+        sample = model.sample()
+    real = model.real(model.num_scales - 1)
+    mse = torch.mean((rec - real) ** 2)
+    psnr = 10 * torch.log10(4 / mse)  # images in [-1, 1]
+    assert psnr > 18, f"reconstruction PSNR {psnr:.1f} dB"
+    assert mse < 0.5 * torch.mean((sample - real) ** 2), "the fixed noise must reconstruct better than random noise"
+
+
+class CrashAt(L.Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.mark.slow
+def test_resume_mid_pyramid_is_exact(tmp_path):
+    common = [*TINY_SG, "callbacks.image_grid.every_n_batches=3"]
+    _, objs = train(compose_train(tmp_path / "full", common))
+    straight = {k: v.clone() for k, v in objs["model"].state_dict().items()}
+
+    first = compose_train(tmp_path / "first", [*common, "+callbacks.crash._target_=tests.test_singan.CrashAt",
+                                                "+callbacks.crash.epoch=3"])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(first)  # dies in scale 1 (2 epochs per scale), after epoch 2's checkpoint
+    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+    _, objs = train(compose_train(tmp_path / "second", [*common, f"ckpt_path={ckpt}"]))
+    resumed = objs["model"].state_dict()
+    for k, v in straight.items():
+        assert torch.equal(v, resumed[k]), f"{k} differs after resume"
+
+
+def run_app(ckpt: Path, out: Path, **opts) -> list[Path]:
+    cfg = OmegaConf.load(Path(__file__).parents[1] / "conf" / "predict.yaml")
+    del cfg["defaults"], cfg["hydra"]
+    cfg.merge_with({"ckpt_path": str(ckpt), "output": str(out), **opts})
+    return [Path(p) for p in predict(cfg)["written"]]
+
+
+@pytest.mark.slow
+def test_samples_at_another_size_and_aspect_ratio_with_sifid(singan_ckpt, tmp_path, monkeypatch):
+    from tests.test_metrics import write_fake_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(write_fake_weights(tmp_path / "torch_home")))
+    written = run_app(singan_ckpt, tmp_path, app="samples", num_samples=3, scale_h=1.5, scale_w=0.75, gen_start_scale=1)
+    images = [Image.open(p) for p in written if p.suffix == ".png"]
+    assert len(images) == 3
+    assert all(im.size == (round(40 * 0.75), round(27 * 1.5)) for im in images)
+    assert len({im.tobytes() for im in images}) == 3, "samples differ"
+    report = json.loads((tmp_path / "sifid.json").read_text())
+    assert len(report["sifid"]) == 3 and report["sifid_mean"] == pytest.approx(sum(report["sifid"]) / 3)
+    assert all(v > 0 for v in report["sifid"])
+
+
+@pytest.mark.slow
+def test_sr_schedule_trains_without_fixed_noise(tmp_path):
+    cfg = compose_train(tmp_path, [*TINY_SG, "model.mode=sr", "model.alpha=100", "data.min_size=18",
+                                   "data.scale_factor=0.7937", "callbacks.image_grid.every_n_batches=100"])
+    _, objs = train(cfg)
+    model = objs["model"]
+    assert min(model.pyramid[0]) == 18
+    # SR training reconstructs from the image alone: every scale's noise amp comes from an RMSE
+    assert 0 < model.noise_amp[0] < 1 and torch.all(model.rec_noise(0, model.pyramid[0]) == 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("app", "opts", "names"),
+    [
+        ("paint2image", {"ref": SG / "Paint" / "cows.png", "inject_scale": 1}, ["paint2image_scale1.png"]),
+        ("editing", {"ref": SG / "Editing" / "stone_edit.png", "mask": SG / "Editing" / "stone_edit_mask.png",
+                     "inject_scale": 2}, ["editing_scale2.png", "editing_scale2_masked.png"]),
+        ("harmonization", {"ref": SG / "Harmonization" / "starry_night_naive.png",
+                           "mask": SG / "Harmonization" / "starry_night_naive_mask.png", "inject_scale": 1},
+         ["harmonization_scale1.png", "harmonization_scale1_masked.png"]),
+        ("sr", {"sr_factor": 2.0}, ["sr_x2.png"]),
+    ],
+)
+def test_applications_on_the_shared_inputs(singan_ckpt, tmp_path, app, opts, names):
+    written = run_app(singan_ckpt, tmp_path, app=app, **{k: str(v) if isinstance(v, Path) else v for k, v in opts.items()})
+    assert [p.name for p in written] == names
+    size = (80, 54) if app == "sr" else (40, 27)
+    assert all(Image.open(p).size == size for p in written)
+
+
+@pytest.mark.slow
+def test_animation_gif_and_cli_errors(singan_ckpt, tmp_path):
+    proc = run_cli([f"ckpt_path={singan_ckpt}", "app=animation", "gen_start_scale=1", f"output={tmp_path}"], script=PREDICT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    gif = Image.open(tmp_path / "animation_start1.gif")
+    assert gif.n_frames == 100 and gif.size == (40, 27)
+    proc = run_cli([f"ckpt_path={singan_ckpt}", "app=editing", f"ref={SG / 'Editing' / 'stone_edit.png'}",
+                    "inject_scale=7", f"output={tmp_path}"], script=PREDICT)
+    assert proc.returncode == 2 and "inject_scale=7 is out of range" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sr_experiment_sets_the_sr_schedule(tmp_path):
+    from tests.conftest import compose_train
+
+    cfg = compose_train(tmp_path, ["experiment=singan_sr", "data.path=x.png"])
+    assert (cfg.model.mode, cfg.model.alpha, cfg.data.min_size) == ("sr", 100, 18)
+    assert cfg.data.scale_factor == pytest.approx(2 ** (-1 / 3), abs=1e-4)
