@@ -21,6 +21,8 @@ from ganforge.losses import GANLoss
 
 class Pix2Pix(GANModule):
     net_names = ("netG", "netD")
+    #: outputs have a ground truth: LPIPS/PSNR/SSIM apply (metric protocol, ganforge.metrics.registry)
+    metric_paired = True
 
     def __init__(
         self,
@@ -104,6 +106,10 @@ class Pix2Pix(GANModule):
         self.log("val/l1", F.l1_loss(fake_B.float(), batch["B"].float()), sync_dist=True, batch_size=len(fake_B))
         self.log("val/psnr", self.val_psnr, prog_bar=True)
         self.log("val/ssim", self.val_ssim)
+
+    def metric_batch(self, batch) -> dict[str, torch.Tensor]:
+        """Generated images and their targets for FID & co. (metric protocol)."""
+        return {"fake": self.translate(batch["A"]), "real": batch["B"]}
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """Rows of the sample grid: input | output | target."""

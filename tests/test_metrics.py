@@ -1,0 +1,284 @@
+"""Metric math against known values, and the offline weight lookup with weight files made here
+in each library's own format (random kaiming weights: the loading path is real, the numbers are not
+the published Inception's)."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torchvision
+from torch import nn
+
+from ganforge.errors import ConfigError
+from ganforge.metrics import MetricSuite, PretrainedWeightsError, check_metrics, load_vgg19, resolve
+from ganforge.metrics.weights import WEIGHTS
+from tests.conftest import SHARED_DATA
+
+INCEPTION_FILE = WEIGHTS["inception"].file
+SQUEEZE_FILE = WEIGHTS["squeezenet1_1"].file
+
+
+def write_fake_weights(folder: Path) -> Path:
+    """`folder` as a TORCH_HOME holding Inception (torch-fidelity's format) and SqueezeNet 1.1
+    (torchvision's) weight files, randomly initialised so that features are not degenerate."""
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    ckpt = folder / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    # The constructor always loads weights: give it none, then initialise as kaiming.
+    with mock.patch.object(fe, "load_state_dict_from_url", return_value={}), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    gen = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            m.weight.data = torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5
+    torch.save(net.state_dict(), ckpt / INCEPTION_FILE)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), ckpt / SQUEEZE_FILE)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fake_torch_home(tmp_path_factory) -> Path:
+    return write_fake_weights(tmp_path_factory.mktemp("torch_home"))
+
+
+@pytest.fixture
+def torch_home(fake_torch_home, monkeypatch) -> Path:
+    monkeypatch.setenv("TORCH_HOME", str(fake_torch_home))
+    return fake_torch_home
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network, even on a connected machine."""
+    def fail(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+
+
+def frogs(n: int, offset: int = 0) -> torch.Tensor:
+    """n real 32x32 CIFAR-10 frogs in [-1, 1]."""
+    from PIL import Image
+
+    files = sorted((SHARED_DATA / "cifar10_frog" / "train" / "frog").glob("*.jpg"))[offset : offset + n]
+    arr = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+# ----- injected feature extractor: the metric math through the same path as images ------------------
+class TableExtractor(nn.Module):
+    """Reads an index from each image's first pixels and returns that row of a feature table, so
+    known feature sets go through the suite exactly as images do (uint8 conversion included)."""
+
+    def __init__(self, table: dict[str, torch.Tensor]):
+        super().__init__()
+        self.table = table
+        self.feature_dims = {k: v.shape[1] for k, v in table.items()}
+
+    def forward(self, u8: torch.Tensor):
+        idx = u8[:, 0, 0, 0].long() * 256 + u8[:, 1, 0, 0].long()
+        return tuple(self.table[k][idx] for k in sorted(self.table))
+
+
+def index_images(indices) -> torch.Tensor:
+    idx = torch.as_tensor(list(indices))
+    img = torch.zeros(len(idx), 3, 4, 4)
+    img[:, 0, 0, 0], img[:, 1, 0, 0] = (idx // 256).float(), (idx % 256).float()
+    return img / 127.5 - 1
+
+
+def exact_gaussian(n: int, mean: np.ndarray, cov: np.ndarray, rng) -> np.ndarray:
+    """n samples whose sample mean and (n-1)-covariance are exactly `mean` and `cov`."""
+    z = rng.standard_normal((n, len(mean)))
+    z -= z.mean(0)
+    z = z @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False))).T
+    return mean + z @ np.linalg.cholesky(cov).T
+
+
+def test_fid_of_two_gaussians_equals_the_closed_form():
+    rng = np.random.default_rng(0)
+    d, n = 4, 60
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    a, b = rng.normal(size=(d, d)), rng.normal(size=(d, d))
+    s1, s2 = a @ a.T + 0.5 * np.eye(d), b @ b.T + 0.5 * np.eye(d)
+    x, y = exact_gaussian(n, mu1, s1, rng), exact_gaussian(n, mu2, s2, rng)
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+
+    table = {"2048": torch.from_numpy(np.concatenate([x, y]))}
+    suite = MetricSuite(["fid"], feature_extractor=TableExtractor(table))
+    suite.update(index_images(range(n, 2 * n)), index_images(range(n)))
+    assert suite.compute()["fid"] == pytest.approx(expected, rel=1e-6)
+    assert suite.protocol()["fid"]["weights"] == "injected"
+
+
+def test_kid_of_identical_sets_is_near_zero_and_is_of_constant_predictions_is_one():
+    rng = np.random.default_rng(1)
+    n = 400
+    feats = torch.from_numpy(np.concatenate([rng.normal(size=(n, 8)), rng.normal(size=(n, 8)) + 1.0]))
+    logits = torch.zeros(2 * n, 1008, dtype=torch.float64)
+    logits[:, 3] = 5.0  # every image "predicted" as the same class
+    extractor = TableExtractor({"2048": feats, "logits_unbiased": logits})
+    same, shifted = index_images(range(n)), index_images(range(n, 2 * n))
+    suite = MetricSuite(["kid", "is"], kid_subsets=50, kid_subset_size=40, feature_extractor=extractor)
+    suite.update(same, same)
+    out = suite.compute()
+    suite.reset()
+    suite.update(shifted, same)
+    # Unbiased MMD^2 between random subsets of one set: ~0 next to a mean shift of 1.
+    assert abs(out["kid"]) < 0.05 * suite.compute()["kid"]
+    assert out["is"] == pytest.approx(1.0, abs=1e-6)
+
+
+# ----- real torch-fidelity Inception (fake weights) -------------------------------------------------
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise(torch_home):
+    real = frogs(12)
+    suite = MetricSuite(["fid"], fid_feature=64)
+    assert suite.protocol()["fid"]["weights"] == str(torch_home / "hub" / "checkpoints" / INCEPTION_FILE)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(real.shape, generator=gen)
+    fids = []
+    for sigma in (0.0, 0.1, 0.3, 0.6):
+        suite.reset()
+        suite.update((real + sigma * noise).clamp(-1, 1), real)
+        fids.append(suite.compute()["fid"])
+    assert abs(fids[0]) < 1e-6
+    assert fids == sorted(fids) and fids[1] > 1e-4, fids
+
+
+def test_fid_equals_torch_fidelity_on_the_same_image_files(torch_home, tmp_path):
+    from PIL import Image
+    from torch_fidelity import calculate_metrics
+
+    from ganforge.metrics.suite import to_uint8
+
+    fake, real = frogs(10), frogs(10, offset=10)
+    for name, batch in (("fake", fake), ("real", real)):
+        (tmp_path / name).mkdir()
+        for i, img in enumerate(to_uint8(batch)):
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / name / f"{i}.png")
+    suite = MetricSuite(["fid"], fid_feature=64)
+    suite.update(fake, real)
+    ours = suite.compute()["fid"]
+    theirs = calculate_metrics(
+        input1=str(tmp_path / "fake"), input2=str(tmp_path / "real"), fid=True, feature_layer_fid="64", cache=False, cuda=False,
+        feature_extractor_weights_path=str(torch_home / "hub" / "checkpoints" / INCEPTION_FILE), verbose=False,
+    )["frechet_inception_distance"]
+    assert ours == pytest.approx(theirs, rel=1e-4)
+
+
+def test_mixed_sizes_are_resized_by_inception_and_recorded(torch_home):
+    real = frogs(4)
+    big = torch.nn.functional.interpolate(real, size=48, mode="bilinear")
+    images = [*real, *big]
+    suite = MetricSuite(["fid"], fid_feature=64)
+    suite.update(images, images)
+    assert abs(suite.compute()["fid"]) < 1e-6
+    proto = suite.protocol()["fid"]
+    assert proto["mixed_sizes"] is True and proto["input_sizes"] == [[32, 32], [48, 48]]
+    assert "299x299" in proto["resize"]
+
+
+def test_too_few_samples_for_fid_says_the_minimum(torch_home):
+    suite = MetricSuite(["fid"], fid_feature=64)
+    suite.update(frogs(1), frogs(1))
+    with pytest.raises(ConfigError, match="at least 2 generated and 2 real"):
+        suite.compute()
+
+
+def test_lpips_paired_metrics_and_diversity(torch_home):
+    x = frogs(4)
+    y = frogs(4, offset=4)
+    suite = MetricSuite(["lpips", "psnr", "ssim", "diversity"], lpips_net="squeeze", diversity_samples=3)
+    suite.update(x, x, diverse=torch.stack([x, x, x]))
+    out = suite.compute()
+    assert out["lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert out["ssim"] == pytest.approx(1.0, abs=1e-4) and out["diversity"] == pytest.approx(0.0, abs=1e-6)
+    suite.reset()
+    suite.update(x, y, diverse=torch.stack([x, y, x]))
+    out = suite.compute()
+    assert out["lpips"] > 0 and out["diversity"] > 0 and out["psnr"] < 30
+    assert suite.protocol()["diversity"]["inputs"] == 4
+
+
+def test_sifid_of_an_image_with_itself_is_zero(torch_home):
+    x = frogs(2)
+    suite = MetricSuite(["sifid"])
+    suite.update(x, x)
+    assert abs(suite.compute()["sifid"]) < 1e-6
+    suite.reset()
+    suite.update(x, x.flip(0))
+    assert suite.compute()["sifid"] > 0
+
+
+# ----- offline lookup -----------------------------------------------------------------------------------
+def test_config_path_comes_before_the_cache(fake_torch_home, tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    inception = fake_torch_home / "hub" / "checkpoints" / INCEPTION_FILE
+    squeeze = fake_torch_home / "hub" / "checkpoints" / SQUEEZE_FILE
+    suite = MetricSuite(["fid", "lpips"], fid_feature=64, lpips_net="squeeze",
+                        weights={"inception": str(inception), "squeezenet1_1": str(squeeze)})
+    assert suite.protocol()["fid"]["weights"] == str(inception)
+    x = frogs(2)
+    suite.update(x, x)
+    assert suite.compute()["lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert not (tmp_path / "empty" / "hub" / "checkpoints" / SQUEEZE_FILE).exists()
+
+
+@pytest.mark.parametrize("names, key", [(["fid"], "inception"), (["lpips"], "alexnet")])
+def test_missing_file_offline_names_file_url_and_folder(names, key, tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(PretrainedWeightsError) as e:
+        MetricSuite(names)
+    msg = str(e.value)
+    spec = WEIGHTS[key]
+    assert spec.file in msg and spec.url in msg and str(tmp_path / "hub" / "checkpoints") in msg
+
+
+def test_bad_config_path_and_wrong_file(tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="weights.inception"):
+        resolve("inception", tmp_path / "nope.pth")
+    junk = tmp_path / "junk.pth"
+    torch.save({"x": torch.zeros(1)}, junk)
+    with pytest.raises(PretrainedWeightsError, match="not torch-fidelity's Inception"):
+        MetricSuite(["fid"], weights={"inception": str(junk)})
+    with pytest.raises(PretrainedWeightsError, match="not torchvision's VGG19"):
+        load_vgg19(junk)
+    with pytest.raises(PretrainedWeightsError, match=WEIGHTS["vgg19"].file):
+        load_vgg19()
+
+
+# ----- what a model can supply ------------------------------------------------------------------------
+class Paired:
+    metric_paired = True
+
+    def metric_batch(self, batch):
+        return batch
+
+
+class Multimodal(Paired):
+    def sample_diverse(self, batch, n):
+        return batch
+
+
+def test_metrics_a_model_cannot_supply_are_config_errors():
+    assert check_metrics("auto", Paired()) == ["fid", "kid", "is", "lpips", "psnr", "ssim"]
+    assert "diversity" in check_metrics("auto", Multimodal())
+    with pytest.raises(ConfigError, match="'diversity' cannot be computed for Paired: it is not multimodal"):
+        check_metrics(["fid", "diversity"], Paired())
+    with pytest.raises(ConfigError, match="multi-image dataset"):
+        check_metrics(["sifid"], Paired())
+    with pytest.raises(ConfigError, match="unknown metric"):
+        check_metrics(["fid", "precision"], Paired())
+    with pytest.raises(ConfigError, match="lpips_net"):
+        MetricSuite(["lpips"], lpips_net="resnet")
