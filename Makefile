@@ -20,8 +20,10 @@ train: venv            ## pix2pix on the embedded sample: a checkpoint, sample g
 test: venv             ## the whole test suite (CI runs exactly this)
 	$(PY) -m pytest -q $(ARGS)
 
-bench: venv            ## the step-time benchmark of docs/benchmarks.md
-	$(PY) bench/step_time.py model=pix2pix $(ARGS)
+bench: venv            ## the benchmarks of docs/benchmarks.md (each prints its own table)
+	$(PY) bench/step_time.py model=pix2pix precision=32-true
+	$(PY) bench/step_time.py model=pix2pix precision=bf16-mixed
+	$(PY) bench/fid_throughput.py
 
 clean:
 	rm -rf logs .pytest_cache

@@ -1,0 +1,99 @@
+"""DiscoGAN (Kim et al., 2017): cross-domain relations with two GANs tied by reconstruction.
+
+G_A: A -> B, G_B: B -> A (encoder-decoders without skips); D_A judges B images, D_B judges A
+images (4-conv Ds). Per domain the G loss is (0.1 * GAN + 0.9 * feature matching) * (1 - rate),
+plus MSE reconstruction * rate; `rate` is 0.01 for the first `gan_curriculum` iterations, then 0.5.
+D loss: BCE(real, 1) + BCE(fake, 0) per D. As the reference, every `d_update_interval`-th
+iteration (starting with the first) steps both Ds, the others step both Gs: one optimizer each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganforge.gans.cyclegan import UnpairedGAN
+from ganforge.losses import GANLoss
+
+
+def feature_matching(real_feats: list[torch.Tensor], fake_feats: list[torch.Tensor]) -> torch.Tensor:
+    """DiscoGAN's: sum over D's hidden layers of mean((E_batch[real] - E_batch[fake])^2)."""
+    return sum(((r.detach().mean(0) - f.mean(0)) ** 2).mean() for r, f in zip(real_feats, fake_feats, strict=True))
+
+
+class DiscoGAN(UnpairedGAN):
+    def __init__(
+        self,
+        netG_A: nn.Module,
+        netG_B: nn.Module,
+        netD_A: nn.Module,
+        netD_B: nn.Module,
+        optimizer_g: Callable[..., torch.optim.Optimizer],
+        optimizer_d: Callable[..., torch.optim.Optimizer],
+        scheduler: Mapping[str, Any] | None = None,
+        gan_mode: str = "vanilla",
+        lambda_gan: float = 0.1,
+        lambda_fm: float = 0.9,
+        starting_rate: float = 0.01,
+        default_rate: float = 0.5,
+        gan_curriculum: int = 10000,
+        d_update_interval: int = 3,
+        seed: int = 0,
+    ):
+        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler, seed=seed)
+        self.save_hyperparameters(ignore=list(self.net_names), logger=False)
+        self.criterion_gan = GANLoss(gan_mode)
+        # Training iterations so far (one per batch); a buffer, so it is checkpointed.
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+
+    def configure_optimizers(self):
+        g, d = self.generators_and_discriminators()
+        return self.optimizers_for(self.hparams.optimizer_g(params=g), self.hparams.optimizer_d(params=d))
+
+    def rate(self) -> float:
+        """Weight of the reconstruction loss: small while the GAN terms get started."""
+        hp = self.hparams
+        return hp.starting_rate if int(self.iteration) < hp.gan_curriculum else hp.default_rate
+
+    def generator_losses(self, real_A, real_B, out) -> dict[str, torch.Tensor]:
+        hp, rate = self.hparams, self.rate()
+        g = {}
+        # domain B: D_A judges G_A(A); domain A: D_B judges G_B(B)
+        for name, netD, real, fake, rec, orig in (
+            ("B", self.netD_A, real_B, out["fake_B"], out["rec_A"], real_A),
+            ("A", self.netD_B, real_A, out["fake_A"], out["rec_B"], real_B),
+        ):
+            fake_feats = netD.features(fake)
+            gan = self.criterion_gan(fake_feats[-1], True, for_discriminator=False)
+            fm = feature_matching(netD.features(real)[:-1], fake_feats[:-1])
+            g[f"loss_G_{name}"] = (hp.lambda_gan * gan + hp.lambda_fm * fm) * (1 - rate)
+            g[f"loss_rec_{'A' if name == 'B' else 'B'}"] = F.mse_loss(rec, orig) * rate
+        g["loss_G"] = sum(g.values())
+        return g
+
+    def discriminator_losses(self, real_A, real_B, fake_A, fake_B) -> dict[str, torch.Tensor]:
+        c = self.criterion_gan
+        d_A = c(self.netD_A(real_B), True) + c(self.netD_A(fake_B.detach()), False)
+        d_B = c(self.netD_B(real_A), True) + c(self.netD_B(fake_A.detach()), False)
+        return {"loss_D_A": d_A, "loss_D_B": d_B, "loss_D": d_A + d_B}
+
+    def training_step(self, batch, batch_idx):
+        real_A, real_B = batch["A"], batch["B"]
+        opt_g, opt_d = self.optimizers()
+        if int(self.iteration) % self.hparams.d_update_interval == 0:
+            with torch.no_grad():
+                fake_B, fake_A = self.netG_A(real_A), self.netG_B(real_B)
+            with self.toggled_optimizer(opt_d):
+                losses = self.discriminator_losses(real_A, real_B, fake_A, fake_B)
+                self.step(opt_d, losses["loss_D"])
+        else:
+            with self.toggled_optimizer(opt_g):
+                losses = self.generator_losses(real_A, real_B, self.cycle(real_A, real_B))
+                self.step(opt_g, losses["loss_G"])
+        self.iteration += 1
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})
+        self.log("train/rec_rate", self.rate())
