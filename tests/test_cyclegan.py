@@ -347,3 +347,11 @@ def test_fid_of_the_a_to_b_direction_through_the_metrics_callback(tmp_path, monk
         "callbacks.metrics.num_samples=4", "callbacks.metrics.batch_size=4",
     ]))
     assert metrics["val/fid"] == metrics["val/fid"] and metrics["val/fid"] >= 0
+
+
+def test_discogan_gets_its_recipe_data_settings(tmp_path):
+    from tests.conftest import compose_train
+
+    cfg = compose_train(tmp_path, ["model=discogan", "data=cat2dog"])
+    assert (cfg.data.batch_size, cfg.data.load_size, cfg.data.crop_size) == (64, 64, 64)
+    assert compose_train(tmp_path, ["model=cyclegan", "data=cat2dog"]).data.batch_size == 1
