@@ -242,13 +242,16 @@ def test_predict_protocol_both_directions_and_reconstruction():
     assert set(model.predict_outputs(images(1, nc=1), {"direction": None})) == {""}
 
 
-def test_metrics_protocol_is_unpaired_a_to_b():
+def test_metrics_protocol_is_unpaired_in_both_directions():
     from ganforge.metrics import check_metrics
 
     model = tiny_cyclegan()
     assert set(check_metrics("auto", model)) == {"fid", "kid", "is"}  # no LPIPS/PSNR/SSIM: nothing is paired
-    out = model.metric_batch({"A": images(2), "B": images(2, seed=1)})
-    assert out["fake"].shape == out["real"].shape == (2, 3, 64, 64)
+    batch = {"A": images(2), "B": images(2, seed=1)}
+    out = model.metric_batch(batch)
+    assert out["fake"].shape == out["real"].shape == (2, 3, 64, 64) and torch.equal(out["real"], batch["B"])
+    back = model.metric_batch(batch, direction="BtoA")
+    assert torch.equal(back["real"], batch["A"]) and not torch.equal(back["fake"], out["fake"])
 
 
 # ----- end to end through the real configs --------------------------------------------------------

@@ -74,3 +74,24 @@ def test_training_refuses_a_metric_the_model_cannot_supply(tmp_path, fake_torch_
     with pytest.raises(ConfigError, match="not multimodal"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_cyclegan_fid_per_direction(tmp_path, fake_torch_home):  # noqa: F811
+    run = tmp_path / "run"
+    proc = run_cli(["debug=tiny", "logger=csv", "data=cat2dog", "model=cyclegan", "data.load_size=32",
+                    "data.crop_size=32", "trainer.limit_train_batches=1", f"hydra.run.dir={run}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    fids = {}
+    for direction in ("AtoB", "BtoA"):
+        out = tmp_path / direction
+        proc = run_cli([f"ckpt_path={ckpt}", f"output={out}", "metrics=[fid]", "num_samples=6",
+                        f"direction={direction}", *FAST], script=EVAL, env={"TORCH_HOME": str(fake_torch_home)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = json.loads((out / "metrics.json").read_text())
+        assert report["reference"]["direction"] == direction
+        fids[direction] = report["metrics"]["fid"]["value"]
+    assert fids["AtoB"] != fids["BtoA"]  # different generators, different reference domains
+    proc = run_cli([f"ckpt_path={ckpt}", f"output={tmp_path / 'bad'}", "direction=up", *FAST], script=EVAL,
+                   env={"TORCH_HOME": str(fake_torch_home)})
+    assert proc.returncode == 2 and "direction must be one of" in proc.stderr and "Traceback" not in proc.stderr

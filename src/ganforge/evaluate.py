@@ -61,6 +61,14 @@ def evaluate(cfg: DictConfig) -> dict:
     img_dir = out_dir / "images"
     if cfg.save_images:
         img_dir.mkdir(parents=True, exist_ok=True)
+    # Two-domain models (CycleGAN family) are evaluated one direction at a time: direction=AtoB|BtoA.
+    directions = getattr(model, "metric_directions", None)
+    direction = cfg.get("direction")
+    if direction and not directions:
+        raise ConfigError(f"direction={direction} is only for two-domain models; {type(model).__name__} has one direction")
+    if directions and (direction or "AtoB") not in directions:
+        raise ConfigError(f"direction must be one of {list(directions)}, got {direction!r}")
+    direction_arg = {"direction": direction or "AtoB"} if directions else {}
     torch.manual_seed(cfg.seed)
     n_div = suite.diversity_samples if "diversity" in names else 0
     grid: dict[str, list[torch.Tensor]] = {"generated": [], "real": []}
@@ -69,7 +77,7 @@ def evaluate(cfg: DictConfig) -> dict:
         for batch in loader:
             if n is not None and seen >= n:
                 break
-            out = model.metric_batch(batch)
+            out = model.metric_batch(batch, **direction_arg)
             fake, real = out["fake"], out.get("real")
             if n is not None:
                 fake, real = fake[: n - seen], real[: n - seen] if real is not None else None
@@ -86,7 +94,8 @@ def evaluate(cfg: DictConfig) -> dict:
             seen += len(fake)
     values = suite.compute()
     protocol = suite.protocol()
-    split_info = {"split": cfg.split, "root": str(dcfg.get("root")), "direction": dcfg.get("direction")}
+    split_info = {"split": cfg.split, "root": str(dcfg.get("root")),
+                  "direction": direction_arg.get("direction", dcfg.get("direction"))}
     report = {
         "checkpoint": str(cfg.ckpt_path),
         "model": type(model).__name__,

@@ -86,10 +86,14 @@ class UnpairedGAN(GANModule):
         return {"real_A": batch["A"], "fake_B": out["fake_B"], "rec_A": out["rec_A"],
                 "real_B": batch["B"], "fake_A": out["fake_A"], "rec_B": out["rec_B"]}
 
-    def metric_batch(self, batch) -> dict[str, torch.Tensor]:
-        """For the metrics callback (FID, KID, IS): A -> B translations vs the real B images of the
-        validation (test) split. Unpaired: fake[i] and real[i] are not the same content."""
-        return {"fake": self.translate(batch["A"], "AtoB"), "real": batch["B"]}
+    metric_directions = DIRECTIONS
+
+    def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
+        """For FID, KID, IS: translations in `direction` vs the real images of the target domain
+        (A -> B against real B, B -> A against real A). Unpaired: fake[i] and real[i] differ in content."""
+        if direction == "AtoB":
+            return {"fake": self.translate(batch["A"], "AtoB"), "real": batch["B"]}
+        return {"fake": self.translate(batch["B"], "BtoA"), "real": batch["A"]}
 
     # ----- ganforge-predict: direction=AtoB|BtoA, reconstruct=true adds <stem>_rec.png -------------
     def predict_direction(self, opts) -> str:
