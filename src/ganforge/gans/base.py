@@ -95,11 +95,10 @@ class GANModule(L.LightningModule):
     #: names of the nets whose architecture must match a checkpoint's (checked on load)
     net_names: tuple[str, ...] = ()
 
-    def __init__(self, scheduler: Mapping[str, Any] | None = None, seed: int = 0):
+    def __init__(self, scheduler: Mapping[str, Any] | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.scheduler_cfg = dict(scheduler or {})
-        self.seed = seed
         #: the resolved run config, stored in checkpoints so predict/eval rebuild the model (set by the CLI)
         self.run_config: dict | None = None
 

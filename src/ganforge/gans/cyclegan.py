@@ -36,8 +36,8 @@ class UnpairedGAN(GANModule):
     net_names = ("netG_A", "netG_B", "netD_A", "netD_B")
 
     def __init__(self, netG_A: nn.Module, netG_B: nn.Module, netD_A: nn.Module, netD_B: nn.Module,
-                 scheduler: Mapping[str, Any] | None = None, seed: int = 0):
-        super().__init__(scheduler=scheduler, seed=seed)
+                 scheduler: Mapping[str, Any] | None = None):
+        super().__init__(scheduler=scheduler)
         self.netG_A, self.netG_B, self.netD_A, self.netD_B = netG_A, netG_B, netD_A, netD_B
         # val/psnr is the PSNR of the cycle reconstructions (A -> B -> A and B -> A -> B): unpaired data
         # has no target for a translation, and the checkpoint callback monitors val/psnr.
@@ -131,9 +131,8 @@ class CycleGAN(UnpairedGAN):
         lambda_identity: float = 0.5,
         pool_size: int = 50,
         order: str = "g_first",
-        seed: int = 0,
     ):
-        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler, seed=seed)
+        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler)
         if order not in ORDERS:
             raise ConfigError(f"model.order must be one of {ORDERS}, got {order!r}")
         self.save_hyperparameters(ignore=list(self.net_names), logger=False)

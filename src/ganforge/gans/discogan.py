@@ -42,9 +42,8 @@ class DiscoGAN(UnpairedGAN):
         default_rate: float = 0.5,
         gan_curriculum: int = 10000,
         d_update_interval: int = 3,
-        seed: int = 0,
     ):
-        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler, seed=seed)
+        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler)
         self.save_hyperparameters(ignore=list(self.net_names), logger=False)
         self.criterion_gan = GANLoss(gan_mode)
         # Training iterations so far (one per batch); a buffer, so it is checkpointed.

@@ -40,9 +40,8 @@ class DualGAN(UnpairedGAN):
         n_critic: int = 2,
         lambda_A: float = 500.0,
         lambda_B: float = 500.0,
-        seed: int = 0,
     ):
-        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler, seed=seed)
+        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler)
         if regularizer not in REGULARIZERS:
             raise ConfigError(f"model.regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
         if n_critic < 1:

@@ -34,9 +34,8 @@ class Pix2Pix(GANModule):
         gan_mode: str = "vanilla",
         lambda_l1: float = 100.0,
         test_dropout: bool = True,
-        seed: int = 0,
     ):
-        super().__init__(scheduler=scheduler, seed=seed)
+        super().__init__(scheduler=scheduler)
         self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
         self.netG, self.netD = netG, netD
         self.criterion_gan = GANLoss(gan_mode)

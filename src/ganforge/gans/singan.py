@@ -69,9 +69,8 @@ class SinGAN(GANModule):
         mode: str = "random",
         pyramid: list | None = None,
         scheduler: Mapping[str, Any] | None = None,
-        seed: int = 0,
     ):
-        super().__init__(scheduler=scheduler, seed=seed)
+        super().__init__(scheduler=scheduler)
         self.save_hyperparameters(logger=False)
         self.netG, self.netD = nn.ModuleList(), nn.ModuleList()
         self.pyramid: list[tuple[int, int]] = []
