@@ -10,20 +10,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import Dataset
 
-from ganforge.data.datasets import download_and_extract, get_spec
 from ganforge.data.images import is_image_file, list_images, load_image
+from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
-from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
+from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("AtoB", "BtoA")
-BAD_FILE_CHOICES = ("error", "skip")
 
 
 def _info(msg: str, *args) -> None:
@@ -158,12 +156,11 @@ class PairedDataset(Dataset):
         raise DataLayoutError(f"Every file in this split is unreadable ({len(self)} files, e.g. {self.pairs[0][0]})")
 
 
-class PairedDataModule(L.LightningDataModule):
-    """A named pix2pix dataset (downloaded when missing) or any folder in a paired layout.
+class PairedDataModule(FolderDataModule):
+    """A named pix2pix dataset (downloaded when missing) or any folder in a paired layout."""
 
-    `size_multiple` is a plain attribute: the trainer sets it from the generator after
-    construction (e.g. 256 for unet_256), and `setup` reads it.
-    """
+    kind = "paired"
+    train_marker = "train/ (A|B images), A/train/ + B/train/, or images directly in it"
 
     def __init__(
         self,
@@ -188,42 +185,27 @@ class PairedDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if root is None and name is None:
-            raise ConfigError("Set data.name (a known dataset) or data.root (a folder in the paired layout)")
-        for key, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size or 1)):
-            if value < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {value}")
-        check_preprocess(preprocess, fit)
         if direction not in DIRECTIONS:
             raise ConfigError(f"data.direction must be AtoB or BtoA, got {direction!r}")
-        if on_bad_file not in BAD_FILE_CHOICES:
-            raise ConfigError(f"data.on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
-        if preprocess in ("resize_and_crop", "scale_width_and_crop") and load_size < crop_size:
-            raise ConfigError(f"data.load_size ({load_size}) must be >= data.crop_size ({crop_size}) for {preprocess}")
-        self.root = Path(root).expanduser() if root is not None else Path("data") / name
-        self.size_multiple = size_multiple
-        self.train_set: PairedDataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: PairedDataset | None = None
+        self._check()
+
+    def _has_split(self, split: str) -> bool:
+        return has_split(self.root, split)
 
     def _has_data(self) -> bool:
         return has_split(self.root, "train") or has_loose_images(self.root)
 
-    def prepare_data(self) -> None:
-        # Lightning calls this on one process per node, before `setup` on every process.
-        if self._has_data():
-            return
-        if self.hparams.name is None:
-            raise DataLayoutError(
-                f"No training data in {self.root}: expected {self.root}/train/ (A|B images), "
-                f"{self.root}/A/train/ + {self.root}/B/train/, or images directly in {self.root}"
-            )
-        if not self.hparams.download:
-            raise DatasetUnavailableError(
-                f"{self.hparams.name} is not in {self.root} and data.download=false. Set data.download=true, "
-                f"or extract the archive so that {self.root}/train exists."
-            )
-        download_and_extract(get_spec(self.hparams.name, "paired"), self.root)
+    def _no_split(self, wanted: str) -> str | None:
+        if has_loose_images(self.root):
+            _info("No %s/ folder in %s: using the images directly in it for %s", wanted, self.root, wanted)
+            return None
+        raise self._layout_error(wanted)
+
+    def _layout_error(self, wanted: str) -> DataLayoutError:
+        return DataLayoutError(
+            f"No {split_name(wanted)} data in {self.root}: expected {self.root}/{wanted}/ (A|B images), "
+            f"{self.root}/A/{wanted}/ + {self.root}/B/{wanted}/, or images directly in {self.root}"
+        )
 
     def _dataset(self, split: str | None, train: bool) -> PairedDataset:
         hp = self.hparams
@@ -231,59 +213,3 @@ class PairedDataModule(L.LightningDataModule):
             self.root, split, hp.direction, hp.load_size, hp.crop_size, hp.preprocess, hp.flip,
             hp.input_nc, hp.output_nc, self.size_multiple, hp.fit, hp.on_bad_file, hp.max_dataset_size, train,
         )
-
-    def _resolve(self, wanted: str, fallbacks: tuple[str, ...]) -> str | None:
-        """The first split folder that exists, logging a fallback; None = images in root."""
-        for split in (wanted, *fallbacks):
-            if has_split(self.root, split):
-                if split != wanted:
-                    _info("No %s split in %s: using %r for %s", wanted, self.root, split, wanted)
-                return split
-        if has_loose_images(self.root):
-            _info("No %s/ folder in %s: using the images directly in it for %s", wanted, self.root, wanted)
-            return None
-        raise DataLayoutError(
-            f"No {wanted} data in {self.root}: expected {self.root}/{wanted}/ (A|B images) or "
-            f"{self.root}/A/{wanted}/ + {self.root}/B/{wanted}/"
-        )
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit"):
-            self.train_set = self._dataset(self._resolve("train", ()), train=True)
-        if stage in (None, "fit", "validate"):
-            val = self._dataset(self._resolve("val", ("test", "train")), train=False)
-            n = self.hparams.num_val_images
-            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
-        if stage in (None, "test", "predict"):
-            self.test_set = self._dataset(self._resolve("test", ("val", "train")), train=False)
-
-    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("PairedDataModule.setup() must run before asking for a dataloader")
-        # Workers are not persistent: each epoch's workers are seeded from the main random stream,
-        # which checkpoints carry, so a resumed run crops and flips exactly as the uninterrupted one.
-        return DataLoader(
-            ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
-            persistent_workers=False, pin_memory=False, drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
-
-    def _eval_batch_size(self) -> int:
-        return self.hparams.val_batch_size or self.hparams.batch_size
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self._eval_batch_size(), shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self._eval_batch_size(), shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self._eval_batch_size(), shuffle=False)
-
-    def fixed_val_batch(self, n: int) -> dict:
-        """The first n validation samples, collated: a fixed batch for image grids."""
-        if self.val_set is None:
-            self.setup("validate")
-        return default_collate([self.val_set[i] for i in range(min(n, len(self.val_set)))])

@@ -15,15 +15,12 @@ import logging
 import random
 from pathlib import Path
 
-import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import Dataset
 
-from ganforge.data.datasets import download_and_extract, get_spec
 from ganforge.data.images import list_images, load_image
-from ganforge.data.paired import BAD_FILE_CHOICES
+from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
-from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
+from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +97,11 @@ class UnpairedDataset(Dataset):
         return {**self._load_good("A", index % len(self.files["A"])), **self._load_good("B", b_index)}
 
 
-class UnpairedDataModule(L.LightningDataModule):
+class UnpairedDataModule(FolderDataModule):
     """A named CycleGAN dataset (downloaded when missing) or any folder with trainA/ trainB/ (testA/ testB/)."""
+
+    kind = "unpaired"
+    train_marker = "trainA/ and trainB/"
 
     def __init__(
         self,
@@ -126,35 +126,13 @@ class UnpairedDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if root is None and name is None:
-            raise ConfigError("Set data.name (a known dataset) or data.root (a folder with trainA/ and trainB/)")
-        for key, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size or 1)):
-            if value < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {value}")
-        check_preprocess(preprocess, fit)
-        if on_bad_file not in BAD_FILE_CHOICES:
-            raise ConfigError(f"data.on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
-        if preprocess in ("resize_and_crop", "scale_width_and_crop") and load_size < crop_size:
-            raise ConfigError(f"data.load_size ({load_size}) must be >= data.crop_size ({crop_size}) for {preprocess}")
-        self.root = Path(root).expanduser() if root is not None else Path("data") / name
-        #: set by the trainer from the generators (e.g. 4 for the ResNet generator), read in `setup`
-        self.size_multiple = size_multiple
-        self.train_set: UnpairedDataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: UnpairedDataset | None = None
+        self._check()
 
-    def prepare_data(self) -> None:
-        # Lightning calls this on one process per node, before `setup` on every process.
-        if has_split(self.root, "train"):
-            return
-        if self.hparams.name is None:
-            raise DataLayoutError(f"No training data in {self.root}: expected {self.root}/trainA/ and {self.root}/trainB/")
-        if not self.hparams.download:
-            raise DatasetUnavailableError(
-                f"{self.hparams.name} is not in {self.root} and data.download=false. Set data.download=true, "
-                f"or extract the archive so that {self.root}/trainA exists."
-            )
-        download_and_extract(get_spec(self.hparams.name, "unpaired"), self.root)
+    def _has_split(self, split: str) -> bool:
+        return has_split(self.root, split)
+
+    def _layout_error(self, wanted: str) -> DataLayoutError:
+        return DataLayoutError(f"No {split_name(wanted)} data in {self.root}: expected {self.root}/{wanted}A/ and {self.root}/{wanted}B/")
 
     def _dataset(self, split: str, train: bool) -> UnpairedDataset:
         hp = self.hparams
@@ -163,48 +141,6 @@ class UnpairedDataModule(L.LightningDataModule):
             self.size_multiple, hp.fit, hp.on_bad_file, hp.max_dataset_size, hp.serial_batches, train,
         )
 
-    def _resolve(self, wanted: str, fallbacks: tuple[str, ...]) -> str:
-        for split in (wanted, *fallbacks):
-            if has_split(self.root, split):
-                if split != wanted and rank_zero_only.rank == 0:
-                    log.info("No %sA/ + %sB/ in %s: using %r for %s", wanted, wanted, self.root, split, wanted)
-                return split
-        raise DataLayoutError(f"No {wanted} data in {self.root}: expected {self.root}/{wanted}A/ and {self.root}/{wanted}B/")
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit"):
-            self.train_set = self._dataset(self._resolve("train", ()), train=True)
-        if stage in (None, "fit", "validate"):
-            val = self._dataset(self._resolve("val", ("test", "train")), train=False)
-            n = self.hparams.num_val_images
-            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
-        if stage in (None, "test", "predict"):
-            self.test_set = self._dataset(self._resolve("test", ("val", "train")), train=False)
-
-    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("UnpairedDataModule.setup() must run before asking for a dataloader")
-        workers = self.hparams.num_workers
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, persistent_workers=workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
+    def _shuffle_train(self) -> bool:
         # The reference shuffles unless serial_batches (then A and B are both in order).
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=not self.hparams.serial_batches)
-
-    def _eval_batch_size(self) -> int:
-        return self.hparams.val_batch_size or self.hparams.batch_size
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self._eval_batch_size(), shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self._eval_batch_size(), shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
-
-    def fixed_val_batch(self, n: int) -> dict:
-        """The first n validation items (A and B), collated: a fixed batch for image grids."""
-        if self.val_set is None:
-            self.setup("validate")
-        return default_collate([self.val_set[i] for i in range(min(n, len(self.val_set)))])
+        return not self.hparams.serial_batches

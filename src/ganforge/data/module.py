@@ -1,0 +1,138 @@
+"""What the folder-based data modules share: config checks, download, split fallbacks, loaders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+
+from ganforge.data.datasets import download_and_extract, get_spec
+from ganforge.data.transforms import check_preprocess
+from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError
+
+BAD_FILE_CHOICES = ("error", "skip")
+
+
+class FolderDataModule(L.LightningDataModule):
+    """A named dataset (downloaded when missing) or any folder in the subclass's layout.
+
+    Subclasses set `kind` (the registry's "paired" | "unpaired") and `train_marker` (what a folder with
+    training data holds), and implement `_has_split`, `_dataset` and `_layout_error`. They call
+    `save_hyperparameters()` and then `_check()` in `__init__`.
+
+    `size_multiple` is a plain attribute: the trainer sets it from the generator after construction
+    (e.g. 256 for unet_256), and `setup` reads it.
+    """
+
+    kind: str
+    train_marker: str
+
+    def _check(self) -> None:
+        hp = self.hparams
+        if hp.root is None and hp.name is None:
+            raise ConfigError(f"Set data.name (a known dataset) or data.root (a folder with {self.train_marker})")
+        for key, value in (("batch_size", hp.batch_size), ("val_batch_size", hp.val_batch_size or 1)):
+            if value < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {value}")
+        check_preprocess(hp.preprocess, hp.fit)
+        if hp.on_bad_file not in BAD_FILE_CHOICES:
+            raise ConfigError(f"data.on_bad_file must be 'error' or 'skip', got {hp.on_bad_file!r}")
+        if hp.preprocess in ("resize_and_crop", "scale_width_and_crop") and hp.load_size < hp.crop_size:
+            raise ConfigError(f"data.load_size ({hp.load_size}) must be >= data.crop_size ({hp.crop_size}) for {hp.preprocess}")
+        self.root = Path(hp.root).expanduser() if hp.root is not None else Path("data") / hp.name
+        self.size_multiple = hp.size_multiple
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    # ----- layout, implemented by the subclasses -----------------------------------------------
+    def _has_split(self, split: str) -> bool:
+        raise NotImplementedError
+
+    def _dataset(self, split: str | None, train: bool) -> Dataset:
+        raise NotImplementedError
+
+    def _layout_error(self, wanted: str) -> DataLayoutError:
+        raise NotImplementedError
+
+    def _no_split(self, wanted: str) -> str | None:
+        """What to use when no split folder exists (the paired layout accepts loose images)."""
+        raise self._layout_error(wanted)
+
+    def _has_data(self) -> bool:
+        return self._has_split("train")
+
+    # ----- Lightning hooks ----------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node, before `setup` on every process.
+        if self._has_data():
+            return
+        name = self.hparams.name
+        if name is None:
+            raise self._layout_error("train")
+        if not self.hparams.download:
+            raise DatasetUnavailableError(
+                f"{name} is not in {self.root} and data.download=false. Set data.download=true, "
+                f"or extract the archive so that {self.root} holds {self.train_marker}."
+            )
+        download_and_extract(get_spec(name, self.kind), self.root)
+
+    def _resolve(self, wanted: str, fallbacks: tuple[str, ...]) -> str | None:
+        """The first split that exists, logging a fallback."""
+        for split in (wanted, *fallbacks):
+            if self._has_split(split):
+                if split != wanted and rank_zero_only.rank == 0:
+                    logging.getLogger(type(self).__module__).info("No %s split in %s: using %r for %s", wanted, self.root, split, wanted)
+                return split
+        return self._no_split(wanted)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.train_set = self._dataset(self._resolve("train", ()), train=True)
+        if stage in (None, "fit", "validate"):
+            val = self._dataset(self._resolve("val", ("test", "train")), train=False)
+            n = self.hparams.num_val_images
+            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
+        if stage in (None, "test", "predict"):
+            self.test_set = self._dataset(self._resolve("test", ("val", "train")), train=False)
+
+    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
+        # Workers are not persistent: each epoch's workers are seeded from the main random stream,
+        # which checkpoints carry, so a resumed run crops and flips exactly as the uninterrupted one.
+        return DataLoader(
+            ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
+            persistent_workers=False, pin_memory=False, drop_last=False,
+        )
+
+    def _shuffle_train(self) -> bool:
+        return True
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.hparams.batch_size, shuffle=self._shuffle_train())
+
+    def _eval_batch_size(self) -> int:
+        return self.hparams.val_batch_size or self.hparams.batch_size
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self._eval_batch_size(), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self._eval_batch_size(), shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def fixed_val_batch(self, n: int) -> dict:
+        """The first n validation samples, collated: a fixed batch for image grids."""
+        if self.val_set is None:
+            self.setup("validate")
+        return default_collate([self.val_set[i] for i in range(min(n, len(self.val_set)))])
+
+
+def split_name(split: str) -> str:
+    return "training" if split == "train" else split
