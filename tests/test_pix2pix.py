@@ -92,3 +92,16 @@ def test_test_dropout_keeps_outputs_stochastic_and_eval_does_not():
     model.hparams.test_dropout = False
     assert torch.equal(model.translate(x), model.translate(x))
     assert model.netG.training is True  # inference restores the training mode
+
+
+def test_gradient_penalty_is_added_to_d_loss_only_when_weighted():
+    torch.manual_seed(0)
+    A, B = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    plain = tiny_pix2pix(gan_mode="wgangp")
+    assert "loss_D_GP" not in plain.discriminator_losses(A, B, plain.netG(A))
+    model = tiny_pix2pix(gan_mode="wgangp", lambda_gp=10.0)
+    d = model.discriminator_losses(A, B, model.netG(A))
+    assert d["loss_D_GP"] > 0
+    assert torch.allclose(d["loss_D"], 0.5 * (d["loss_D_real"] + d["loss_D_fake"]) + d["loss_D_GP"])
+    d["loss_D"].backward()  # the penalty's graph reaches D
+    assert all(p.grad is None for p in model.netG.parameters())

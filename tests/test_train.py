@@ -97,3 +97,26 @@ def test_ddp_cpu_two_processes(tmp_path):
 def test_bf16_mixed_trains(tiny_cfg, tmp_path):
     metrics, _ = train(tiny_cfg("trainer.precision=bf16-mixed"))
     assert metrics["val/psnr"] == metrics["val/psnr"]
+
+
+def test_logger_many_writes_csv_tensorboard_and_an_offline_wandb_run(tmp_path):
+    from tests.conftest import compose_train
+
+    train(compose_train(tmp_path, [*TINY, "logger=many", "trainer.max_epochs=1"]))
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs and list(runs[0].glob("*.wandb"))
+
+
+@pytest.mark.parametrize("debug", ["fast_dev_run", "overfit", "limit"])
+def test_debug_configs_compose_and_fast_dev_run_trains(tmp_path, debug):
+    from tests.conftest import compose_train
+
+    small = ["logger=csv", f"data.root={PAIRED_MINI}", "model.netG.ngf=8", "model.netG.num_downs=6",
+             "model.netD.ndf=8", "data.load_size=72", "data.crop_size=64", "data.num_workers=0"]
+    cfg = compose_train(tmp_path, [f"debug={debug}", *small])
+    assert cfg.task_name == "debug"
+    if debug == "fast_dev_run":
+        _, objects = train(cfg)
+        assert objects["trainer"].global_step == 2  # one batch: the D step and the G step

@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from ganforge.gans.base import GANModule
-from ganforge.losses import GANLoss
+from ganforge.losses import GANLoss, gradient_penalty
 
 
 class Pix2Pix(GANModule):
@@ -33,6 +33,7 @@ class Pix2Pix(GANModule):
         scheduler: Mapping[str, Any] | None = None,
         gan_mode: str = "vanilla",
         lambda_l1: float = 100.0,
+        lambda_gp: float = 0.0,
         test_dropout: bool = True,
     ):
         super().__init__(scheduler=scheduler)
@@ -55,9 +56,12 @@ class Pix2Pix(GANModule):
 
     # ----- the paper's objective, one phase a method ----------------------------------------------
     def discriminator_losses(self, real_A, real_B, fake_B) -> dict[str, torch.Tensor]:
-        return self.d_loss(
-            self.criterion_gan, self.netD, torch.cat([real_A, real_B], 1), torch.cat([real_A, fake_B.detach()], 1)
-        )
+        real_AB, fake_AB = torch.cat([real_A, real_B], 1), torch.cat([real_A, fake_B.detach()], 1)
+        losses = self.d_loss(self.criterion_gan, self.netD, real_AB, fake_AB)
+        if self.hparams.lambda_gp > 0:  # WGAN-GP (gan_mode=wgangp); the reference recipe uses none
+            losses["loss_D_GP"], _ = gradient_penalty(self.netD, real_AB, fake_AB, weight=self.hparams.lambda_gp)
+            losses["loss_D"] = losses["loss_D"] + losses["loss_D_GP"]
+        return losses
 
     def generator_losses(self, real_A, real_B, fake_B) -> dict[str, torch.Tensor]:
         loss_gan = self.criterion_gan(self.netD(torch.cat([real_A, fake_B], 1)), True, for_discriminator=False)
