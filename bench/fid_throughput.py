@@ -32,7 +32,7 @@ def ensure_inception() -> tuple[Path, bool]:
     real = hub_checkpoints() / WEIGHTS["inception"].file
     if real.is_file():
         return real, True
-    from tests.test_metrics import write_fake_weights
+    from tests.conftest import write_fake_weights
 
     home = Path(tempfile.mkdtemp(prefix="fid-bench-"))
     write_fake_weights(home)

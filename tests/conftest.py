@@ -6,14 +6,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
+import torch
+import torchvision
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from torch import nn
 
 from ganforge.cli import CONF_DIR
+from ganforge.metrics.weights import WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -59,3 +64,30 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     proc = run_cli([*TINY, f"hydra.run.dir={out}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "checkpoints" / "last.ckpt"
+
+
+def write_fake_weights(folder: Path) -> Path:
+    """`folder` as a TORCH_HOME holding Inception (torch-fidelity's format) and SqueezeNet 1.1
+    (torchvision's) weight files, randomly initialised so that features are not degenerate."""
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    ckpt = folder / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    # The constructor always loads weights: give it none, then initialise as kaiming.
+    with mock.patch.object(fe, "load_state_dict_from_url", return_value={}), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    gen = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            m.weight.data = torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5
+    torch.save(net.state_dict(), ckpt / WEIGHTS["inception"].file)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), ckpt / WEIGHTS["squeezenet1_1"].file)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fake_torch_home(tmp_path_factory) -> Path:
+    return write_fake_weights(tmp_path_factory.mktemp("torch_home"))

@@ -341,7 +341,7 @@ def test_predict_both_directions_with_reconstruction(cyclegan_checkpoint, tmp_pa
 
 @pytest_slow
 def test_fid_of_the_a_to_b_direction_through_the_metrics_callback(tmp_path, monkeypatch):
-    from tests.test_metrics import write_fake_weights
+    from tests.conftest import write_fake_weights
 
     monkeypatch.setenv("TORCH_HOME", str(write_fake_weights(tmp_path / "torch_home")))
     metrics, _ = train(compose_train(tmp_path / "run", [

@@ -11,7 +11,6 @@ import pytest
 
 from ganforge.cli import train
 from tests.conftest import TINY, compose_train, run_cli
-from tests.test_metrics import fake_torch_home  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 EVAL = str(Path(sys.executable).parent / "ganforge-eval")
@@ -19,7 +18,7 @@ EVAL = str(Path(sys.executable).parent / "ganforge-eval")
 FAST = ["lpips_net=squeeze", "fid_feature=64", "kid_subsets=10"]
 
 
-def test_eval_writes_metrics_json_grid_and_images(tmp_path, tiny_checkpoint, fake_torch_home):  # noqa: F811
+def test_eval_writes_metrics_json_grid_and_images(tmp_path, tiny_checkpoint, fake_torch_home):
     out = tmp_path / "eval"
     proc = run_cli([f"ckpt_path={tiny_checkpoint}", f"output={out}", *FAST], script=EVAL,
                    env={"TORCH_HOME": str(fake_torch_home)})
@@ -41,7 +40,7 @@ def test_eval_writes_metrics_json_grid_and_images(tmp_path, tiny_checkpoint, fak
     (["metrics=[fid]", "num_samples=1"], "at least 2"),
     (["weights.inception=/nonexistent/inception.pth"], "weights.inception=/nonexistent/inception.pth does not exist"),
 ])
-def test_eval_user_errors_stop_before_any_work(tmp_path, tiny_checkpoint, fake_torch_home, args, message):  # noqa: F811
+def test_eval_user_errors_stop_before_any_work(tmp_path, tiny_checkpoint, fake_torch_home, args, message):
     out = tmp_path / "eval"
     proc = run_cli([f"ckpt_path={tiny_checkpoint}", f"output={out}", *FAST, *args], script=EVAL,
                    env={"TORCH_HOME": str(fake_torch_home)})
@@ -49,7 +48,7 @@ def test_eval_user_errors_stop_before_any_work(tmp_path, tiny_checkpoint, fake_t
     assert "Traceback" not in proc.stderr and not (out / "metrics.json").exists()
 
 
-def test_training_logs_generative_metrics_for_checkpoints_and_sweeps(tmp_path, fake_torch_home, monkeypatch):  # noqa: F811
+def test_training_logs_generative_metrics_for_checkpoints_and_sweeps(tmp_path, fake_torch_home, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(fake_torch_home))
     cfg = compose_train(tmp_path, [
         *TINY, "+callbacks/metrics=default", "callbacks.metrics.every_n_epochs=1",
@@ -66,7 +65,7 @@ def test_training_logs_generative_metrics_for_checkpoints_and_sweeps(tmp_path, f
     assert len(fids) == 2  # every epoch of the 2-epoch tiny run
 
 
-def test_training_refuses_a_metric_the_model_cannot_supply(tmp_path, fake_torch_home, monkeypatch):  # noqa: F811
+def test_training_refuses_a_metric_the_model_cannot_supply(tmp_path, fake_torch_home, monkeypatch):
     from ganforge.errors import ConfigError
 
     monkeypatch.setenv("TORCH_HOME", str(fake_torch_home))
@@ -76,7 +75,7 @@ def test_training_refuses_a_metric_the_model_cannot_supply(tmp_path, fake_torch_
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_cyclegan_fid_per_direction(tmp_path, fake_torch_home):  # noqa: F811
+def test_cyclegan_fid_per_direction(tmp_path, fake_torch_home):
     run = tmp_path / "run"
     proc = run_cli(["debug=tiny", "logger=csv", "data=cat2dog", "model=cyclegan", "data.load_size=32",
                     "data.crop_size=32", "trainer.limit_train_batches=1", f"hydra.run.dir={run}"])

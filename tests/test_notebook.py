@@ -9,7 +9,6 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import REPO
-from tests.test_metrics import fake_torch_home  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 NOTEBOOK = REPO / "notebooks" / "evaluate.ipynb"
@@ -22,7 +21,7 @@ def test_notebook_is_committed_without_outputs():
             assert cell.outputs == [] and cell.execution_count is None
 
 
-def test_evaluate_notebook_runs_on_a_tiny_checkpoint(tmp_path, tiny_checkpoint, fake_torch_home, monkeypatch):  # noqa: F811
+def test_evaluate_notebook_runs_on_a_tiny_checkpoint(tmp_path, tiny_checkpoint, fake_torch_home, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(fake_torch_home))  # the kernel inherits it
     nb = nbformat.read(NOTEBOOK, as_version=4)
     # Inject parameters after the cell tagged "parameters", as papermill does.

@@ -175,7 +175,7 @@ def run_app(ckpt: Path, out: Path, **opts) -> list[Path]:
 
 @pytest.mark.slow
 def test_samples_at_another_size_and_aspect_ratio_with_sifid(singan_ckpt, tmp_path, monkeypatch):
-    from tests.test_metrics import write_fake_weights
+    from tests.conftest import write_fake_weights
 
     monkeypatch.setenv("TORCH_HOME", str(write_fake_weights(tmp_path / "torch_home")))
     written = run_app(singan_ckpt, tmp_path, app="samples", num_samples=3, scale_h=1.5, scale_w=0.75, gen_start_scale=1)
