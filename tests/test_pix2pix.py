@@ -105,3 +105,45 @@ def test_gradient_penalty_is_added_to_d_loss_only_when_weighted():
     assert torch.allclose(d["loss_D"], 0.5 * (d["loss_D_real"] + d["loss_D_fake"]) + d["loss_D_GP"])
     d["loss_D"].backward()  # the penalty's graph reaches D
     assert all(p.grad is None for p in model.netG.parameters())
+
+
+def eight_images(size: int = 32) -> torch.Tensor:
+    return torch.rand(8, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def test_train_mode_batchnorm_output_does_not_depend_on_the_batch():
+    # No dropout layers, so G in train mode is deterministic and only BatchNorm could couple the images:
+    # the reference test.py (batch size 1) normalises each image by its own statistics.
+    torch.manual_seed(0)
+    model = tiny_pix2pix(test_dropout=True)
+    model.netG = UnetGenerator(3, 3, num_downs=5, ngf=8, norm="batch", use_dropout=False)
+    x = eight_images()
+    batched, alone = model.translate(x), model.translate(x[3:4])
+    assert torch.equal(batched[3:4], alone)
+    assert model.metric_protocol() == {"generator_mode": "train", "per_sample": True, "dropout": True,
+                                       "batchnorm": "statistics of each image alone (reference test.py, batch size 1)"}
+
+
+def test_test_dropout_generates_image_after_image():
+    # Dropout masks are random, so "alone == in a batch" needs the same random draws: one image at a
+    # time from the same seed draws the masks in the same order as eight single-image calls.
+    model = tiny_pix2pix(test_dropout=True)
+    model.netG = UnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True)  # one dropout block
+    x = eight_images(64)
+    torch.manual_seed(5)
+    batched = model.translate(x)
+    torch.manual_seed(5)
+    singles = torch.cat([model.translate(x[i : i + 1]) for i in range(8)])
+    assert torch.equal(batched, singles)
+
+
+def test_validation_leaves_batchnorm_running_statistics_untouched():
+    model = tiny_pix2pix(test_dropout=True)
+    before = {k: v.clone() for k, v in model.netG.state_dict().items() if "running" in k or "num_batches" in k}
+    assert before
+    data = [{"A": a, "B": b} for a, b in zip(eight_images(), eight_images().flip(0))]
+    L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).validate(
+        model, dataloaders=torch.utils.data.DataLoader(data, batch_size=4))
+    after = model.netG.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert model.netG.training  # back in the mode training left it in

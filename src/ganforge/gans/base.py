@@ -171,6 +171,12 @@ class GANModule(L.LightningModule):
     def translate(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not translate images")
 
+    def metric_protocol(self) -> dict[str, Any]:
+        """How `translate`/`metric_batch` run the generator, for the report of ganforge-eval: the mode
+        of its norm and dropout layers and whether images are generated one at a time (their output
+        then does not depend on the images batched with them)."""
+        return {"generator_mode": "eval", "per_sample": False}
+
     def run_app(self, opts, out_dir) -> list:
         raise ConfigError(f"app={opts.get('app')} is not available for {type(self).__name__}")
 

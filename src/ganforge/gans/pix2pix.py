@@ -88,18 +88,38 @@ class Pix2Pix(GANModule):
     @contextmanager
     def inference_mode(self):
         """pix2pix tests with G in train mode (dropout on, BatchNorm on the test batch's statistics),
-        as the paper and the reference test.py do; `test_dropout=false` uses eval() instead."""
+        as the paper and the reference test.py do; `test_dropout=false` uses eval() instead.
+
+        Train-mode BatchNorm would also fold every test batch into the running statistics that
+        training (and `test_dropout=false`) relies on, so G's buffers are restored afterwards. Restoring
+        is exact for any layer that keeps state; `momentum=0` would still advance num_batches_tracked
+        and does not freeze a cumulative average (`momentum=None`, whose factor is 1/num_batches_tracked)."""
         was_training = self.netG.training
+        saved = {name: buf.clone() for name, buf in self.netG.named_buffers()}
         self.netG.train(self.hparams.test_dropout)
         try:
             with torch.no_grad():
                 yield
         finally:
             self.netG.train(was_training)
+            for name, buf in self.netG.named_buffers():
+                buf.copy_(saved[name])
 
     def translate(self, real_A: torch.Tensor) -> torch.Tensor:
+        """G(A). In train mode each image goes through G alone, as in the reference test.py (batch
+        size 1): BatchNorm normalises it by its own statistics, so an output does not depend on the
+        images batched with it, and dropout draws its masks image after image, so a seeded run gives
+        the same outputs whatever the loader's batch size."""
         with self.inference_mode():
+            if self.hparams.test_dropout:
+                return torch.cat([self.netG(x) for x in real_A.split(1)])
             return self.netG(real_A)
+
+    def metric_protocol(self) -> dict[str, Any]:
+        if self.hparams.test_dropout:
+            return {"generator_mode": "train", "per_sample": True, "dropout": True,
+                    "batchnorm": "statistics of each image alone (reference test.py, batch size 1)"}
+        return {"generator_mode": "eval", "per_sample": False, "dropout": False, "batchnorm": "running statistics"}
 
     def validation_step(self, batch, batch_idx):
         fake_B = self.translate(batch["A"])
