@@ -30,6 +30,9 @@ def test_eval_writes_metrics_json_grid_and_images(tmp_path, tiny_checkpoint, fak
     assert fid["feature_layer"].startswith("first max-pool") and "299x299" in fid["resize"]
     assert fid["weights"].endswith("weights-inception-2015-12-05-6726825d.pth")
     assert report["metrics"]["lpips"]["net"] == "squeeze" and "std" in report["metrics"]["kid"]
+    # pix2pix generates as the reference test.py: G in train mode, one image at a time, dropout on
+    gen = report["generation"]
+    assert (gen["generator_mode"], gen["per_sample"], gen["dropout"]) == ("train", True, True)
     assert (out / "samples.png").is_file() and len(list((out / "images").glob("*.png"))) == 2
     assert "fid" in proc.stdout and "metrics.json" in proc.stdout
 
@@ -89,6 +92,7 @@ def test_cyclegan_fid_per_direction(tmp_path, fake_torch_home):
         assert proc.returncode == 0, proc.stderr[-3000:]
         report = json.loads((out / "metrics.json").read_text())
         assert report["reference"]["direction"] == direction
+        assert report["generation"] == {"generator_mode": "eval", "per_sample": False}
         fids[direction] = report["metrics"]["fid"]["value"]
     assert fids["AtoB"] != fids["BtoA"]  # different generators, different reference domains
     proc = run_cli([f"ckpt_path={ckpt}", f"output={tmp_path / 'bad'}", "direction=up", *FAST], script=EVAL,

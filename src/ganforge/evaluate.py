@@ -100,6 +100,8 @@ def evaluate(cfg: DictConfig) -> dict:
         "checkpoint": str(cfg.ckpt_path),
         "model": type(model).__name__,
         "reference": split_info,
+        # G's mode and batching at generation (pix2pix: train mode, one image at a time, as its reference)
+        "generation": model.metric_protocol(),
         "metrics": {
             name: {"value": values[name], **({"std": values[f"{name}_std"]} if f"{name}_std" in values else {}),
                    "reference_split": cfg.split, **protocol[name]}
