@@ -180,6 +180,20 @@ def test_config_defaults_match_the_recipe(tmp_path):
         assert cfg.model._target_.endswith("BicycleGAN") and cfg.data.batch_size == 2 and cfg.data.name == name
 
 
+def test_a_short_last_batch_is_skipped_even_when_its_size_is_even():
+    # 6 images at batch size 4: a full batch of 4, then 2 (even, so it could be halved). The reference
+    # trains only on batches of opt.batch_size (bicycle_gan_model.py is_train).
+    b = random_batch(6)
+    data = [{"A": b["A"][i], "B": b["B"][i]} for i in range(6)]
+    model = tiny_bicyclegan()
+    trained = []
+    forward = model.forward_halves
+    model.forward_halves = lambda A, B: trained.append(len(A)) or forward(A, B)
+    L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False).fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=4))
+    assert trained == [4]
+
+
 # ----- end-to-end runs on the shared real images ------------------------------------------------------
 @pytest.mark.slow
 def test_odd_batch_size_stops_before_training(tmp_path):

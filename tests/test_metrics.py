@@ -253,3 +253,23 @@ def test_metrics_a_model_cannot_supply_are_config_errors():
         check_metrics(["fid", "precision"], Paired())
     with pytest.raises(ConfigError, match="lpips_net"):
         MetricSuite(["lpips"], lpips_net="resnet")
+
+
+def test_callback_metrics_of_pix2pix_do_not_depend_on_its_batch_size():
+    # pix2pix generates in train mode (BatchNorm, dropout) one image at a time, as the reference test.py:
+    # the callback's loader batch size changes neither the outputs nor the numbers.
+    from types import SimpleNamespace
+
+    from ganforge.callbacks.metrics import GenerativeMetrics
+    from tests.test_pix2pix import eight_images, tiny_pix2pix
+
+    torch.manual_seed(0)
+    model = tiny_pix2pix()
+    val = torch.utils.data.DataLoader([{"A": a, "B": b} for a, b in zip(eight_images(), eight_images().flip(0))])
+    trainer = SimpleNamespace(val_dataloaders=val, global_rank=0, world_size=1)
+    values = []
+    for batch_size in (1, 8):
+        callback = GenerativeMetrics(metrics=["psnr", "ssim"], num_samples=8, batch_size=batch_size)
+        callback.setup(trainer, model, "fit")
+        values.append(callback.evaluate(trainer, model))
+    assert values[0] == pytest.approx(values[1], rel=1e-5)

@@ -81,6 +81,8 @@ class BicycleGAN(GANModule):
         self.criterion_gan = GANLoss(gan_mode, scale_reduction="sum")
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        #: the train loader's batch size (set at train start); training_step skips other sizes
+        self.full_batch_size: int | None = None
 
     @property
     def input_size_multiple(self) -> int:
@@ -109,6 +111,14 @@ class BicycleGAN(GANModule):
                 f"BicycleGAN splits every batch into a cVAE-GAN half and a cLR-GAN half, so data.batch_size "
                 f"must be even; got data.batch_size={batch_size}. The reference uses data.batch_size=2."
             )
+        self.full_batch_size = batch_size
+
+    def is_full_batch(self, n: int) -> bool:
+        """The reference trains only on batches of the configured size (bicycle_gan_model.py `is_train`:
+        `real_A.size(0) == opt.batch_size`), so an epoch's short last batch is skipped, even or odd.
+        A loader without a fixed batch size (a batch sampler) gives no size to compare: odd ones are
+        skipped then, since the halves must be equal."""
+        return n == self.full_batch_size if self.full_batch_size is not None else n % 2 == 0
 
     # ----- the paper's objective, one phase a method ----------------------------------------------
     def random_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -156,9 +166,7 @@ class BicycleGAN(GANModule):
 
     def training_step(self, batch, batch_idx):
         real_A, real_B = batch["A"], batch["B"]
-        if real_A.shape[0] % 2:
-            # Only an epoch's last, partial batch can be odd (on_train_start checks the batch size);
-            # the reference skips it too.
+        if not self.is_full_batch(real_A.shape[0]):
             return
         opt_g, opt_e, opt_d, *opt_d2 = self.optimizers()
         f = self.forward_halves(real_A, real_B)
