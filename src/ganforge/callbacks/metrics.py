@@ -2,7 +2,9 @@
 
 The values are logged as `val/<name>` through `pl_module.log`, so every logger records them,
 ModelCheckpoint can monitor them and `train(cfg)` returns them (a sweep can minimise `val/fid`).
-The model supplies images through the protocol of `ganforge.metrics.registry`.
+The model supplies images through the protocol of `ganforge.metrics.registry` and runs its
+generator its own way (pix2pix: one image at a time in train mode, as its reference test.py), so
+`batch_size` here sets throughput, not the numbers.
 """
 
 from __future__ import annotations
