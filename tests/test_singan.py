@@ -13,6 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
+from torch import nn
 
 from ganforge.cli import train
 from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
@@ -46,10 +47,42 @@ def test_pyramid_matches_the_recipe(hw, expected_scales, finest):
         assert (h, w) == (math.ceil(finest[0] * sf ** (top - n) - 1e-6), math.ceil(finest[1] * sf ** (top - n) - 1e-6))
 
 
-def test_widths_double_every_four_scales_up_to_128():
+def reference_stack(in_nc: int, out_nc: int, nfc: int, min_nfc: int, num_layer: int = 5, ker: int = 3) -> nn.Sequential:
+    """The layers of the reference `models.py` (WDiscriminator, GeneratorConcatSkip2CleanAdd), from its formulas."""
+    layers, n = [nn.Conv2d(in_nc, nfc, ker), nn.BatchNorm2d(nfc)], nfc
+    for i in range(num_layer - 2):
+        n = int(nfc / 2 ** (i + 1))
+        layers += [nn.Conv2d(max(2 * n, min_nfc), max(n, min_nfc), ker), nn.BatchNorm2d(max(n, min_nfc))]
+    return nn.Sequential(*layers, nn.Conv2d(max(n, min_nfc), out_nc, ker))
+
+
+def n_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_widths_and_parameter_counts_match_the_reference_at_every_scale():
     model = tiny_model(pyramid=[[25 + i, 30 + i] for i in range(10)], nfc=32, min_nfc=32)
     assert [model.nfc_at(n) for n in range(10)] == [32] * 4 + [64] * 4 + [128] * 2
-    assert model.netG[9].head[0].out_channels == 128
+    for n in range(10):
+        # reference training.py: nfc and min_nfc both min(32 * 2 ** floor(n / 4), 128)
+        width = min(32 * 2 ** math.floor(n / 4), 128)
+        assert n_params(model.netG[n]) == n_params(reference_stack(3, 3, width, width)), f"G at scale {n}"
+        assert n_params(model.netD[n]) == n_params(reference_stack(3, 1, width, width)), f"D at scale {n}"
+        convs = [m for m in model.netG[n].modules() if isinstance(m, nn.Conv2d)]
+        assert [c.out_channels for c in convs[:-1]] == [width] * 4, "every layer of a scale is nfc wide"
+    assert n_params(model.netG[4]) == 114_819  # a reference G at nfc 64 with 3 channels
+    assert n_params(model.netG[8]) == 450_819
+
+
+def test_warm_start_copies_only_when_the_width_is_unchanged():
+    model = tiny_model(pyramid=[[25 + i, 30 + i] for i in range(6)], nfc=8, min_nfc=8)
+    for n in range(6):
+        model.noise_amp[n] = 1.0
+    model.start_scale(3)  # 8 -> 8: the reference copies scale 2's weights
+    assert torch.equal(model.netG[3].head[0].weight, model.netG[2].head[0].weight)
+    assert torch.equal(model.netD[3].tail[0].weight, model.netD[2].tail[0].weight)
+    model.start_scale(4)  # 8 -> 16: fresh weights, as the reference
+    assert model.netG[4].head[0].weight.shape != model.netG[3].head[0].weight.shape
 
 
 def test_any_image_works(tmp_path):

@@ -82,14 +82,23 @@ class SinGAN(GANModule):
             self._build([tuple(int(v) for v in s) for s in pyramid])
 
     # ----- the pyramid ---------------------------------------------------------------------------
+    def _width_at(self, base: int, n: int) -> int:
+        return min(base * 2 ** (n // self.hparams.nfc_double_every), self.hparams.max_nfc)
+
     def nfc_at(self, n: int) -> int:
-        return min(self.hparams.nfc * 2 ** (n // self.hparams.nfc_double_every), self.hparams.max_nfc)
+        return self._width_at(self.hparams.nfc, n)
+
+    def min_nfc_at(self, n: int) -> int:
+        """The body's floor doubles with nfc (reference `training.py` sets opt.min_nfc beside opt.nfc),
+        so with the defaults every layer of a scale is nfc wide."""
+        return self._width_at(self.hparams.min_nfc, n)
+
 
     def _build(self, sizes: list[tuple[int, int]]) -> None:
         hp, nc = self.hparams, self.hparams.channels
         self.pyramid = sizes
         for n in range(len(sizes)):
-            kw = dict(nc=nc, nfc=self.nfc_at(n), min_nfc=hp.min_nfc, num_layer=hp.num_layer)
+            kw = dict(nc=nc, nfc=self.nfc_at(n), min_nfc=self.min_nfc_at(n), num_layer=hp.num_layer)
             self.netG.append(SinGANGenerator(**kw))
             self.netD.append(SinGANDiscriminator(**kw))
         for n, (h, w) in enumerate(sizes):
@@ -218,7 +227,9 @@ class SinGAN(GANModule):
 
     def start_scale(self, n: int) -> None:
         """Warm start from scale n-1 when the width is unchanged; noise amp from the reconstruction RMSE."""
-        if n > 0 and self.nfc_at(n) == self.nfc_at(n - 1):
+        # The reference copies when nfc is unchanged; min_nfc doubles with it, and comparing it too
+        # only matters for a config whose shapes differ (where the reference's copy would fail).
+        if n > 0 and (self.nfc_at(n), self.min_nfc_at(n)) == (self.nfc_at(n - 1), self.min_nfc_at(n - 1)):
             self.netG[n].load_state_dict(self.netG[n - 1].state_dict())
             self.netD[n].load_state_dict(self.netD[n - 1].state_dict())
         if n == 0 and self.hparams.mode == "random":
