@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from ganforge.data import datasets
 from ganforge.data.unpaired import UnpairedDataModule, UnpairedDataset
-from ganforge.errors import DataLayoutError, DatasetUnavailableError, ImageFileError
+from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
 from tests.conftest import SHARED_DATA, compose_train
 
 CAT2DOG = SHARED_DATA / "cifar10_cat2dog"
@@ -145,3 +145,17 @@ def test_cat2dog_config_reads_the_shared_data(tmp_path):
     dm = instantiate(compose_train(tmp_path, ["model=cyclegan", "data=cat2dog"]).data)
     dm.setup("fit")
     assert len(dm.train_set) == 200 and dm.train_set[0]["A"].shape == (3, 32, 32)
+
+
+def test_epoch_length_min_takes_full_batches_of_the_smaller_domain_each_image_once(tmp_path):
+    root = make_domains(tmp_path, 7, 4)
+    ds = UnpairedDataset(root, "train", load_size=32, crop_size=32, epoch_length="min", batch_size=3)
+    assert len(ds) == 3  # min(7, 4) // 3 full batches of 3 (DiscoGAN's n_batches, DualGAN's epoch_size)
+    random.seed(0)
+    assert len({ds[i]["B_path"] for i in range(3)}) == 3  # B, the smaller domain, follows the index
+    assert len({ds[0]["A_path"] for _ in range(30)}) > 3  # A, the larger one, is drawn
+    assert len(UnpairedDataset(root, "train", load_size=32, crop_size=32, epoch_length="min", train=False)) == 7
+    with pytest.raises(ConfigError, match="data.batch_size=5"):
+        UnpairedDataset(root, "train", load_size=32, crop_size=32, epoch_length="min", batch_size=5)
+    with pytest.raises(ConfigError, match="data.epoch_length must be"):
+        UnpairedDataModule(root=str(root), epoch_length="shortest")

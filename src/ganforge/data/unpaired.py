@@ -3,10 +3,14 @@
 Layout (the CycleGAN archives): `<root>/trainA/`, `<root>/trainB/`, `<root>/testA/`, `<root>/testB/`
 (`valA/` + `valB/` are used for validation when present, else the test split).
 
-As the reference `unaligned_dataset.py`: an epoch has max(|A|, |B|) items; item i is A[i % |A|]
-and a B drawn at random (`serial_batches=true`: B[i % |B|], and the loader does not shuffle).
-A and B get independent random crops and flips. Evaluation splits pair A[i % |A|] with
-B[i % |B|] deterministically.
+As the reference `unaligned_dataset.py` (`epoch_length: max`, the default): an epoch has
+max(|A|, |B|) items; item i is A[i % |A|] and a B drawn at random (`serial_batches=true`:
+B[i % |B|], and the loader does not shuffle). `epoch_length: min` is DiscoGAN's and DualGAN's
+epoch: min(|A|, |B|) // batch_size full batches. The smaller domain then follows the loader's
+shuffled index, so each of its images appears once an epoch, and the larger one is drawn at random.
+The references instead take a prefix of a shuffled list, which never repeats an image within an
+epoch; here one may repeat. A and B get independent random crops and flips. Evaluation splits
+pair A[i % |A|] with B[i % |B|] deterministically, in max(|A|, |B|) items.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from ganforge.data.images import list_images, load_image
 from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
+
+EPOCH_LENGTHS = ("max", "min")
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +54,14 @@ class UnpairedDataset(Dataset):
         max_dataset_size: int | None = None,
         serial_batches: bool = False,
         train: bool = True,
+        epoch_length: str = "max",
+        batch_size: int = 1,
     ):
         check_preprocess(preprocess, fit)
         if on_bad_file not in BAD_FILE_CHOICES:
             raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+        if epoch_length not in EPOCH_LENGTHS:
+            raise ConfigError(f"data.epoch_length must be 'max' (CycleGAN) or 'min' (DiscoGAN, DualGAN), got {epoch_length!r}")
         root = Path(root)
         self.files = {d: list_images(root / f"{split}{d}")[:max_dataset_size] for d in "AB"}
         self.channels = {"A": input_nc, "B": output_nc}
@@ -63,9 +73,21 @@ class UnpairedDataset(Dataset):
         # Evaluation is deterministic; training draws B at random unless serial_batches.
         self.random_b = train and not serial_batches
         self._bad: dict[str, set[int]] = {"A": set(), "B": set()}
+        sizes = {d: len(f) for d, f in self.files.items()}
+        self.length = max(sizes.values())
+        # epoch_length=min: the domain with fewer images is indexed by the loader, the other drawn.
+        self.indexed = min(sizes, key=sizes.get) if train and epoch_length == "min" else None
+        if self.indexed:
+            self.length = sizes[self.indexed] // batch_size * batch_size
+            if self.length == 0:
+                raise ConfigError(
+                    f"data.epoch_length=min makes epochs of min(|A|, |B|) // batch_size full batches, but "
+                    f"{root}/{split}{self.indexed} has {sizes[self.indexed]} images for data.batch_size={batch_size}; "
+                    "lower data.batch_size or set data.epoch_length=max"
+                )
 
     def __len__(self) -> int:
-        return max(len(self.files["A"]), len(self.files["B"]))
+        return self.length
 
     def _load(self, domain: str, index: int) -> dict:
         path = self.files[domain][index]
@@ -91,10 +113,15 @@ class UnpairedDataset(Dataset):
         raise DataLayoutError(f"Every file of domain {domain} is unreadable ({len(files)} files, e.g. {files[0]})")
 
     def __getitem__(self, index: int) -> dict:
-        n_b = len(self.files["B"])
         # The global `random` stream: seeded by Lightning (per worker too) and restored on resume.
-        b_index = random.randint(0, n_b - 1) if self.random_b else index % n_b
-        return {**self._load_good("A", index % len(self.files["A"])), **self._load_good("B", b_index)}
+        if self.indexed:
+            drawn = "B" if self.indexed == "A" else "A"
+            n = len(self.files[drawn])
+            indices = {self.indexed: index, drawn: random.randint(0, n - 1) if self.random_b else index % n}
+        else:
+            n_b = len(self.files["B"])
+            indices = {"A": index % len(self.files["A"]), "B": random.randint(0, n_b - 1) if self.random_b else index % n_b}
+        return {**self._load_good("A", indices["A"]), **self._load_good("B", indices["B"])}
 
 
 class UnpairedDataModule(FolderDataModule):
@@ -123,8 +150,11 @@ class UnpairedDataModule(FolderDataModule):
         max_dataset_size: int | None = None,
         val_batch_size: int | None = None,
         num_val_images: int | None = None,
+        epoch_length: str = "max",
     ):
         super().__init__()
+        if epoch_length not in EPOCH_LENGTHS:
+            raise ConfigError(f"data.epoch_length must be 'max' (CycleGAN) or 'min' (DiscoGAN, DualGAN), got {epoch_length!r}")
         self.save_hyperparameters()
         self._check()
 
@@ -139,6 +169,7 @@ class UnpairedDataModule(FolderDataModule):
         return UnpairedDataset(
             self.root, split, hp.load_size, hp.crop_size, hp.preprocess, hp.flip, hp.input_nc, hp.output_nc,
             self.size_multiple, hp.fit, hp.on_bad_file, hp.max_dataset_size, hp.serial_batches, train,
+            hp.epoch_length, hp.batch_size,
         )
 
     def _shuffle_train(self) -> bool:

@@ -3,8 +3,16 @@
 G_A: A -> B, G_B: B -> A (encoder-decoders without skips); D_A judges B images, D_B judges A
 images (4-conv Ds). Per domain the G loss is (0.1 * GAN + 0.9 * feature matching) * (1 - rate),
 plus MSE reconstruction * rate; `rate` is 0.01 for the first `gan_curriculum` iterations, then 0.5.
-D loss: BCE(real, 1) + BCE(fake, 0) per D. As the reference, every `d_update_interval`-th
-iteration (starting with the first) steps both Ds, the others step both Gs: one optimizer each.
+D loss: 0.5 * BCE(real, 1) + 0.5 * BCE(fake, 0) per D (SKTBrain/DiscoGAN `image_translation.py`,
+`get_gan_loss`). As the reference, every `d_update_interval`-th iteration (starting with the
+first) steps both Ds, the others step both Gs: one optimizer each.
+
+Value range: the reference's nets work on [0, 1] images (`dataset.py` `read_images` divides by
+255) and its G ends in a sigmoid. ganforge's data, sample grids, metrics and predict use [-1, 1].
+So this module maps [-1, 1] to [0, 1] before the nets and maps G's outputs back after them. Both
+maps are affine, so nothing is lost. The nets and the losses (the MSE reconstruction, the Ds'
+inputs and features) see the same numbers as the reference's. `cycle` and `translate` speak
+[-1, 1] to the framework; `unit_cycle`, `generator_losses` and `discriminator_losses` work in [0, 1].
 """
 
 from __future__ import annotations
@@ -18,6 +26,14 @@ from torch import nn
 
 from ganforge.gans.cyclegan import UnpairedGAN
 from ganforge.losses import GANLoss
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    return (x + 1) / 2
+
+
+def from_unit(x: torch.Tensor) -> torch.Tensor:
+    return x * 2 - 1
 
 
 def feature_matching(real_feats: list[torch.Tensor], fake_feats: list[torch.Tensor]) -> torch.Tensor:
@@ -53,12 +69,24 @@ class DiscoGAN(UnpairedGAN):
         g, d = self.generators_and_discriminators()
         return self.optimizers_for(self.hparams.optimizer_g(params=g), self.hparams.optimizer_d(params=d))
 
+    def unit_cycle(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The nets' cycle on [0, 1] images."""
+        return super().cycle(real_A, real_B)
+
+    def cycle(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: from_unit(v) for k, v in self.unit_cycle(to_unit(real_A), to_unit(real_B)).items()}
+
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        net = self.netG_A if direction == "AtoB" else self.netG_B
+        return self._eval(lambda: from_unit(net(to_unit(x))))
+
     def rate(self) -> float:
         """Weight of the reconstruction loss: small while the GAN terms get started."""
         hp = self.hparams
         return hp.starting_rate if int(self.iteration) < hp.gan_curriculum else hp.default_rate
 
     def generator_losses(self, real_A, real_B, out) -> dict[str, torch.Tensor]:
+        """Images and `unit_cycle` outputs in [0, 1]."""
         hp, rate = self.hparams, self.rate()
         g = {}
         # domain B: D_A judges G_A(A); domain A: D_B judges G_B(B)
@@ -75,13 +103,14 @@ class DiscoGAN(UnpairedGAN):
         return g
 
     def discriminator_losses(self, real_A, real_B, fake_A, fake_B) -> dict[str, torch.Tensor]:
+        """Images in [0, 1]."""
         c = self.criterion_gan
-        d_A = c(self.netD_A(real_B), True) + c(self.netD_A(fake_B.detach()), False)
-        d_B = c(self.netD_B(real_A), True) + c(self.netD_B(fake_A.detach()), False)
+        d_A = 0.5 * c(self.netD_A(real_B), True) + 0.5 * c(self.netD_A(fake_B.detach()), False)
+        d_B = 0.5 * c(self.netD_B(real_A), True) + 0.5 * c(self.netD_B(fake_A.detach()), False)
         return {"loss_D_A": d_A, "loss_D_B": d_B, "loss_D": d_A + d_B}
 
     def training_step(self, batch, batch_idx):
-        real_A, real_B = batch["A"], batch["B"]
+        real_A, real_B = to_unit(batch["A"]), to_unit(batch["B"])
         opt_g, opt_d = self.optimizers()
         if int(self.iteration) % self.hparams.d_update_interval == 0:
             with torch.no_grad():
@@ -91,7 +120,7 @@ class DiscoGAN(UnpairedGAN):
                 self.step(opt_d, losses["loss_D"])
         else:
             with self.toggled_optimizer(opt_g):
-                losses = self.generator_losses(real_A, real_B, self.cycle(real_A, real_B))
+                losses = self.generator_losses(real_A, real_B, self.unit_cycle(real_A, real_B))
                 self.step(opt_g, losses["loss_G"])
         self.iteration += 1
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})

@@ -2,10 +2,15 @@
 
 * `ConvResGenerator` (cyclegan_seed): conv/BatchNorm encoder (4x4 stride-2 convs), residual
   blocks, transposed-conv decoder, tanh.
-* `EncoderDecoderGenerator` (DiscoGAN): 4x4 stride-2 conv encoder down to a `nz`-channel
-  bottleneck (a 4x4 valid conv), mirrored by transposed convs; no skips; BatchNorm.
+* `EncoderDecoderGenerator` (DiscoGAN): 4x4 stride-2 conv encoder, mirrored by transposed convs;
+  no skips; BatchNorm. Optionally (`nz`) a bottleneck of `nz` channels (a 4x4 valid conv) between
+  them: SKTBrain/DiscoGAN `model.py` `Generator(extra_layers=True)`; its training script builds
+  `Generator()`, without it.
 * `ConvDiscriminator` (both): `n_layers` 4x4 stride-2 convs (no norm on the first, LeakyReLU 0.2)
   and one final 4x4 valid conv: a single score at 64 px, a small score map above.
+
+`bias=False` drops every conv bias and `init_type=None` keeps PyTorch's default init, as the
+DiscoGAN reference does.
 """
 
 from __future__ import annotations
@@ -19,14 +24,24 @@ from ganforge.nets.init import init_weights
 from ganforge.nets.norms import get_norm_layer, use_bias
 
 
-def _down(cin: int, cout: int, norm: str | None, act: nn.Module) -> list[nn.Module]:
-    bias = norm is None or use_bias(norm)
+OUTPUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+def _down(cin: int, cout: int, norm: str | None, act: nn.Module, bias: bool = True) -> list[nn.Module]:
+    bias = bias and (norm is None or use_bias(norm))
     layers = [nn.Conv2d(cin, cout, 4, 2, 1, bias=bias)]
     return layers + ([get_norm_layer(norm)(cout)] if norm else []) + [act]
 
 
-def _up(cin: int, cout: int, norm: str) -> list[nn.Module]:
-    return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=use_bias(norm)), get_norm_layer(norm)(cout), nn.ReLU(True)]
+def _up(cin: int, cout: int, norm: str, bias: bool = True) -> list[nn.Module]:
+    conv = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias and use_bias(norm))
+    return [conv, get_norm_layer(norm)(cout), nn.ReLU(True)]
+
+
+def _init(net: nn.Module, init_type: str | None, init_gain: float) -> None:
+    """`init_type=None`: keep the init PyTorch gives each layer."""
+    if init_type is not None:
+        init_weights(net, init_type, init_gain)
 
 
 class ResidualBlock(nn.Module):
@@ -84,8 +99,9 @@ class ConvResGenerator(nn.Module):
 
 
 class EncoderDecoderGenerator(nn.Module):
-    """DiscoGAN's G. At 64 px: 64 -> 32 -> 16 -> 8 -> 4 -> 1x1x`nz` and back; larger inputs
-    (multiples of 16, at least 64) keep a small spatial bottleneck."""
+    """DiscoGAN's G. At 64 px: 64 -> 32 -> 16 -> 8 -> 4 and back; with `nz`, the 4x4 maps go
+    through a 1x1x`nz` bottleneck (larger inputs, multiples of 16 of at least 64 px, keep a small
+    spatial one). `output` is the last activation: tanh for [-1, 1] images, sigmoid for [0, 1]."""
 
     def __init__(
         self,
@@ -93,27 +109,32 @@ class EncoderDecoderGenerator(nn.Module):
         output_nc: int = 3,
         ngf: int = 64,
         n_down: int = 4,
-        nz: int = 100,
+        nz: int | None = None,
         norm: str = "batch",
-        init_type: str = "normal",
+        bias: bool = True,
+        output: str = "tanh",
+        init_type: str | None = "normal",
         init_gain: float = 0.02,
     ):
         super().__init__()
-        self.n_down = n_down
+        if output not in OUTPUT_ACTIVATIONS:
+            raise ConfigError(f"EncoderDecoderGenerator output must be one of {sorted(OUTPUT_ACTIVATIONS)}, got {output!r}")
+        self.n_down, self.nz = n_down, nz
         lrelu = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
-        layers, ch = _down(input_nc, ngf, None, lrelu()), ngf
+        layers, ch = _down(input_nc, ngf, None, lrelu(), bias), ngf
         for _ in range(n_down - 1):
-            layers += _down(ch, ch * 2, norm, lrelu())
+            layers += _down(ch, ch * 2, norm, lrelu(), bias)
             ch *= 2
-        norm_layer, bias = get_norm_layer(norm), use_bias(norm)
-        layers += [nn.Conv2d(ch, nz, 4, 1, 0, bias=bias), norm_layer(nz), lrelu()]
-        layers += [nn.ConvTranspose2d(nz, ch, 4, 1, 0, bias=bias), norm_layer(ch), nn.ReLU(True)]
+        if nz:
+            norm_layer, b = get_norm_layer(norm), bias and use_bias(norm)
+            layers += [nn.Conv2d(ch, nz, 4, 1, 0, bias=b), norm_layer(nz), lrelu()]
+            layers += [nn.ConvTranspose2d(nz, ch, 4, 1, 0, bias=b), norm_layer(ch), nn.ReLU(True)]
         for _ in range(n_down - 1):
-            layers += _up(ch, ch // 2, norm)
+            layers += _up(ch, ch // 2, norm, bias)
             ch //= 2
-        layers += [nn.ConvTranspose2d(ch, output_nc, 4, 2, 1), nn.Tanh()]
+        layers += [nn.ConvTranspose2d(ch, output_nc, 4, 2, 1, bias=bias), OUTPUT_ACTIVATIONS[output]()]
         self.model = nn.Sequential(*layers)
-        init_weights(self, init_type, init_gain)
+        _init(self, init_type, init_gain)
 
     @property
     def size_multiple(self) -> int:
@@ -121,6 +142,8 @@ class EncoderDecoderGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, self.size_multiple, "EncoderDecoderGenerator")
+        if not self.nz:
+            return self.model(x)
         side = min(x.shape[-2:]) // self.size_multiple - 3  # the bottleneck's side
         if side < 1:
             raise ConfigError(
@@ -146,19 +169,20 @@ class ConvDiscriminator(nn.Module):
         ndf: int = 64,
         n_layers: int = 4,
         norm: str = "batch",
-        init_type: str = "normal",
+        bias: bool = True,
+        init_type: str | None = "normal",
         init_gain: float = 0.02,
     ):
         super().__init__()
         lrelu = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
-        self.hidden = nn.ModuleList([nn.Sequential(*_down(input_nc, ndf, None, lrelu()))])
+        self.hidden = nn.ModuleList([nn.Sequential(*_down(input_nc, ndf, None, lrelu(), bias))])
         ch = ndf
         for n in range(1, n_layers):
             nxt = ndf * min(2**n, 8)
-            self.hidden.append(nn.Sequential(*_down(ch, nxt, norm, lrelu())))
+            self.hidden.append(nn.Sequential(*_down(ch, nxt, norm, lrelu(), bias)))
             ch = nxt
-        self.head = nn.Conv2d(ch, 1, 4, 1, 0)
-        init_weights(self, init_type, init_gain)
+        self.head = nn.Conv2d(ch, 1, 4, 1, 0, bias=bias)
+        _init(self, init_type, init_gain)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Hidden activations after the first (un-normed) layer, then the score map."""
