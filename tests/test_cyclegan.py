@@ -111,8 +111,11 @@ def test_seed_variant_steps_ds_first():
     assert record_phases(tiny_seed()) == [("D", True, False), ("G", False, True)]
 
 
-def test_dualgan_n_critic_steps_then_g():
-    assert record_phases(tiny_dualgan(n_critic=2)) == [("D", True, False), ("D", True, False), ("G", False, True)]
+def test_dualgan_one_critic_step_per_batch_then_g_every_n_critic_th_batch():
+    # model.py run_optim: a critic step every batch; G when the counter (2 on the first batch) % n_critic == 0
+    D, G = ("D", True, False), ("G", False, True)
+    assert record_phases(tiny_dualgan(), n_batches=2) == [D, G, D, G]
+    assert record_phases(tiny_dualgan(n_critic=2), n_batches=3) == [D, G, D, D, G]
 
 
 def test_discogan_steps_ds_every_third_iteration():
