@@ -28,3 +28,7 @@ __all__ = [
 from ganforge.nets.simple import ConvDiscriminator, ConvResGenerator, EncoderDecoderGenerator  # noqa: E402
 
 __all__ += ["ConvDiscriminator", "ConvResGenerator", "EncoderDecoderGenerator"]
+
+from ganforge.nets.dualgan import DualGANDiscriminator, DualGANGenerator  # noqa: E402
+
+__all__ += ["DualGANDiscriminator", "DualGANGenerator"]
