@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.cli import train
+from ganforge.errors import ConfigError
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.gans.discogan import DiscoGAN
 from ganforge.gans.dualgan import DualGAN
@@ -187,7 +188,7 @@ def test_cyclegan_losses_carry_the_recipe_weights():
     assert all(p.grad is None for n in (model.netG_A, model.netG_B) for p in n.parameters()), "D's loss reached a G"
 
 
-def test_identity_loss_off_when_lambda_is_zero_or_channels_differ():
+def test_identity_loss_off_when_lambda_is_zero():
     A, B = images(1), images(1, seed=1)
     model = tiny_cyclegan(lambda_identity=0.0)
     calls = []
@@ -195,10 +196,16 @@ def test_identity_loss_off_when_lambda_is_zero_or_channels_differ():
     g = model.generator_losses(A, B, model.cycle(A, B))
     assert "loss_idt_A" not in g and "loss_idt_B" not in g
     assert not any(torch.equal(x, B) for x in calls)  # G_A never ran on real B
-    gray = tiny_cyclegan(in_nc=1, out_nc=3)
-    A1 = images(1, nc=1)
-    g = gray.generator_losses(A1, B, gray.cycle(A1, B))
-    assert "loss_idt_A" not in g and "loss_idt_B" not in g
+
+
+def test_identity_loss_with_unequal_channels_is_refused_at_setup():
+    # The reference asserts input_nc == output_nc when lambda_identity > 0 (cycle_gan_model.py).
+    with pytest.raises(ConfigError, match=r"model\.lambda_identity=0\.5 .*data\.input_nc=1 and data\.output_nc=3; "
+                                          r"set model\.lambda_identity=0 or equal channel counts"):
+        tiny_cyclegan(in_nc=1, out_nc=3)
+    gray = tiny_cyclegan(in_nc=1, out_nc=3, lambda_identity=0.0)
+    A1, B = images(1, nc=1), images(1, seed=1)
+    assert "loss_idt_A" not in gray.generator_losses(A1, B, gray.cycle(A1, B))
 
 
 def test_discogan_losses_and_curriculum():
@@ -237,7 +244,7 @@ def test_dualgan_losses_clip_and_gradient_penalty():
 
 
 def test_predict_protocol_both_directions_and_reconstruction():
-    model = tiny_cyclegan(in_nc=1, out_nc=3)
+    model = tiny_cyclegan(in_nc=1, out_nc=3, lambda_identity=0.0)
     model.run_config = {"data": {"input_nc": 1, "output_nc": 3}}
     assert model.predict_input_nc({"direction": "AtoB"}) == 1 and model.predict_input_nc({"direction": "BtoA"}) == 3
     out = model.predict_outputs(images(1, nc=3), {"direction": "BtoA", "reconstruct": True})

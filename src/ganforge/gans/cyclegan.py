@@ -115,6 +115,12 @@ class UnpairedGAN(GANModule):
         return out
 
 
+def image_channels(net: nn.Module) -> tuple[int, int]:
+    """(input, output) channels of an image-to-image net: its first conv's input, its last conv's output."""
+    convs = [m for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    return convs[0].in_channels, convs[-1].out_channels
+
+
 class CycleGAN(UnpairedGAN):
     def __init__(
         self,
@@ -135,6 +141,14 @@ class CycleGAN(UnpairedGAN):
         super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler)
         if order not in ORDERS:
             raise ConfigError(f"model.order must be one of {ORDERS}, got {order!r}")
+        in_nc, out_nc = image_channels(netG_A)
+        if lambda_identity > 0 and in_nc != out_nc:
+            # The identity terms feed B images to G_A (and A images to G_B); the reference asserts
+            # input_nc == output_nc in that case (cycle_gan_model.py __init__).
+            raise ConfigError(
+                f"model.lambda_identity={lambda_identity} needs as many channels in A as in B, but "
+                f"data.input_nc={in_nc} and data.output_nc={out_nc}; set model.lambda_identity=0 or equal channel counts"
+            )
         self.save_hyperparameters(ignore=list(self.net_names), logger=False)
         self.criterion_gan = GANLoss(gan_mode)
         self.fake_A_pool, self.fake_B_pool = ImagePool(pool_size), ImagePool(pool_size)
@@ -144,10 +158,6 @@ class CycleGAN(UnpairedGAN):
         return self.optimizers_for(self.hparams.optimizer_g(params=g), self.hparams.optimizer_d(params=d))
 
     # ----- the paper's objective, one phase a method ----------------------------------------------
-    def use_identity(self, real_A: torch.Tensor, real_B: torch.Tensor) -> bool:
-        # G_A(B) only makes sense when both domains have the same channel count.
-        return self.hparams.lambda_identity > 0 and real_A.shape[1] == real_B.shape[1]
-
     def generator_losses(self, real_A, real_B, out) -> dict[str, torch.Tensor]:
         hp = self.hparams
         g = {
@@ -156,7 +166,7 @@ class CycleGAN(UnpairedGAN):
             "loss_cycle_A": F.l1_loss(out["rec_A"], real_A) * hp.lambda_A,
             "loss_cycle_B": F.l1_loss(out["rec_B"], real_B) * hp.lambda_B,
         }
-        if self.use_identity(real_A, real_B):
+        if hp.lambda_identity > 0:
             g["loss_idt_A"] = F.l1_loss(self.netG_A(real_B), real_B) * hp.lambda_B * hp.lambda_identity
             g["loss_idt_B"] = F.l1_loss(self.netG_B(real_A), real_A) * hp.lambda_A * hp.lambda_identity
         g["loss_G"] = sum(g.values())
