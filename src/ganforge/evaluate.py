@@ -18,11 +18,10 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from ganforge.callbacks.image_grid import to_uint8_grid
 from ganforge.cli import CONF_DIR, user_errors_exit
 from ganforge.errors import ConfigError
 from ganforge.metrics import MetricSuite, check_metrics
-from ganforge.metrics.suite import to_uint8
+from ganforge.imageio import to_uint8, uint8_grid
 from ganforge.predict import load_model, save_atomic
 
 SUITE_KEYS = ("lpips_net", "diversity_samples", "kid_subsets", "kid_subset_size", "is_splits", "fid_feature", "weights")
@@ -85,7 +84,7 @@ def evaluate(cfg: DictConfig) -> dict:
             diverse = model.sample_diverse(batch, n_div) if n_div else None
             suite.update(fake, real, diverse=diverse)
             if cfg.save_images:
-                for i, img in enumerate(to_uint8(fake)):
+                for i, img in enumerate(to_uint8(fake, rgb=True)):
                     save_atomic(Image.fromarray(img.permute(1, 2, 0).cpu().numpy()), img_dir / f"{seen + i:05d}.png")
             if len(grid["generated"]) < cfg.grid_size:
                 grid["generated"] += list(fake[: cfg.grid_size])
@@ -111,7 +110,7 @@ def evaluate(cfg: DictConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     rows = {k: torch.stack(v[: cfg.grid_size]) for k, v in grid.items() if v}
-    Image.fromarray(to_uint8_grid(rows).permute(1, 2, 0).numpy()).save(out_dir / "samples.png")
+    Image.fromarray(uint8_grid(rows).permute(1, 2, 0).numpy()).save(out_dir / "samples.png")
     print_table(report, out_dir)
     return report
 

@@ -9,26 +9,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
-from torchvision.utils import make_grid
 
-
-def to_uint8_grid(rows: dict[str, torch.Tensor]) -> torch.Tensor:
-    """One grid row per sample, one column per entry of `rows` (each a batch in [-1, 1]): (3, H, W) uint8.
-
-    uint8, not float: W&B renders float [0, 1] image tensors black.
-    """
-    images = []
-    for batch in rows.values():
-        batch = batch.detach().float().cpu()
-        if batch.shape[1] == 1:
-            batch = batch.expand(-1, 3, -1, -1)
-        images.append(batch[:, :3])
-    size = images[0].shape[-2:]
-    images = [torch.nn.functional.interpolate(b, size=size, mode="nearest") if b.shape[-2:] != size else b for b in images]
-    # make_grid fills row by row, so interleave: every entry of sample 0, then of sample 1, ...
-    stacked = torch.stack(images, dim=1).reshape(-1, *images[0].shape[1:])
-    grid = make_grid(stacked, nrow=len(images), padding=2, normalize=False, pad_value=1.0)
-    return ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+from ganforge.imageio import uint8_grid
 
 
 class ImageGrid(L.Callback):
@@ -75,7 +57,7 @@ class ImageGrid(L.Callback):
         # Sampling must not shift the training run's random stream.
         with torch.random.fork_rng(devices=[]):
             rows = pl_module.grid_rows(batch)
-        grid = to_uint8_grid(rows)
+        grid = uint8_grid(rows)
         out_dir = Path(trainer.default_root_dir) / "samples"
         out_dir.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out_dir / f"{tag}.png")

@@ -23,6 +23,7 @@ from torchmetrics.image import (
 )
 
 from ganforge.errors import ConfigError
+from ganforge.imageio import to_uint8
 from ganforge.metrics.inception import LAYER_NAMES, RESIZE, SIFID, Precomputed, load_inception
 from ganforge.metrics.registry import METRICS
 from ganforge.metrics.weights import LPIPS_BACKBONES, hub_cache_with, resolve
@@ -30,12 +31,6 @@ from ganforge.metrics.weights import LPIPS_BACKBONES, hub_cache_with, resolve
 Images = torch.Tensor | Sequence[torch.Tensor]
 FEATURE_DIMS = {"2048": 2048, "logits_unbiased": 1008, "64": 64}
 LPIPS_NETS = tuple(LPIPS_BACKBONES)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float -> the uint8 RGB torch-fidelity reads from image files (grayscale repeated)."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
 
 
 def to_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +151,7 @@ class MetricSuite:
         out: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
         for batch in groups(images):
             self.sizes.add(tuple(batch.shape[-2:]))
-            u8 = to_uint8(batch)
+            u8 = to_uint8(batch, rgb=True)
             for chunk in u8.split(self.batch_size):
                 for layer, f in zip(self.layers, self.extractor(chunk)):
                     out[layer].append(f.double())
@@ -194,7 +189,7 @@ class MetricSuite:
 
     def _update_pair(self, fake: torch.Tensor, real: torch.Tensor) -> None:
         if "sifid" in self.metrics:
-            self.metrics["sifid"].update(to_uint8(fake), to_uint8(real))
+            self.metrics["sifid"].update(to_uint8(fake, rgb=True), to_uint8(real, rgb=True))
         if fake.shape[-2:] != real.shape[-2:]:
             fake = F.interpolate(fake.float(), size=real.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
             self.pairs_resized = True

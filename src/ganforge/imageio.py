@@ -1,0 +1,190 @@
+"""Image files to tensors and back: the one place ganforge reads and writes images.
+
+* `load_image` always returns an 8-bit "RGB" or "L" PIL image, whatever the file holds, so the
+  transforms downstream never see a 16-bit, float, palette or alpha image; an unusable file
+  raises one ImageFileError that names it.
+* Tensors are float batches in [-1, 1] (what every ganforge generator outputs):
+  `image_to_tensor` / `tensor_to_image` convert one image, `to_uint8` a batch, and
+  `uint8_grid` lays out sample grids. `save_atomic` writes through a temporary file, so an
+  interrupted run never leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torchvision.utils import make_grid
+
+from ganforge.errors import DataLayoutError, ImageFileError
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+SKIP_HINT = "delete or replace the file, or set data.on_bad_file=skip"
+
+# Modes with more than 8 bits per sample; PIL's own convert("L") clips them at 255.
+_HIGH_DEPTH_MODES = ("I", "F")
+
+# Files already warned about (multi-frame), so a file read every epoch warns once.
+_warned_multiframe: set[str] = set()
+
+
+def is_image_file(path: Path) -> bool:
+    # Hidden files are skipped: macOS leaves "._name.jpg" resource forks that are not images.
+    return path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The image files directly inside `folder` (not recursive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataLayoutError(f"Image folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    if not paths:
+        raise DataLayoutError(
+            f"No images in {folder}. Accepted extensions (any case): {' '.join(IMG_EXTENSIONS)}"
+        )
+    return paths
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit ("I;16*"), 32-bit int ("I") and float ("F") images -> "L", stretched from the
+    image's own min..max to 0..255. Order is kept and nothing clips (PIL's convert("L")
+    turns every value above 255 white). A constant image maps to 0 if it is <= 0, else 255."""
+    a = np.asarray(img, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        lo, hi = min(lo, 0.0), max(hi, 1e-12)
+    return Image.fromarray(np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8), "L")
+
+
+def _normalise_mode(img: Image.Image, path: Path, target: str) -> Image.Image:
+    """Bring any PIL mode to `target` ("RGB" or "L")."""
+    if img.mode.startswith(_HIGH_DEPTH_MODES):
+        img = _to_8bit(img)
+    elif img.mode == "P" and "transparency" in img.info:
+        # PIL warns when a palette image with transparency goes straight to RGB.
+        img = img.convert("RGBA")
+    # RGBA/LA/PA -> RGB/L drops alpha without compositing, as the reference repos do with
+    # Image.open(p).convert("RGB"): transparent pixels keep their stored colour (often black).
+    # CMYK, YCbCr, "1" and palette images go through PIL's own conversion.
+    try:
+        return img.convert(target)
+    except ValueError as e:
+        raise ImageFileError(
+            path, f"cannot convert PIL mode {img.mode} to {target} ({e})", "save it as RGB PNG or JPEG"
+        ) from None
+
+
+def load_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Load `path` fully decoded as 8-bit "RGB" (channels=3) or "L" (channels=1).
+
+    Animated GIFs and multi-page TIFFs give their first frame, with one warning per file.
+    Raises ImageFileError naming the file when it is missing, empty, not an image, or
+    truncated/corrupt (the full decode happens here, not lazily in a DataLoader worker).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(path, "file not found", "check the path and the dataset folder")
+    if path.stat().st_size == 0:
+        raise ImageFileError(path, "file is empty (0 bytes)", SKIP_HINT)
+    try:
+        with Image.open(path) as img:
+            if getattr(img, "n_frames", 1) > 1:
+                if str(path) not in _warned_multiframe:
+                    _warned_multiframe.add(str(path))
+                    warnings.warn(
+                        f"{path} has {img.n_frames} frames (animated GIF or multi-page TIFF); "
+                        "using the first frame",
+                        stacklevel=2,
+                    )
+                img.seek(0)
+            img.load()
+            return _normalise_mode(img, path, "RGB" if channels == 3 else "L")
+    except UnidentifiedImageError:
+        raise ImageFileError(path, "not an image file PIL can read", SKIP_HINT) from None
+    except Image.DecompressionBombError as e:
+        raise ImageFileError(
+            path, str(e), "downscale the file, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # PIL reports truncated and corrupt data as OSError ("image file is truncated"),
+        # SyntaxError (bad headers) or ValueError/EOFError, depending on the format plugin.
+        raise ImageFileError(path, f"truncated or corrupt image ({e})", SKIP_HINT) from None
+
+
+# ----- tensors ----------------------------------------------------------------------------------
+def image_to_tensor(img: Image.Image, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """8-bit PIL image -> float tensor (C, H, W) in [-1, 1], resized (bicubic) to (w, h) if given."""
+    if size is not None and img.size != tuple(size):
+        img = img.resize(tuple(size), Image.Resampling.BICUBIC)
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    return torch.from_numpy(a.transpose(2, 0, 1).copy()).div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor, rgb: bool = False) -> torch.Tensor:
+    """A [-1, 1] float batch -> uint8 (the values a PNG of it holds); rgb=True repeats grayscale."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if rgb:
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+    return x
+
+
+def tensor_to_image(t: torch.Tensor, size: tuple[int, int] | None = None) -> Image.Image:
+    """One image (C, H, W) or (1, C, H, W) in [-1, 1] -> PIL, resized (bicubic) to (w, h) if given."""
+    t = t.detach().float()
+    if t.dim() == 3:
+        t = t.unsqueeze(0)
+    if size is not None and (t.shape[-1], t.shape[-2]) != tuple(size):
+        t = F.interpolate(t, size=(size[1], size[0]), mode="bicubic", align_corners=False)
+    arr = to_uint8(t)[0].permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+
+
+def uint8_grid(rows: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One grid row per sample, one column per entry of `rows` (each a batch in [-1, 1]): (3, H, W) uint8.
+
+    uint8, not float: W&B renders float [0, 1] image tensors black.
+    """
+    images = []
+    for batch in rows.values():
+        batch = batch.detach().float().cpu()
+        images.append(batch.expand(-1, 3, -1, -1) if batch.shape[1] == 1 else batch[:, :3])
+    size = images[0].shape[-2:]
+    images = [F.interpolate(b, size=size, mode="nearest") if b.shape[-2:] != size else b for b in images]
+    # make_grid fills row by row, so interleave: every entry of sample 0, then of sample 1, ...
+    stacked = torch.stack(images, dim=1).reshape(-1, *images[0].shape[1:])
+    grid = make_grid(stacked, nrow=len(images), padding=2, normalize=False, pad_value=1.0)
+    return ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+# ----- writing ----------------------------------------------------------------------------------
+def save_atomic(img: Image.Image, path: str | Path) -> Path:
+    """Write a PNG through a temporary file and a rename: a kill mid-write leaves no partial file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def save_frames(frames: list[Image.Image], target: Path) -> None:
+    """One image, or for several frames (a latent walk) a strip beside an animated GIF."""
+    if len(frames) == 1:
+        save_atomic(frames[0], target)
+        return
+    w, h = frames[0].size
+    strip = Image.new(frames[0].mode, (w * len(frames), h))
+    for i, frame in enumerate(frames):
+        strip.paste(frame, (i * w, 0))
+    save_atomic(strip, target)
+    frames[0].save(target.with_suffix(".gif"), save_all=True, append_images=frames[1:], duration=200, loop=0)
