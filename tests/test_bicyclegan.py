@@ -169,10 +169,12 @@ def test_config_defaults_match_the_recipe(tmp_path):
     for opt in (m.optimizer_g, m.optimizer_e, m.optimizer_d, m.optimizer_d2):
         assert (opt.lr, list(opt.betas)) == (0.0002, [0.5, 0.999])
     assert m.use_same_D is False
+    assert m.scheduler.step_size == 100  # train_options.py --lr_decay_iters
     assert compose_train(tmp_path, ["model=bicyclegan_seed"]).model.netG.where_add == "input"
     shoes = compose_train(tmp_path, ["experiment=bicyclegan_edges2shoes"])
     assert (shoes.model.scheduler.n_epochs, shoes.model.scheduler.n_epochs_decay) == (30, 30)
-    assert (shoes.data.input_nc, shoes.data.flip, shoes.data.batch_size, shoes.model.netG.input_nc) == (1, False, 2, 1)
+    # scripts/train.sh sets NO_FLIP='--no_flip' for edges2shoes but never passes it: the reference flips
+    assert (shoes.data.input_nc, shoes.data.flip, shoes.data.batch_size, shoes.model.netG.input_nc) == (1, True, 2, 1)
     facades = compose_train(tmp_path, ["experiment=bicyclegan_facades"])
     assert (facades.model.scheduler.n_epochs, facades.data.direction) == (200, "BtoA")
     for name in ("maps", "edges2handbags", "night2day"):
