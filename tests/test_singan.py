@@ -10,7 +10,9 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import pytest
+import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
@@ -18,7 +20,7 @@ from torch import nn
 from ganforge.cli import train
 from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
 from ganforge.errors import ConfigError, ImageFileError
-from ganforge.gans.singan import SinGAN
+from ganforge.gans.singan import SinGAN, _to_pil
 from ganforge.predict import load_model, predict
 from tests.conftest import SHARED_DATA, compose_train, run_cli
 
@@ -221,15 +223,79 @@ def test_samples_at_another_size_and_aspect_ratio_with_sifid(singan_ckpt, tmp_pa
     assert all(v > 0 for v in report["sifid"])
 
 
+class CoarsestInputs(L.Callback):
+    """Every input of scale 0's G while it trains: its noise and z_opt are one channel shared by all."""
+
+    def on_train_start(self, trainer, module):
+        self.inputs = []
+        module.netG[0].register_forward_pre_hook(lambda net, args: self.inputs.append(args[0].detach().clone()))
+
+
 @pytest.mark.slow
-def test_sr_schedule_trains_without_fixed_noise(tmp_path):
-    cfg = compose_train(tmp_path, [*TINY_SG, "model.mode=sr", "model.alpha=100", "data.min_size=18",
-                                   "data.scale_factor=0.7937", "callbacks.image_grid.every_n_batches=100"])
+def test_sr_experiment_trains_the_ordinary_pyramid(tmp_path):
+    """Reference SR.py sets opt.mode = 'train' before train(): the random-mode pyramid with alpha 100."""
+    cfg = compose_train(tmp_path, [*TINY_SG, "experiment=singan_sr", "data.min_size=18", "model.iters_per_scale=8",
+                                   "model.lr_milestone=6", "data.iters_per_epoch=8", "callbacks.image_grid.every_n_batches=100",
+                                   "+callbacks.coarsest._target_=tests.test_singan.CoarsestInputs"])
+    assert cfg.model.alpha == 100 and "mode" not in cfg.model
     _, objs = train(cfg)
-    model = objs["model"]
-    assert min(model.pyramid[0]) == 18
-    # SR training reconstructs from the image alone: every scale's noise amp comes from an RMSE
-    assert 0 < model.noise_amp[0] < 1 and torch.all(model.rec_noise(0, model.pyramid[0]) == 0)
+    model, dm = objs["model"], objs["datamodule"]
+    # adjust_scales2image_SR on stone.png (250x168, shrunk to max side 40), refit to min side 18
+    assert model.pyramid == pyramid_sizes(168, 250, 18, 40, 4 ** (-1 / 6), rounding="floor")[0]
+    assert model.pyramid[0] == (18, 27) and model.pyramid[-1] == (27, 40)
+    z = model.z_opt
+    assert z.abs().sum() > 0 and torch.equal(z, z[:, :1].expand_as(z)), "z_opt: coarsest noise, one channel"
+    coarsest = next(c for c in objs["callbacks"] if isinstance(c, CoarsestInputs)).inputs
+    assert len(coarsest) > 16 and all(torch.equal(x, x[:, :1].expand_as(x)) for x in coarsest)
+    assert model.noise_amp[0] == 1
+    model.eval()
+    model._rec_cache.clear()
+    with torch.no_grad():
+        for n in range(1, model.num_scales):  # 0.1 * RMSE(real, upsampled reconstruction), as training.py
+            rmse = torch.sqrt(torch.mean((model.real(n) - model.prev_for(n, "rec")) ** 2))
+            assert model.noise_amp[n] == pytest.approx(0.1 * float(rmse), rel=1e-4)
+
+
+def test_sr_pyramid_rounds_the_scale_count_down():
+    """adjust_scales2image_SR counts with int() where adjust_scales2image uses ceil()."""
+    sf = 4 ** (-1 / 6)
+    ceil_sizes, ceil_sf = pyramid_sizes(80, 120, 18, 250, sf)
+    floor_sizes, floor_sf = pyramid_sizes(80, 120, 18, 250, sf, rounding="floor")
+    assert (len(ceil_sizes), len(floor_sizes)) == (9, 8)  # int(log(18/80, sf)) = int(6.46) = 6 steps
+    assert floor_sf == pytest.approx((18 / 80) ** (1 / 7)) and ceil_sf == pytest.approx((18 / 80) ** (1 / 8))
+    assert floor_sizes[0][0] == 18 and floor_sizes[-1] == (80, 120)
+    with pytest.raises(ConfigError, match="data.scale_rounding"):
+        SingleImageDataModule(str(SG / "Images" / "stone.png"), scale_rounding="up").setup("fit")
+
+
+def test_sr_app_follows_the_reference_sr_func(tmp_path):
+    """SR.py + SinGAN_generate: k = round(log(1/f) / log(2 ** (-1/3))) applications of the finest G
+    with the finest noise amp, each on the last output upsampled to ceil(side * f ** (1/k)); the
+    first draws one-channel noise; the result is cropped to int(f * side)."""
+    model = tiny_model(pyramid=[[18, 24], [22, 30], [27, 40]])
+    model.real(2).copy_(torch.rand(1, 3, 27, 40) * 2 - 1)
+    model.noise_amp.copy_(torch.tensor([1.0, 0.3, 0.2]))
+    calls = []
+    model.netG[2].register_forward_hook(lambda net, args, out: calls.append((args[0].clone(), args[1].clone(), out.clone())))
+    for net in model.netG[:2]:
+        net.register_forward_hook(lambda *a: pytest.fail("SR uses only the finest G"))
+    (path,) = model.run_app({"app": "sr", "sr_factor": 4.0, "seed": 3}, tmp_path)
+    assert len(calls) == 6  # round(log(1/4) / log(2 ** (-1/3))) = 6
+    step, h, w = 4 ** (1 / 6), 27, 40
+    for k, (noisy, prev, out) in enumerate(calls):
+        h, w = math.ceil(h * step - 1e-6), math.ceil(w * step - 1e-6)
+        assert prev.shape[-2:] == (h + 10, w + 10) and out.shape[-2:] == (h, w)
+        z = (noisy - prev)[..., 5:-5, 5:-5] / 0.2  # noise amp of the finest scale
+        assert torch.allclose(z.std(), torch.tensor(1.0), atol=0.15)
+        assert torch.allclose(z[:, 0], z[:, 1], atol=1e-5) == (k == 0), "one-channel noise at the first step only"
+        if k:  # the previous output, upsampled (bicubic), is the next input
+            expected = F.interpolate(calls[k - 1][2], size=(h, w), mode="bicubic", align_corners=False)
+            assert torch.allclose(prev[..., 5:-5, 5:-5], expected, atol=1e-5)
+    assert (h, w) == (115, 167)  # 27 -> 35 -> 45 -> 57 -> 72 -> 91 -> 115, 40 -> 51 -> ... -> 167
+    out = Image.open(path)
+    assert out.size == (int(4 * 40), int(4 * 27)) == (160, 108)
+    expected = calls[-1][2][..., :108, :160]
+    assert np.array_equal(np.asarray(out), np.asarray(_to_pil(expected)))
 
 
 @pytest.mark.slow
@@ -264,9 +330,7 @@ def test_animation_gif_and_cli_errors(singan_ckpt, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_sr_experiment_sets_the_sr_schedule(tmp_path):
-    from tests.conftest import compose_train
-
+def test_sr_experiment_sets_the_reference_sr_settings(tmp_path):
     cfg = compose_train(tmp_path, ["experiment=singan_sr", "data.path=x.png"])
-    assert (cfg.model.mode, cfg.model.alpha, cfg.data.min_size) == ("sr", 100, 18)
-    assert cfg.data.scale_factor == pytest.approx(2 ** (-1 / 3), abs=1e-4)
+    assert (cfg.model.alpha, cfg.data.min_size, cfg.data.scale_rounding) == (100, 18, "floor")
+    assert cfg.data.scale_factor == 4 ** (-1 / 6)  # SR.py's 1 / in_scale for sr_factor 4

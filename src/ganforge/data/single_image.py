@@ -14,34 +14,48 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ganforge.data.images import load_image
+from ganforge.data.module import GANDataModule
 from ganforge.errors import ConfigError, ImageFileError
 
 # ceil() of a size that is an integer up to float error (25.000000004) must not round up.
 _EPS = 1e-6
 
 
-def _ceil(x: float) -> int:
+def ceil_size(x: float) -> int:
     return math.ceil(x - _EPS)
 
 
+def _floor(x: float) -> int:
+    return math.floor(x + _EPS)
+
+
+ROUNDINGS = {"ceil": ceil_size, "floor": _floor}
+
+
 def pyramid_sizes(
-    h: int, w: int, min_size: int = 25, max_size: int = 250, scale_factor: float = 0.75
+    h: int, w: int, min_size: int = 25, max_size: int = 250, scale_factor: float = 0.75, rounding: str = "ceil"
 ) -> tuple[list[tuple[int, int]], float]:
-    """[(h, w)] from coarsest to finest, and the refit scale factor (reference formulas)."""
+    """[(h, w)] from coarsest to finest, and the refit scale factor (reference formulas).
+
+    `rounding` rounds the scale counts: up in `adjust_scales2image` (training), down (int()) in
+    `adjust_scales2image_SR` (SR.py). The SR variant divides by the width where it means the longer
+    side (`max(real_.shape[0], real_.shape[3])`, shape[0] being the batch); here it is the longer side
+    in both, so a portrait image gets no extra scales."""
     if min(h, w) <= min_size:
         raise ConfigError(f"the image is {w}x{h}: its shorter side must exceed data.min_size={min_size}")
-    num_scales = _ceil(math.log(min_size / min(h, w), scale_factor)) + 1
-    scale2stop = _ceil(math.log(min(max_size, max(h, w)) / max(h, w), scale_factor))
+    rnd = ROUNDINGS[rounding]
+    num_scales = rnd(math.log(min_size / min(h, w), scale_factor)) + 1
+    scale2stop = rnd(math.log(min(max_size, max(h, w)) / max(h, w), scale_factor))
     stop_scale = num_scales - scale2stop
     scale1 = min(max_size / max(h, w), 1.0)
-    H, W = _ceil(h * scale1), _ceil(w * scale1)
+    H, W = ceil_size(h * scale1), ceil_size(w * scale1)
     if stop_scale < 1 or min(H, W) <= min_size:
         raise ConfigError(
             f"the image is {W}x{H} after fitting data.max_size={max_size}: too small for a pyramid down to "
             f"data.min_size={min_size}; lower min_size or raise max_size"
         )
     sf = (min_size / min(H, W)) ** (1 / stop_scale)
-    sizes = [(_ceil(H * sf ** (stop_scale - i)), _ceil(W * sf ** (stop_scale - i))) for i in range(stop_scale)]
+    sizes = [(ceil_size(H * sf ** (stop_scale - i)), ceil_size(W * sf ** (stop_scale - i))) for i in range(stop_scale)]
     return [*sizes, (H, W)], sf
 
 
@@ -74,7 +88,7 @@ class _Iterations(torch.utils.data.Dataset):
         return i
 
 
-class SingleImageDataModule(L.LightningDataModule):
+class SingleImageDataModule(GANDataModule):
     def __init__(
         self,
         path: str | None = None,
@@ -83,6 +97,7 @@ class SingleImageDataModule(L.LightningDataModule):
         min_size: int = 25,
         scale_factor: float = 0.75,
         iters_per_epoch: int = 100,
+        scale_rounding: str = "ceil",
         num_workers: int = 0,
         # Keys of the crop-based datasets that `debug=tiny` sets; a single image is never cropped.
         load_size: int | None = None,
@@ -93,6 +108,7 @@ class SingleImageDataModule(L.LightningDataModule):
         self.path = path
         self.channels = channels
         self.min_size, self.max_size, self.scale_factor = min_size, max_size, scale_factor
+        self.scale_rounding = scale_rounding
         self.iters_per_epoch = iters_per_epoch
         self.pyramid: list[tuple[int, int]] = []
         self.reals: list[torch.Tensor] = []
@@ -103,12 +119,14 @@ class SingleImageDataModule(L.LightningDataModule):
             raise ConfigError("data.path=<image> is required, e.g. data.path=../shared/data/singan/Images/balloons.png")
         if self.channels not in (1, 3):
             raise ConfigError(f"data.channels must be 1 or 3, got {self.channels}")
+        if self.scale_rounding not in ROUNDINGS:
+            raise ConfigError(f"data.scale_rounding={self.scale_rounding!r} is unknown; choose one of {', '.join(ROUNDINGS)}")
         if self.reals:
             return
         img = load_image(self.path, channels=self.channels)  # RGBA/palette/16-bit -> RGB or L
         try:
             self.pyramid, self.refit_factor = pyramid_sizes(
-                img.size[1], img.size[0], self.min_size, self.max_size, self.scale_factor
+                img.size[1], img.size[0], self.min_size, self.max_size, self.scale_factor, self.scale_rounding
             )
         except ConfigError as e:
             raise ImageFileError(self.path, str(e)) from None

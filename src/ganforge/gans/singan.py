@@ -28,13 +28,13 @@ from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.data.images import load_image
-from ganforge.data.single_image import resize, to_tensor
+from ganforge.data.single_image import ceil_size, resize, to_tensor
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.imageio import save_atomic, tensor_to_image
 from ganforge.gans.base import GANModule, set_requires_grad
 from ganforge.nets.singan import SinGANDiscriminator, SinGANGenerator
 
 APPS = ("samples", "paint2image", "editing", "harmonization", "sr", "animation")
-MODES = ("random", "sr")
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +48,9 @@ def critic_gradient_penalty(netD: nn.Module, real: torch.Tensor, fake: torch.Ten
 
 
 class SinGAN(GANModule):
+    metric_single_image = True
+    apps = APPS
+
     def __init__(
         self,
         optimizer_g: Callable[..., torch.optim.Optimizer],
@@ -66,7 +69,6 @@ class SinGAN(GANModule):
         noise_amp_init: float = 0.1,
         lr_milestone: int = 1600,
         lr_gamma: float = 0.1,
-        mode: str = "random",
         pyramid: list | None = None,
         scheduler: Mapping[str, Any] | None = None,
     ):
@@ -93,7 +95,6 @@ class SinGAN(GANModule):
         so with the defaults every layer of a scale is nfc wide."""
         return self._width_at(self.hparams.min_nfc, n)
 
-
     def _build(self, sizes: list[tuple[int, int]]) -> None:
         hp, nc = self.hparams, self.hparams.channels
         self.pyramid = sizes
@@ -115,8 +116,6 @@ class SinGAN(GANModule):
         return getattr(self, f"real_{n}")
 
     def setup(self, stage: str) -> None:
-        if self.hparams.mode not in MODES:  # checked here: Hydra wraps errors raised in __init__
-            raise ConfigError(f"model.mode={self.hparams.mode!r} is unknown; choose one of {MODES}")
         dm = self.trainer.datamodule
         if dm.channels != self.hparams.channels:
             raise ConfigError(f"data.channels={dm.channels} but model.channels={self.hparams.channels}")
@@ -137,12 +136,12 @@ class SinGAN(GANModule):
     # ----- generation ------------------------------------------------------------------------------
     def noise(self, n: int, size, batch: int = 1) -> torch.Tensor:
         """Scale-n noise; the coarsest scale's is one channel shared by all (reference)."""
-        nc = 1 if n == 0 and self.hparams.mode == "random" else self.hparams.channels
+        nc = 1 if n == 0 else self.hparams.channels
         return torch.randn(batch, nc, *size, device=self.noise_amp.device).expand(-1, self.hparams.channels, -1, -1)
 
     def rec_noise(self, n: int, size) -> torch.Tensor:
-        """The reconstruction noise: z_opt at the coarsest scale (SR mode: none), zero above."""
-        if n > 0 or self.hparams.mode == "sr":
+        """The reconstruction noise: z_opt at the coarsest scale, zero above."""
+        if n > 0:
             return self.z_opt.new_zeros(1, self.hparams.channels, *size)
         return resize(self.z_opt, size)
 
@@ -232,7 +231,7 @@ class SinGAN(GANModule):
         if n > 0 and (self.nfc_at(n), self.min_nfc_at(n)) == (self.nfc_at(n - 1), self.min_nfc_at(n - 1)):
             self.netG[n].load_state_dict(self.netG[n - 1].state_dict())
             self.netD[n].load_state_dict(self.netD[n - 1].state_dict())
-        if n == 0 and self.hparams.mode == "random":
+        if n == 0:
             amp = 1.0
         else:
             amp = self.hparams.noise_amp_init * torch.sqrt(F.mse_loss(self.real(n), self.prev_for(n, "rec")))
@@ -265,7 +264,7 @@ class SinGAN(GANModule):
         z = self.noise(n, self.pyramid[n])  # one draw per iteration, shared by its D and G steps
 
         for _ in range(self.hparams.d_steps):
-            prev = self.prev_for(n, "rec" if self.hparams.mode == "sr" else "rand")
+            prev = self.prev_for(n, "rand")
             with torch.no_grad():
                 fake = self.scale_forward(n, z, prev)
             with self.toggled_optimizer(opt_d):
@@ -288,6 +287,13 @@ class SinGAN(GANModule):
         self.val_psnr((rec.float().clamp(-1, 1) + 1) / 2, (self.real(n).float() + 1) / 2)
         self.log("val/psnr", self.val_psnr, prog_bar=True)
         self.log("val/scale", float(n))
+
+    def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
+        """Random samples of the whole pyramid against the training image (SIFID compares each with it)."""
+        k = len(batch["index"])
+        with torch.no_grad():
+            fake = torch.cat([self.sample() for _ in range(k)])
+        return {"fake": fake, "real": self.real(self.num_scales - 1).expand(k, -1, -1, -1)}
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """real | reconstruction | random sample, at the scale being trained."""
@@ -341,7 +347,7 @@ class SinGAN(GANModule):
         """SIFID of each sample against the training image (finest scale) into `sifid.json`. It needs
         Inception's weights (docs/evaluation.md); without them the samples are still written."""
         from ganforge.metrics.inception import SIFID, load_inception
-        from ganforge.metrics.suite import to_uint8
+        from ganforge.imageio import to_uint8
         from ganforge.metrics.weights import PretrainedWeightsError
 
         try:
@@ -349,9 +355,9 @@ class SinGAN(GANModule):
         except PretrainedWeightsError as e:
             log.warning("SIFID not computed: %s", e)
             return []
-        real = to_uint8(self.real(self.num_scales - 1))
+        real = to_uint8(self.real(self.num_scales - 1), rgb=True)
         for s in samples:
-            metric.update(to_uint8(s), real)
+            metric.update(to_uint8(s, rgb=True), real)
         report = {
             "sifid_mean": float(metric.compute()),
             "sifid": [float(v) for v in metric.scores],
@@ -382,21 +388,25 @@ class SinGAN(GANModule):
         return written
 
     def app_sr(self, opts, out_dir: Path) -> list[Path]:
-        """Upscale the training image by `sr_factor`: the finest G, applied iter_num times at steps of
-        about 2**(1/3) (reference `calc_init_scale`). Train with the SR schedule for this app."""
+        """Upscale the training image by `sr_factor` as the reference `SR.py` does: k =
+        round(log(1/f) / log(2**(-1/3))) steps of f**(1/k) (`calc_init_scale`). Each step upsamples
+        the last output (bicubic, ceil(side * step)) and applies the finest G with the finest noise
+        amp and fresh noise; the result is cropped to int(f * side). Train with experiment=singan_sr."""
         factor = float(opts.get("sr_factor", 4.0))
         if factor <= 1:
             raise ConfigError(f"sr_factor must be > 1, got {factor}")
         iter_num = max(1, round(math.log(1 / factor, 0.5 ** (1 / 3))))
         step = factor ** (1 / iter_num)
-        x = self.real(self.num_scales - 1)
+        top = self.num_scales - 1
+        x = self.real(top)
         h, w = x.shape[-2:]
-        for _ in range(iter_num):
-            size = (math.ceil(x.shape[-2] * step), math.ceil(x.shape[-1] * step))
+        for k in range(iter_num):
+            size = (ceil_size(x.shape[-2] * step), ceil_size(x.shape[-1] * step))
             x = resize(x, size)
-            x = self.scale_forward(self.num_scales - 1, self.noise(self.num_scales - 1, size), x)
-        x = resize(x[..., : round(factor * h), : round(factor * w)], (round(factor * h), round(factor * w)))
-        return [_save(x, out_dir / f"sr_x{factor:g}.png")]
+            # `SinGAN_generate` counts these steps from 0, so its first one draws the coarsest
+            # scale's noise (one channel shared by all) while using the finest G and amp.
+            x = self.scale_forward(top, self.noise(0 if k == 0 else top, size), x)
+        return [_save(x[..., : int(factor * h), : int(factor * w)], out_dir / f"sr_x{factor:g}.png")]
 
     def app_animation(self, opts, out_dir: Path, frames: int = 100, alpha: float = 0.1, beta: float = 0.9) -> list[Path]:
         """A GIF of a random walk in z at every scale from `gen_start_scale` (reference `generate_gif`:
@@ -434,13 +444,8 @@ def soft_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def _to_pil(t: torch.Tensor):
-    from ganforge.predict import to_image
-
-    return to_image(t, (t.shape[-1], t.shape[-2]))
+    return tensor_to_image(t)
 
 
 def _save(t: torch.Tensor, path: Path) -> Path:
-    from ganforge.predict import save_atomic
-
-    save_atomic(_to_pil(t), path)
-    return path
+    return save_atomic(tensor_to_image(t), path)
