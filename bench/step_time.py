@@ -1,7 +1,7 @@
 """Time one pix2pix training step through ganforge and through a plain PyTorch loop on the same nets.
 
     .venv/bin/python bench/step_time.py model=pix2pix [precision=32-true|bf16-mixed] [steps=5] [warmup=3]
-        [rounds=4] [size=256] [any Hydra override of conf/train.yaml]
+        [rounds=4] [size=256] [any Hydra override of src/ganforge/conf/train.yaml]
 
 ganforge: the real Pix2Pix LightningModule driven by a real Trainer (no logger, checkpointing, progress bar
 or validation); a callback times each batch from on_train_batch_start to on_train_batch_end, so Lightning's
@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from ganforge.cli import CONF_DIR
+from ganforge.app import CONF_DIR
 
 OPTIONS = {"precision": "32-true", "steps": "5", "warmup": "3", "rounds": "4", "size": "256"}
 PRECISIONS = ("32-true", "bf16-mixed")

@@ -17,12 +17,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from ganforge.cli import CONF_DIR
+from ganforge.app import CONF_DIR
 from ganforge.metrics.weights import WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 PAIRED_MINI = SHARED_DATA / "pix2pix_paired_mini"
+
+#: the console scripts, as a user runs them
+PREDICT = str(Path(sys.executable).parent / "ganforge-predict")
+EVAL = str(Path(sys.executable).parent / "ganforge-eval")
 
 # Runs in tests never talk to W&B's servers.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -57,13 +61,19 @@ def run_cli(args: list[str], timeout: int = 600, env: dict | None = None, script
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def train_checkpoint(tmp_path_factory, name: str, args: list[str]) -> Path:
+    """Run train.py as a user would into a fresh folder; its last.ckpt."""
+    out = tmp_path_factory.mktemp(name)
+    proc = run_cli([*args, f"hydra.run.dir={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "terminate called" not in proc.stderr  # gloo's abort at exit after a DDP run
+    return out / "checkpoints" / "last.ckpt"
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint from a real `debug=tiny` pix2pix run on the shared facades pairs."""
-    out = tmp_path_factory.mktemp("tiny_run")
-    proc = run_cli([*TINY, f"hydra.run.dir={out}"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out / "checkpoints" / "last.ckpt"
+    return train_checkpoint(tmp_path_factory, "tiny_run", TINY)
 
 
 def write_fake_weights(folder: Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -19,10 +18,9 @@ from ganforge.errors import ConfigError
 from ganforge.gans.bicyclegan import BicycleGAN
 from ganforge.losses import kl_divergence
 from ganforge.nets import MultiscaleDiscriminator, ResnetEncoder, UnetGenerator
-from tests.conftest import PAIRED_MINI, SHARED_DATA, TINY, compose_train, run_cli
+from tests.conftest import PAIRED_MINI, PREDICT, SHARED_DATA, TINY, compose_train, run_cli, train_checkpoint
 
 BICYCLE_TINY = [*TINY, "model=bicyclegan"]
-PREDICT = str(Path(sys.executable).parent / "ganforge-predict")
 
 
 def tiny_bicyclegan(**kw) -> BicycleGAN:
@@ -268,17 +266,14 @@ def test_ddp_cpu_two_processes(tmp_path, paired_seven):
     proc = run_cli([*BICYCLE_TINY, f"data.root={paired_seven}", "trainer=ddp_cpu", f"hydra.run.dir={tmp_path}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "terminate called" not in proc.stderr
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     # 7 pairs padded to 8 over 2 ranks: 2 batches of 2 per rank, 2 epochs, 4 optimizer steps a batch
     assert ckpt["global_step"] == 2 * 2 * 4
 
 
 @pytest.fixture(scope="module")
 def bicycle_checkpoint(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bicycle_run")
-    proc = run_cli([*BICYCLE_TINY, f"hydra.run.dir={out}"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out / "checkpoints" / "last.ckpt"
+    return train_checkpoint(tmp_path_factory, "bicycle_run", BICYCLE_TINY)
 
 
 @pytest.mark.slow

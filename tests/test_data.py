@@ -21,7 +21,7 @@ from PIL import Image
 import ganforge
 from ganforge.data import datasets
 from ganforge.data.datasets import DatasetSpec, download_and_extract, get_spec
-from ganforge.data.images import IMG_EXTENSIONS, list_images, load_image
+from ganforge.imageio import IMG_EXTENSIONS, list_images, load_image
 from ganforge.data.paired import PairedDataModule, PairedDataset
 from ganforge.data.transforms import build_transform, fit_size, get_params
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from ganforge.cli import train
-from tests.conftest import TINY, compose_train, run_cli
+from tests.conftest import EVAL, TINY, compose_train, run_cli
 
 pytestmark = pytest.mark.slow
-EVAL = str(Path(sys.executable).parent / "ganforge-eval")
 # Small and fast: 64-d Inception features, SqueezeNet LPIPS (the file the fixture fakes).
 FAST = ["lpips_net=squeeze", "fid_feature=64", "kid_subsets=10"]
 

@@ -231,15 +231,13 @@ def test_bad_config_path_and_wrong_file(tmp_path, monkeypatch, offline):
 
 # ----- what a model can supply ------------------------------------------------------------------------
 class Paired:
-    metric_paired = True
+    """The metric flags of the GAN contract (ganforge.gans.base.GANModule), for a paired model."""
 
-    def metric_batch(self, batch):
-        return batch
+    metric_paired, metric_multimodal, metric_single_image = True, False, False
 
 
 class Multimodal(Paired):
-    def sample_diverse(self, batch, n):
-        return batch
+    metric_multimodal = True
 
 
 def test_metrics_a_model_cannot_supply_are_config_errors():

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_DATA, run_cli
+from tests.conftest import PREDICT, SHARED_DATA, run_cli
 
 pytestmark = pytest.mark.slow
-PREDICT = str(Path(sys.executable).parent / "ganforge-predict")
 
 
 def test_predict_folder_with_a_bad_file(tmp_path, tiny_checkpoint):

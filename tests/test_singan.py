@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -20,12 +19,14 @@ from torch import nn
 from ganforge.cli import train
 from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
 from ganforge.errors import ConfigError, ImageFileError
-from ganforge.gans.singan import SinGAN, _to_pil
-from ganforge.predict import load_model, predict
-from tests.conftest import SHARED_DATA, compose_train, run_cli
+from ganforge.app import CONF_DIR
+from ganforge.checkpoint import build_model
+from ganforge.gans.singan import SinGAN
+from ganforge.imageio import tensor_to_image
+from ganforge.predict import predict
+from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli, train_checkpoint
 
 SG = SHARED_DATA / "singan"
-PREDICT = str(Path(sys.executable).parent / "ganforge-predict")
 TINY_SG = ["model=singan", "data=single_image", "debug=tiny", "logger=csv", f"data.path={SG / 'Images' / 'stone.png'}"]
 
 
@@ -111,6 +112,14 @@ def tiny_model(**kw) -> SinGAN:
     return SinGAN(optimizer_g=opt, optimizer_d=opt, **{"nfc": 8, "min_nfc": 8, "iters_per_scale": 4, **kw})
 
 
+def fit_tiny(dm: SingleImageDataModule, callbacks=(), **kw) -> SinGAN:
+    """A tiny SinGAN on `dm`'s image, built and trained as the CLI does (pyramid from the data)."""
+    model = tiny_model(**dm.model_settings(), **kw)
+    L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+              callbacks=list(callbacks), limit_val_batches=0, max_epochs=model.max_epochs).fit(model, datamodule=dm)
+    return model
+
+
 class Snapshots(L.Callback):
     """Scale 0's nets (weights and BN running stats) when scale 0 ends, and their grads later."""
 
@@ -126,9 +135,8 @@ class Snapshots(L.Callback):
 
 def test_frozen_scales_get_no_gradient_and_do_not_change():
     dm = SingleImageDataModule(str(SG / "Images" / "stone.png"), max_size=40, min_size=20, iters_per_epoch=2)
-    model, snap = tiny_model(), Snapshots()
-    L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              callbacks=[snap], limit_val_batches=0).fit(model, datamodule=dm)
+    snap = Snapshots()
+    model = fit_tiny(dm, callbacks=[snap])
     assert model.num_scales == 3 and model.n_frozen == 2
     for k, v in model.netG[0].state_dict().items():
         assert torch.equal(v, snap.scale0[k]), f"frozen scale 0 changed: {k}"
@@ -141,9 +149,7 @@ def test_grayscale_model_trains_and_samples(tmp_path):
     path = tmp_path / "gray.png"
     Image.effect_noise((48, 36), 60).save(path)
     dm = SingleImageDataModule(str(path), channels=1, max_size=40, min_size=20, iters_per_epoch=2)
-    model = tiny_model(channels=1, iters_per_scale=2)
-    L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              limit_val_batches=0).fit(model, datamodule=dm)
+    model = fit_tiny(dm, channels=1, iters_per_scale=2)
     model.eval()
     with torch.no_grad():
         assert model.sample(scale_w=2.0).shape == (1, 1, 30, 80)
@@ -152,15 +158,12 @@ def test_grayscale_model_trains_and_samples(tmp_path):
 @pytest.fixture(scope="module")
 def singan_ckpt(tmp_path_factory) -> Path:
     """A real `debug=tiny` run of train.py on the shared stone.png."""
-    out = tmp_path_factory.mktemp("singan_run")
-    proc = run_cli([*TINY_SG, f"hydra.run.dir={out}"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out / "checkpoints" / "last.ckpt"
+    return train_checkpoint(tmp_path_factory, "singan_run", TINY_SG)
 
 
 @pytest.mark.slow
 def test_reconstruction_chain_reproduces_the_image(singan_ckpt):
-    model, cfg = load_model(singan_ckpt)
+    model, cfg = build_model(singan_ckpt)
     assert cfg["model"]["pyramid"] == [[20, 30], [24, 35], [27, 40]]
     model.eval()
     with torch.no_grad():
@@ -194,7 +197,7 @@ def test_resume_mid_pyramid_is_exact(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(first)  # dies in scale 1 (2 epochs per scale), after epoch 2's checkpoint
     ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     _, objs = train(compose_train(tmp_path / "second", [*common, f"ckpt_path={ckpt}"]))
     resumed = objs["model"].state_dict()
     for k, v in straight.items():
@@ -202,7 +205,7 @@ def test_resume_mid_pyramid_is_exact(tmp_path):
 
 
 def run_app(ckpt: Path, out: Path, **opts) -> list[Path]:
-    cfg = OmegaConf.load(Path(__file__).parents[1] / "conf" / "predict.yaml")
+    cfg = OmegaConf.load(Path(CONF_DIR) / "predict.yaml")
     del cfg["defaults"], cfg["hydra"]
     cfg.merge_with({"ckpt_path": str(ckpt), "output": str(out), **opts})
     return [Path(p) for p in predict(cfg)["written"]]
@@ -239,7 +242,7 @@ def test_sr_experiment_trains_the_ordinary_pyramid(tmp_path):
                                    "+callbacks.coarsest._target_=tests.test_singan.CoarsestInputs"])
     assert cfg.model.alpha == 100 and "mode" not in cfg.model
     _, objs = train(cfg)
-    model, dm = objs["model"], objs["datamodule"]
+    model = objs["model"]
     # adjust_scales2image_SR on stone.png (250x168, shrunk to max side 40), refit to min side 18
     assert model.pyramid == pyramid_sizes(168, 250, 18, 40, 4 ** (-1 / 6), rounding="floor")[0]
     assert model.pyramid[0] == (18, 27) and model.pyramid[-1] == (27, 40)
@@ -295,7 +298,7 @@ def test_sr_app_follows_the_reference_sr_func(tmp_path):
     out = Image.open(path)
     assert out.size == (int(4 * 40), int(4 * 27)) == (160, 108)
     expected = calls[-1][2][..., :108, :160]
-    assert np.array_equal(np.asarray(out), np.asarray(_to_pil(expected)))
+    assert np.array_equal(np.asarray(out), np.asarray(tensor_to_image(expected)))
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ def test_ddp_cpu_two_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert "terminate called" not in proc.stderr
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     # the 2 training pairs split over 2 ranks: 1 batch per epoch, 2 epochs, 2 optimizer steps a batch
     assert ckpt["global_step"] == 1 * 2 * 2
 

@@ -1,11 +1,8 @@
-"""Command-line entry points. `train(cfg)` is a plain function so tests and sweeps call it directly."""
+"""`ganforge-train` / `python train.py`. `train(cfg)` is a plain function so tests and sweeps call it directly."""
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,42 +10,35 @@ from typing import Any
 import hydra
 import lightning.pytorch as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ganforge.errors import ConfigError, GanforgeError
-from ganforge.utils import resolvers
+from ganforge.app import entry_point
+from ganforge.checkpoint import check_resumable
+from ganforge.errors import ConfigError
 from ganforge.utils.instantiate import instantiate_all
 from ganforge.utils.print_config import print_config
 
-resolvers.register()
-CONF_DIR = str(resolvers.REPO_ROOT / "conf")
 log = logging.getLogger("ganforge")
 
 
-def user_errors_exit(fn):
-    """Print a GanforgeError's message alone and exit 2; HYDRA_FULL_ERROR=1 keeps the traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except GanforgeError as e:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            log.error("%s", user_message(e))
-            print(f"Error: {user_message(e)}", file=sys.stderr)
-            sys.exit(2)
-
-    return wrapper
-
-
-def user_message(e: BaseException) -> str:
-    # DataLoader workers re-raise with the worker's whole traceback as the message: keep its last line.
-    msg = str(e)
-    if "Original Traceback" in msg:
-        last = msg.strip().splitlines()[-1]
-        msg = last.split(": ", 1)[1] if ": " in last else last
-    return msg
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """`ckpt_path=last`: the newest checkpoints/last.ckpt of this task's runs (none yet: a fresh start),
+    so a preempted job is relaunched with its own command; a run folder: its last.ckpt."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is None:
+        return None
+    if str(ckpt) == "last":
+        root = Path(cfg.paths.log_dir) / str(cfg.task_name)
+        found = sorted(root.glob("*/*/**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            log.info("ckpt_path=last: no last.ckpt under %s yet, starting a new run", root)
+            return None
+        log.info("ckpt_path=last: resuming %s", found[-1])
+        return str(found[-1])
+    path = Path(str(ckpt))
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    return str(path)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -59,29 +49,38 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         warnings.filterwarnings("ignore")
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    # Settings that follow from the data (SinGAN's pyramid comes from its image), written into the
+    # config so the stored run config rebuilds the same model.
+    with open_dict(cfg):
+        cfg.model.update(datamodule.model_settings())
     model = hydra.utils.instantiate(cfg.model)
-    # The U-Net needs sides divisible by 2**num_downs; the data module fits images to that.
-    if hasattr(datamodule, "size_multiple"):
-        datamodule.size_multiple = getattr(model, "input_size_multiple", 1)
+    datamodule.size_multiple = model.input_size_multiple
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
 
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer_overrides = {"max_epochs": model.max_epochs} if model.max_epochs is not None else {}
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides
+    )
     for lg in loggers:
         lg.log_hyperparams(model.run_config)
 
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "callbacks": callbacks}
     try:
+        metrics: dict[str, float] = {}
         if cfg.get("train", True):
-            ckpt = cfg.get("ckpt_path")
-            if ckpt and not Path(ckpt).is_file():
-                raise ConfigError(f"ckpt_path={ckpt} does not exist; give the path of a .ckpt file to resume from")
-            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+            ckpt = resolve_ckpt_path(cfg)
+            resumed = check_resumable(ckpt) if ckpt else None
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+            if resumed is not None and trainer.global_step == resumed["global_step"] and not metrics:
+                # Lightning restored a run whose last epoch was done and trained nothing more.
+                log.info("%s is the end of a finished run (max_epochs=%s reached); its metrics:", ckpt, trainer.max_epochs)
+                metrics = dict(resumed["ganforge"].get("metrics", {}))
         if cfg.get("test"):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
-            trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+            trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
     finally:
         _finish(loggers)
@@ -101,8 +100,7 @@ def _finish(loggers: list) -> None:
         torch.distributed.destroy_process_group()
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-@user_errors_exit
+@entry_point("train")
 def train_main(cfg: DictConfig) -> float | None:
     if cfg.get("print_config"):
         print_config(cfg)
@@ -113,9 +111,3 @@ def train_main(cfg: DictConfig) -> float | None:
     if name not in metrics:
         raise ConfigError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
     return metrics[name]
-
-
-def predict_main() -> None:
-    from ganforge.predict import main
-
-    main()

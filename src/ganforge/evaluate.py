@@ -18,11 +18,11 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from ganforge.cli import CONF_DIR, user_errors_exit
+from ganforge.app import entry_point
+from ganforge.checkpoint import build_model
 from ganforge.errors import ConfigError
 from ganforge.metrics import MetricSuite, check_metrics
-from ganforge.imageio import to_uint8, uint8_grid
-from ganforge.predict import load_model, save_atomic
+from ganforge.imageio import save_atomic, to_uint8, uint8_grid
 
 SUITE_KEYS = ("lpips_net", "diversity_samples", "kid_subsets", "kid_subset_size", "is_splits", "fid_feature", "weights")
 
@@ -43,7 +43,7 @@ def reference_loader(datamodule, split: str):
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    model, run_cfg = load_model(cfg.ckpt_path)
+    model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
     names = check_metrics(OmegaConf.to_object(cfg.metrics) if OmegaConf.is_list(cfg.metrics) else cfg.metrics, model)
     n = cfg.get("num_samples")
     if n is not None and n < (2 if {"fid", "kid"} & set(names) else 1):
@@ -52,8 +52,7 @@ def evaluate(cfg: DictConfig) -> dict:
     suite = MetricSuite(names, batch_size=cfg.batch_size, seed=cfg.seed, **suite_args)  # loads every network first
     dcfg = data_config(run_cfg, cfg.get("data"))
     datamodule = hydra.utils.instantiate(dcfg, batch_size=cfg.batch_size, num_workers=0)
-    if hasattr(datamodule, "size_multiple"):
-        datamodule.size_multiple = getattr(model, "input_size_multiple", 1)
+    datamodule.size_multiple = model.input_size_multiple
     loader = reference_loader(datamodule, cfg.split)
 
     out_dir = Path(cfg.output)
@@ -61,13 +60,12 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.save_images:
         img_dir.mkdir(parents=True, exist_ok=True)
     # Two-domain models (CycleGAN family) are evaluated one direction at a time: direction=AtoB|BtoA.
-    directions = getattr(model, "metric_directions", None)
     direction = cfg.get("direction")
-    if direction and not directions:
+    if direction and len(model.directions) == 1:
         raise ConfigError(f"direction={direction} is only for two-domain models; {type(model).__name__} has one direction")
-    if directions and (direction or "AtoB") not in directions:
-        raise ConfigError(f"direction must be one of {list(directions)}, got {direction!r}")
-    direction_arg = {"direction": direction or "AtoB"} if directions else {}
+    direction = direction or model.directions[0]
+    if direction not in model.directions:
+        raise ConfigError(f"direction must be one of {list(model.directions)}, got {direction!r}")
     torch.manual_seed(cfg.seed)
     n_div = suite.diversity_samples if "diversity" in names else 0
     grid: dict[str, list[torch.Tensor]] = {"generated": [], "real": []}
@@ -76,7 +74,7 @@ def evaluate(cfg: DictConfig) -> dict:
         for batch in loader:
             if n is not None and seen >= n:
                 break
-            out = model.metric_batch(batch, **direction_arg)
+            out = model.metric_batch(batch, direction)
             fake, real = out["fake"], out.get("real")
             if n is not None:
                 fake, real = fake[: n - seen], real[: n - seen] if real is not None else None
@@ -94,7 +92,7 @@ def evaluate(cfg: DictConfig) -> dict:
     values = suite.compute()
     protocol = suite.protocol()
     split_info = {"split": cfg.split, "root": str(dcfg.get("root")),
-                  "direction": direction_arg.get("direction", dcfg.get("direction"))}
+                  "direction": direction if len(model.directions) > 1 else dcfg.get("direction")}
     report = {
         "checkpoint": str(cfg.ckpt_path),
         "model": type(model).__name__,
@@ -129,11 +127,6 @@ def print_table(report: dict, out_dir: Path) -> None:
     console.print(f"Wrote {out_dir / 'metrics.json'}, {out_dir / 'samples.png'}")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-@user_errors_exit
-def _main(cfg: DictConfig) -> None:
+@entry_point("eval")
+def main(cfg: DictConfig) -> None:
     evaluate(cfg)
-
-
-def main() -> None:
-    _main()

@@ -87,8 +87,13 @@ def gradient_penalty(
     kind: str = "mixed",
     constant: float = 1.0,
     weight: float = 10.0,
+    norm_over: str = "sample",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """WGAN-GP penalty `weight * mean((||grad_x D(x)|| - constant)^2)` (reference `cal_gradient_penalty`).
+
+    `norm_over="sample"` takes the norm of each sample's whole gradient (pytorch-CycleGAN-and-pix2pix,
+    DualGAN); `"pixel"` takes it over the channels at every pixel and averages the pixels (SinGAN's
+    `calc_gradient_penalty`), which penalises every patch of a patch critic on its own.
 
     x is `real`, `fake`, or a per-sample random interpolation of the two (`mixed`). Inputs are
     detached: the penalty regularizes D only, and the caller's tensors are left untouched. The
@@ -96,6 +101,8 @@ def gradient_penalty(
     scales is penalized on the sum of its scores. Returns (penalty, per-sample flat gradients);
     `weight == 0` returns (0, None) without running D.
     """
+    if norm_over not in ("sample", "pixel"):
+        raise ConfigError(f"gradient penalty norm_over={norm_over!r}: choose sample or pixel")
     if kind not in GP_KINDS:
         raise ConfigError(f"unknown gradient penalty kind {kind!r}; choose one of: {', '.join(GP_KINDS)}")
     if weight == 0:
@@ -113,6 +120,8 @@ def gradient_penalty(
     (grad,) = torch.autograd.grad(
         outputs=scores, inputs=x, grad_outputs=[torch.ones_like(s) for s in scores], create_graph=True
     )
+    if norm_over == "pixel":
+        return ((grad.norm(2, dim=1) - constant) ** 2).mean() * weight, grad.flatten(1)
     grad = grad.flatten(1)
     # The epsilon (as in the reference) keeps the norm's gradient finite when grad is exactly 0.
     penalty = (((grad + 1e-16).norm(2, dim=1) - constant) ** 2).mean() * weight
@@ -125,15 +134,24 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def feature_matching_loss(
-    fake_features: Sequence[Sequence[torch.Tensor]], real_features: Sequence[Sequence[torch.Tensor]]
+    fake_features: Sequence[Sequence[torch.Tensor]],
+    real_features: Sequence[Sequence[torch.Tensor]],
+    statistic: str = "pixel_l1",
 ) -> torch.Tensor:
-    """SPADE's GAN feature matching: L1 between D's intermediate features on fake and real.
+    """GAN feature matching between D's intermediate features on fake and real images.
 
     Each element is one scale's feature list with the score map last (excluded). Layers are
     summed and scales averaged; real features are detached so only G is pushed.
+    `statistic="pixel_l1"`: L1 between the feature maps (SPADE / pix2pixHD). `"batch_mean_mse"`:
+    squared distance of the features' batch means (DiscoGAN's `get_fm_loss`, Salimans et al. 2016).
     """
+    if statistic not in ("pixel_l1", "batch_mean_mse"):
+        raise ConfigError(f"feature matching statistic={statistic!r}: choose pixel_l1 or batch_mean_mse")
     total = fake_features[0][0].new_zeros(())
     for fake_scale, real_scale in zip(fake_features, real_features, strict=True):
         for fake, real in zip(fake_scale[:-1], real_scale[:-1], strict=True):
-            total = total + F.l1_loss(fake, real.detach())
+            if statistic == "pixel_l1":
+                total = total + F.l1_loss(fake, real.detach())
+            else:
+                total = total + ((real.detach().mean(0) - fake.mean(0)) ** 2).mean()
     return total / len(fake_features)

@@ -1,8 +1,10 @@
-"""What the folder-based data modules share: config checks, download, split fallbacks, loaders."""
+"""The data-module contract (GANDataModule) and what the folder-based modules share: config checks,
+download, split fallbacks, loaders."""
 
 from __future__ import annotations
 
 import logging
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
 
 import lightning as L
@@ -16,7 +18,23 @@ from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableErro
 BAD_FILE_CHOICES = ("error", "skip")
 
 
-class FolderDataModule(L.LightningDataModule):
+class GANDataModule(L.LightningDataModule, metaclass=ABCMeta):
+    """What the framework asks of every ganforge data module, besides Lightning's loaders."""
+
+    #: input sides must be multiples of this; the trainer sets it from the model before `setup`
+    size_multiple: int = 1
+
+    def model_settings(self) -> dict:
+        """Model config keys that follow from the data (SinGAN's pyramid comes from its image); the
+        trainer writes them into the run config before it builds the model."""
+        return {}
+
+    @abstractmethod
+    def fixed_val_batch(self, n: int) -> dict:
+        """The same `n` validation items at every call: the inputs of the sample grids."""
+
+
+class FolderDataModule(GANDataModule):
     """A named dataset (downloaded when missing) or any folder in the subclass's layout.
 
     Subclasses set `kind` (the registry's "paired" | "unpaired") and `train_marker` (what a folder with

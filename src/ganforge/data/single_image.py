@@ -8,14 +8,13 @@ no pixels (the module keeps the pyramid as buffers): an epoch is `iters_per_epoc
 from __future__ import annotations
 
 import math
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ganforge.data.images import load_image
 from ganforge.data.module import GANDataModule
 from ganforge.errors import ConfigError, ImageFileError
+from ganforge.imageio import image_to_tensor, load_image
 
 # ceil() of a size that is an integer up to float error (25.000000004) must not round up.
 _EPS = 1e-6
@@ -57,11 +56,6 @@ def pyramid_sizes(
     sf = (min_size / min(H, W)) ** (1 / stop_scale)
     sizes = [(ceil_size(H * sf ** (stop_scale - i)), ceil_size(W * sf ** (stop_scale - i))) for i in range(stop_scale)]
     return [*sizes, (H, W)], sf
-
-
-def to_tensor(img) -> torch.Tensor:
-    t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(img.size[1], img.size[0], -1)
-    return t.permute(2, 0, 1).float().div(127.5).sub(1).unsqueeze(0)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -130,7 +124,12 @@ class SingleImageDataModule(GANDataModule):
             )
         except ConfigError as e:
             raise ImageFileError(self.path, str(e)) from None
-        self.reals = build_pyramid(to_tensor(img), self.pyramid)
+        self.reals = build_pyramid(image_to_tensor(img).unsqueeze(0), self.pyramid)
+
+    def model_settings(self) -> dict:
+        """SinGAN's nets follow from the image: one G/D pair per scale of its pyramid."""
+        self.setup()
+        return {"pyramid": [list(s) for s in self.pyramid], "iters_per_epoch": self.iters_per_epoch}
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_Iterations(self.iters_per_epoch), batch_size=1)

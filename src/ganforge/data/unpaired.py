@@ -21,7 +21,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ganforge.data.images import list_images, load_image
+from ganforge.imageio import list_images, load_image
 from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError

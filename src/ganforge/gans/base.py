@@ -1,29 +1,35 @@
-"""What every GAN module shares: manual optimization, LR schedules, exact resume, checkpoint checks.
+"""The GAN contract: everything the framework asks of a GAN module, declared once, here.
 
-Exact resume: checkpoints are written at epoch ends and carry the global random streams; schedules
-are stepped to the current epoch at every epoch start.
+A GAN is one `GANModule` subclass. The trainer, the callbacks (sample grids, metrics), and the
+predict and eval commands call the hooks below and nothing else. Abstract hooks must be written
+(building a module without one fails and names it); the others have a default that fits a
+model without that feature.
 
-Schedules are expressed in epochs. `global_step` counts every optimizer step (2-4 per batch in a
-GAN), so it is never used for schedules here.
+Training-side conventions (DESIGN.md): manual optimization, one small method per phase that
+returns its losses, schedules in epochs (`global_step` counts every optimizer step, 2-4 per
+batch in a GAN), exact resume through the checkpoint (Lightning's state, the random streams and
+`checkpoint_extras`).
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Mapping
+from abc import ABCMeta, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
-import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 
+from ganforge.checkpoint import FORMAT_VERSION, check_state_dict_matches, plain_hyperparameters, rng_states, set_rng_states
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.losses import GANLoss
 
 SCHEDULER_POLICIES = ("linear", "step", "plateau", "cosine")
+DIRECTIONS = ("AtoB", "BtoA")
 
 
 def build_scheduler(
@@ -38,7 +44,8 @@ def build_scheduler(
     monitor: str = "val/l1",
     monitor_mode: str = "min",
 ) -> dict:
-    """The reference repos' LR policies, as a Lightning scheduler config.
+    """The reference repos' LR policies (pytorch-CycleGAN-and-pix2pix `models/networks.py`
+    `get_scheduler`), as a Lightning scheduler config.
 
     `linear` keeps the LR for `n_epochs` epochs, then decays it linearly over `n_epochs_decay`:
     factor = 1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1) for the 1-based epoch.
@@ -70,30 +77,30 @@ def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def rng_states() -> dict:
-    """The global random streams (shuffle, crops, flips, dropout) in a form torch.load(weights_only=True) accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
+@contextmanager
+def frozen(nets: list[nn.Module]) -> Iterator[None]:
+    """requires_grad False on `nets` for the block; all their parameters are trainable again after."""
+    set_requires_grad(nets, False)
+    try:
+        yield
+    finally:
+        set_requires_grad(nets, True)
 
 
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+class GANModule(L.LightningModule, metaclass=ABCMeta):
+    """Base class of every GAN. Subclasses take their nets and `_partial_` optimizers from the config."""
 
-
-class GANModule(L.LightningModule):
-    """Base class: subclasses build their nets, implement `training_step` and `configure_optimizers`
-    through `optimizers_for()`, and return image rows for sample grids from `grid_rows()`."""
-
-    #: names of the nets whose architecture must match a checkpoint's (checked on load)
-    net_names: tuple[str, ...] = ()
+    # ----- what the model is: flags the metric suite and the commands read -------------------------
+    #: outputs have a per-pixel ground truth (pix2pix): LPIPS, PSNR and SSIM against it apply
+    metric_paired: bool = False
+    #: several outputs per input from different latents (BicycleGAN): `sample_diverse` works
+    metric_multimodal: bool = False
+    #: trained on one image (SinGAN): SIFID against it applies
+    metric_single_image: bool = False
+    #: the translation directions `metric_batch`, `translate` and predict accept
+    directions: tuple[str, ...] = ("AtoB",)
+    #: the `app=` names `run_app` accepts
+    apps: tuple[str, ...] = ()
 
     def __init__(self, scheduler: Mapping[str, Any] | None = None):
         super().__init__()
@@ -102,7 +109,101 @@ class GANModule(L.LightningModule):
         #: the resolved run config, stored in checkpoints so predict/eval rebuild the model (set by the CLI)
         self.run_config: dict | None = None
 
-    # ----- optimization helpers -------------------------------------------------------------------
+    # ----- required hooks ------------------------------------------------------------------------
+    @abstractmethod
+    def configure_optimizers(self):
+        """The optimizers, through `optimizers_for(...)` so the configured LR schedule applies."""
+
+    @abstractmethod
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        """One iteration in the reference's update order (manual optimization)."""
+
+    @abstractmethod
+    def grid_rows(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The columns of the sample grid for a fixed validation batch, each a batch in [-1, 1]
+        (e.g. input | output | target); every grid row is one sample. No gradient, no state change."""
+
+    @abstractmethod
+    def metric_batch(self, batch: dict, direction: str = "AtoB") -> dict[str, torch.Tensor]:
+        """{"fake": generated images, "real": the real images they are compared with}, both in
+        [-1, 1], for FID, KID, IS (and LPIPS/PSNR/SSIM when `metric_paired`). Generated on the
+        reference's test protocol (see `metric_protocol`)."""
+
+    # ----- optional hooks, with defaults -----------------------------------------------------------
+    @property
+    def input_size_multiple(self) -> int:
+        """Input sides must be multiples of this (a U-Net halves them `num_downs` times); the data
+        module and predict fit images to it."""
+        return 1
+
+    @property
+    def max_epochs(self) -> int | None:
+        """Epochs the model itself needs, when its schedule is not the trainer's (SinGAN: one slice
+        of its pyramid per epoch); None: `trainer.max_epochs` decides."""
+        return None
+
+    def metric_protocol(self) -> dict[str, Any]:
+        """How `translate`/`metric_batch` run the generator, for the report of ganforge-eval: the mode
+        of its norm and dropout layers and whether images are generated one at a time (their output
+        then does not depend on the images batched with them)."""
+        return {"generator_mode": "eval", "per_sample": False}
+
+    def sample_diverse(self, batch: dict, n: int) -> torch.Tensor:
+        """n outputs per input, each from its own latent: (n, B, C, H, W) (multimodal models only)."""
+        raise ConfigError(f"{type(self).__name__} gives one output per input (it is not multimodal)")
+
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        """Generated images for the input batch `x` in [-1, 1], in inference mode."""
+        raise ConfigError(f"{type(self).__name__} does not translate input images")
+
+    def predict_direction(self, opts: Mapping) -> str:
+        """The direction predict runs (and which half of an A|B input is the model's input)."""
+        direction = opts.get("direction") or self.directions[0]
+        if direction not in self.directions:
+            raise ConfigError(f"direction must be {' or '.join(self.directions)}, got {direction!r} ({type(self).__name__})")
+        return direction
+
+    def predict_input_nc(self, opts: Mapping) -> int:
+        """Channels of the images predict feeds the model."""
+        data = (self.run_config or {}).get("data", {})
+        return int(data.get("input_nc" if self.predict_direction(opts) == "AtoB" else "output_nc", 3))
+
+    def predict_outputs(self, x: torch.Tensor, opts: Mapping) -> dict[str, torch.Tensor]:
+        """Named outputs for one input batch; the key is the file-name suffix (`<stem><key>.png`)."""
+        return {"": self.translate(x, self.predict_direction(opts))}
+
+    def run_app(self, opts: Mapping, out_dir: Path) -> list[Path]:
+        """A whole application (`ganforge-predict app=<name>`, one of `apps`): the files it wrote."""
+        raise ConfigError(f"app={opts.get('app')} is not available for {type(self).__name__} (it has no apps)")
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """Training state outside parameters and buffers (e.g. image pools), saved for exact resume;
+        tensors and plain values only (checkpoints load with weights_only=True)."""
+        return {}
+
+    def load_checkpoint_extras(self, extras: dict[str, Any]) -> None:
+        """Restore what `checkpoint_extras` saved."""
+
+    # ----- helpers for subclasses ---------------------------------------------------------------
+    @contextmanager
+    def inference(self, *nets: nn.Module, train_mode: bool = False) -> Iterator[None]:
+        """No gradient and `nets` in eval mode for the block, or with `train_mode` in train mode (pix2pix's
+        test protocol: dropout on, BatchNorm on the batch's statistics). Modes and buffers come back after:
+        train-mode BatchNorm would otherwise fold test batches into the running statistics (restoring is
+        exact; momentum=0 would still advance num_batches_tracked)."""
+        modes = [(m, m.training) for net in nets for m in net.modules()]
+        saved = [(buf, buf.clone()) for net in nets for buf in net.buffers()] if train_mode else []
+        for net in nets:
+            net.train(train_mode)
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for buf, value in saved:
+                buf.copy_(value)
+            for m, mode in modes:
+                m.training = mode
+
     def optimizers_for(self, *optimizers: Optimizer):
         """Pair each optimizer with the configured LR schedule."""
         return list(optimizers), [build_scheduler(o, **self.scheduler_cfg) for o in optimizers]
@@ -114,13 +215,14 @@ class GANModule(L.LightningModule):
         opt.step()
 
     @staticmethod
-    def d_loss(criterion: GANLoss, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The standard discriminator objective: (real + fake) * 0.5, fake already detached."""
+    def d_loss(criterion: GANLoss, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+               weight: float = 0.5) -> dict[str, torch.Tensor]:
+        """The standard discriminator objective: (real + fake) * weight, fake already detached."""
         loss_fake = criterion(netD(fake), False)
         loss_real = criterion(netD(real), True)
-        return {"loss_D_fake": loss_fake, "loss_D_real": loss_real, "loss_D": (loss_fake + loss_real) * 0.5}
+        return {"loss_D_fake": loss_fake, "loss_D_real": loss_real, "loss_D": (loss_fake + loss_real) * weight}
 
-    # ----- schedules and exact resume -------------------------------------------------------------
+    # ----- schedules ----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         # A checkpoint written at validation end predates this epoch's schedule step: catch up.
         self._advance_schedules(to_epoch=self.current_epoch)
@@ -156,45 +258,23 @@ class GANModule(L.LightningModule):
             return []
         return scheds if isinstance(scheds, list) else [scheds]
 
-    # ----- inference protocol of ganforge-predict ------------------------------------------------
-    def predict_direction(self, opts) -> str:
-        """The training direction (AtoB/BtoA): which half of an A|B input is the model's input."""
-        return (self.run_config or {}).get("data", {}).get("direction", "AtoB")
-
-    def predict_input_nc(self, opts) -> int:
-        return int((self.run_config or {}).get("data", {}).get("input_nc", 3))
-
-    def predict_outputs(self, x: torch.Tensor, opts) -> dict[str, torch.Tensor]:
-        """Named outputs for one input batch in [-1, 1]; the key is the file-name suffix."""
-        return {"": self.translate(x)}
-
-    def translate(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} does not translate images")
-
-    def metric_protocol(self) -> dict[str, Any]:
-        """How `translate`/`metric_batch` run the generator, for the report of ganforge-eval: the mode
-        of its norm and dropout layers and whether images are generated one at a time (their output
-        then does not depend on the images batched with them)."""
-        return {"generator_mode": "eval", "per_sample": False}
-
-    def run_app(self, opts, out_dir) -> list:
-        raise ConfigError(f"app={opts.get('app')} is not available for {type(self).__name__}")
-
-    # ----- checkpoints ----------------------------------------------------------------------------
+    # ----- checkpoints (Lightning's hooks; models extend through checkpoint_extras) ---------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Optimizer factories (`_partial_` configs) would make the checkpoint unloadable with
-        # torch.load(weights_only=True), which Lightning uses to resume; the run config holds them.
-        hparams = checkpoint.get("hyper_parameters")
-        if hparams:
-            plain = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig | ListConfig) else v
-                     for k, v in hparams.items()}
-            checkpoint["hyper_parameters"] = {k: v for k, v in plain.items() if _is_plain(v)}
+        # weights_only=True, which every load uses; the run config holds them.
+        if checkpoint.get("hyper_parameters"):
+            checkpoint["hyper_parameters"] = plain_hyperparameters(checkpoint["hyper_parameters"])
+        metrics = self.trainer.callback_metrics if self._trainer is not None else {}
         checkpoint["ganforge"] = {
+            "format_version": FORMAT_VERSION,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "config": self.run_config,
             # Lightning saves optimizer, scheduler, epoch and step; the random streams make resume exact.
             # (Per process: a DDP run resumes every rank from rank 0's streams.)
             "rng_states": rng_states(),
+            "extras": self.checkpoint_extras(),
+            # what a resumed finished run reports
+            "metrics": {k: float(v) for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1},
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -208,41 +288,8 @@ class GANModule(L.LightningModule):
                 f"pick the matching model=... or another ckpt_path"
             )
         check_state_dict_matches(self.state_dict(), checkpoint.get("state_dict", {}), where=mine)
+        self.load_checkpoint_extras(meta.get("extras") or {})
         # Restored here, before Lightning builds the first train iterator (which shuffles and
         # prefetches a batch), so the resumed epoch draws what the uninterrupted run drew.
         if "rng_states" in meta:
             set_rng_states(meta["rng_states"])
-
-
-def _is_plain(value: Any) -> bool:
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return True
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    return False
-
-
-def check_state_dict_matches(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], where: str) -> None:
-    """Compare parameter names and shapes, so a config mismatch reads as one sentence, not a traceback."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    shapes = [
-        f"{k}: checkpoint {tuple(found[k].shape)} vs config {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in found and tuple(found[k].shape) != tuple(v.shape)
-    ]
-    if not (missing or unexpected or shapes):
-        return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} weights missing (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected weights (e.g. {', '.join(unexpected[:3])})")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:3])})")
-    raise CheckpointError(
-        f"the checkpoint does not fit the {where} built from this config: {'; '.join(parts)}. "
-        "Use the same model/net settings (ngf, ndf, num_downs, n_layers, norm, channels) it was trained with"
-    )

@@ -12,37 +12,27 @@ into G alone; then D on (B1, fake_enc) and D2 on (B2, fake_rand).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
-from torchvision.transforms.functional import pil_to_tensor
 
-from ganforge.data.images import load_image
 from ganforge.errors import ConfigError
-from ganforge.gans.base import GANModule, set_requires_grad
+from ganforge.gans.base import frozen
+from ganforge.gans.paired import PairedGAN
+from ganforge.imageio import image_to_tensor, load_image
 from ganforge.losses import GANLoss, kl_divergence
 
 GRID_RANDOM_SAMPLES = 3
 
 
-@contextmanager
-def frozen(nets: list[nn.Module]) -> Iterator[None]:
-    """requires_grad False on `nets` for the block; all their parameters are trainable again after."""
-    set_requires_grad(nets, False)
-    try:
-        yield
-    finally:
-        set_requires_grad(nets, True)
-
-
-class BicycleGAN(GANModule):
-    net_names = ("netG", "netE", "netD", "netD2")
+class BicycleGAN(PairedGAN):
+    #: random-z outputs have no per-pixel ground truth, so no PSNR/SSIM/LPIPS against the target
+    #: (validation logs the encoded output's val/psnr instead); several outputs per input
+    metric_multimodal = True
 
     def __init__(
         self,
@@ -79,14 +69,8 @@ class BicycleGAN(GANModule):
             raise ConfigError("model.netD2 is null: give a second discriminator or set model.use_same_D=true")
         # The reference sums the losses of the two PatchGAN scales.
         self.criterion_gan = GANLoss(gan_mode, scale_reduction="sum")
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         #: the train loader's batch size (set at train start); training_step skips other sizes
         self.full_batch_size: int | None = None
-
-    @property
-    def input_size_multiple(self) -> int:
-        return getattr(self.netG, "size_multiple", 1)
 
     @property
     def netD_random(self) -> nn.Module:
@@ -199,36 +183,19 @@ class BicycleGAN(GANModule):
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})
 
     # ----- inference ------------------------------------------------------------------------------
-    @contextmanager
-    def inference_mode(self) -> Iterator[None]:
-        """G and E in eval() (the reference test.py calls model.eval(): dropout off) and no grad."""
-        modes = [(net, net.training) for net in (self.netG, self.netE)]
-        for net, _ in modes:
-            net.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            for net, was_training in modes:
-                net.train(was_training)
-
     def encode(self, real_B: torch.Tensor) -> torch.Tensor:
         """E's mean for B: the test-time code of an image's style."""
-        with self.inference_mode():
+        with self.inference(self.netE):  # the reference test.py calls model.eval(): dropout off
             return self.netE(real_B)[0]
 
-    def translate(self, real_A: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+    def translate(self, real_A: torch.Tensor, direction: str = "AtoB", z: torch.Tensor | None = None) -> torch.Tensor:
         """G(A, z); z ~ N(0, 1) when not given, one per input."""
         z = self.random_z(real_A.shape[0]) if z is None else z
-        with self.inference_mode():
+        with self.inference(self.netG):
             return self.netG(real_A, z.to(real_A.device))
 
-    # ----- the protocol of ganforge.metrics (FID/KID/IS and the diversity score) ----------------------
-    #: random-z outputs have no per-pixel ground truth, so no PSNR/SSIM/LPIPS against the target
-    #: (validation logs the encoded output's val/psnr instead)
-    metric_paired = False
-
-    def metric_batch(self, batch: dict) -> dict[str, torch.Tensor]:
+    # ----- the GAN contract: metrics, grids -----------------------------------------------------------
+    def metric_batch(self, batch: dict, direction: str = "AtoB") -> dict[str, torch.Tensor]:
         """FID/KID/IS compare random-z outputs (what sampling gives a user) with the real targets."""
         return {"fake": self.translate(batch["A"]), "real": batch["B"]}
 
@@ -237,25 +204,19 @@ class BicycleGAN(GANModule):
         real_A = batch["A"]
         return torch.stack([self.translate(real_A) for _ in range(n)])
 
-    def validation_step(self, batch, batch_idx):
+    def validation_output(self, batch) -> torch.Tensor:
         # The encoded output (z = E's mean of the target) is the one with a defined target.
-        fake_B = self.translate(batch["A"], self.encode(batch["B"]))
-        fake01, real01 = (fake_B.float() + 1) / 2, (batch["B"].float() + 1) / 2
-        self.val_psnr(fake01, real01)
-        self.val_ssim(fake01, real01)
-        self.log("val/l1", F.l1_loss(fake_B.float(), batch["B"].float()), sync_dist=True, batch_size=len(fake_B))
-        self.log("val/psnr", self.val_psnr, prog_bar=True)
-        self.log("val/ssim", self.val_ssim)
+        return self.translate(batch["A"], z=self.encode(batch["B"]))
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """input | target | encoded output | random outputs. The random z are the same at every
         call, so successive grids show how the same codes evolve."""
         real_A, real_B = batch["A"], batch["B"]
         gen = torch.Generator().manual_seed(0)
-        rows = {"input": real_A, "target": real_B, "encoded": self.translate(real_A, self.encode(real_B))}
+        rows = {"input": real_A, "target": real_B, "encoded": self.translate(real_A, z=self.encode(real_B))}
         for k in range(1, GRID_RANDOM_SAMPLES + 1):
             z = self.random_z(1, gen).expand(real_A.shape[0], -1)
-            rows[f"random_{k}"] = self.translate(real_A, z)
+            rows[f"random_{k}"] = self.translate(real_A, z=z)
         return rows
 
     # ----- ganforge-predict -----------------------------------------------------------------------
@@ -264,8 +225,7 @@ class BicycleGAN(GANModule):
         if not Path(path).is_file():
             raise ConfigError(f"{path} is not an image file; give z_from/interp a style image (or interp an int seed)")
         out_nc = int((self.run_config or {}).get("data", {}).get("output_nc", 3))
-        img = load_image(path, channels=out_nc).resize((like.shape[-1], like.shape[-2]))
-        x = pil_to_tensor(img).float().div(127.5).sub(1).unsqueeze(0)
+        x = image_to_tensor(load_image(path, channels=out_nc), (like.shape[-1], like.shape[-2])).unsqueeze(0)
         return self.encode(x.to(like.device))
 
     def predict_outputs(self, x: torch.Tensor, opts) -> dict[str, torch.Tensor]:
@@ -280,7 +240,7 @@ class BicycleGAN(GANModule):
             raise ConfigError("z_from gives one code per input: drop n_samples (or use n_samples=1)")
         gen = torch.Generator().manual_seed(int(opts.get("seed", 0)))
         zs = self._style_code(z_from, x) if z_from else self.random_z(n, gen)
-        outputs = {f"_{k}": self.translate(x, z.expand(x.shape[0], -1)) for k, z in enumerate(zs[:, None])}
+        outputs = {f"_{k}": self.translate(x, z=z.expand(x.shape[0], -1)) for k, z in enumerate(zs[:, None])}
         interp = opts.get("interp")
         if interp is not None:
             steps = int(opts.get("interp_steps", 8))
@@ -290,6 +250,6 @@ class BicycleGAN(GANModule):
                 end = self.random_z(1, torch.Generator().manual_seed(interp))
             else:
                 end = self._style_code(str(interp), x)
-            frames = [self.translate(x[:1], torch.lerp(zs[:1], end, t)) for t in torch.linspace(0, 1, steps).tolist()]
+            frames = [self.translate(x[:1], z=torch.lerp(zs[:1], end, t)) for t in torch.linspace(0, 1, steps).tolist()]
             outputs["_interp"] = torch.cat(frames)
         return outputs

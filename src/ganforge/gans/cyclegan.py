@@ -6,113 +6,21 @@ Loss: LSGAN + lambda_A * |G_B(G_A(A)) - A| + lambda_B * |G_A(G_B(B)) - B| + iden
 One Adam for both Gs, one for both Ds. Each iteration (reference order, `order: g_first`):
 forward, the G step with the Ds frozen, then D_A and D_B on pooled fakes in one D step.
 The seed article's variant (`order: d_first`, model=cyclegan_seed) steps D_X, D_Y, then both Gs.
-
-`UnpairedGAN` holds what the two-domain models share (CycleGAN, DiscoGAN, DualGAN): validation
-by the cycle, the sample grid, and inference in both directions for ganforge-predict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.errors import ConfigError
-from ganforge.gans.base import GANModule
+from ganforge.gans.two_domain import TwoDomainGAN
 from ganforge.losses import GANLoss
 from ganforge.utils.image_pool import ImagePool
 
 ORDERS = ("g_first", "d_first")
-DIRECTIONS = ("AtoB", "BtoA")
-
-
-class UnpairedGAN(GANModule):
-    """Two generators (G_A: A -> B, G_B: B -> A) and two discriminators (D_A on B, D_B on A)."""
-
-    net_names = ("netG_A", "netG_B", "netD_A", "netD_B")
-
-    def __init__(self, netG_A: nn.Module, netG_B: nn.Module, netD_A: nn.Module, netD_B: nn.Module,
-                 scheduler: Mapping[str, Any] | None = None):
-        super().__init__(scheduler=scheduler)
-        self.netG_A, self.netG_B, self.netD_A, self.netD_B = netG_A, netG_B, netD_A, netD_B
-        # val/psnr is the PSNR of the cycle reconstructions (A -> B -> A and B -> A -> B): unpaired data
-        # has no target for a translation, and the checkpoint callback monitors val/psnr.
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
-
-    @property
-    def input_size_multiple(self) -> int:
-        return max(getattr(self.netG_A, "size_multiple", 1), getattr(self.netG_B, "size_multiple", 1))
-
-    def generators_and_discriminators(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        g = [*self.netG_A.parameters(), *self.netG_B.parameters()]
-        return g, [*self.netD_A.parameters(), *self.netD_B.parameters()]
-
-    def cycle(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
-        fake_B = self.netG_A(real_A)
-        fake_A = self.netG_B(real_B)
-        return {"fake_B": fake_B, "rec_A": self.netG_B(fake_B), "fake_A": fake_A, "rec_B": self.netG_A(fake_A)}
-
-    # ----- evaluation and inference: generators in eval mode (BatchNorm on running statistics) -----
-    @torch.no_grad()
-    def _eval(self, fn: Callable[[], Any]) -> Any:
-        modes = (self.netG_A.training, self.netG_B.training)
-        self.netG_A.eval()
-        self.netG_B.eval()
-        try:
-            return fn()
-        finally:
-            self.netG_A.train(modes[0])
-            self.netG_B.train(modes[1])
-
-    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
-        return self._eval(lambda: (self.netG_A if direction == "AtoB" else self.netG_B)(x))
-
-    def validation_step(self, batch, batch_idx):
-        real_A, real_B = batch["A"], batch["B"]
-        out = self._eval(lambda: self.cycle(real_A, real_B))
-        rec = torch.cat([out["rec_A"].flatten(1), out["rec_B"].flatten(1)], 1).float()
-        real = torch.cat([real_A.flatten(1), real_B.flatten(1)], 1).float()
-        self.val_psnr((rec + 1) / 2, (real + 1) / 2)
-        self.log("val/cycle_l1", F.l1_loss(rec, real), sync_dist=True, batch_size=len(real_A))
-        self.log("val/psnr", self.val_psnr, prog_bar=True)
-
-    def grid_rows(self, batch) -> dict[str, torch.Tensor]:
-        """One grid row per sample: real_A | fake_B | rec_A | real_B | fake_A | rec_B."""
-        out = self._eval(lambda: self.cycle(batch["A"], batch["B"]))
-        return {"real_A": batch["A"], "fake_B": out["fake_B"], "rec_A": out["rec_A"],
-                "real_B": batch["B"], "fake_A": out["fake_A"], "rec_B": out["rec_B"]}
-
-    metric_directions = DIRECTIONS
-
-    def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
-        """For FID, KID, IS: translations in `direction` vs the real images of the target domain
-        (A -> B against real B, B -> A against real A). Unpaired: fake[i] and real[i] differ in content."""
-        if direction == "AtoB":
-            return {"fake": self.translate(batch["A"], "AtoB"), "real": batch["B"]}
-        return {"fake": self.translate(batch["B"], "BtoA"), "real": batch["A"]}
-
-    # ----- ganforge-predict: direction=AtoB|BtoA, reconstruct=true adds <stem>_rec.png -------------
-    def predict_direction(self, opts) -> str:
-        direction = opts.get("direction") or "AtoB"
-        if direction not in DIRECTIONS:
-            raise ConfigError(f"direction must be AtoB or BtoA, got {direction!r}")
-        return direction
-
-    def predict_input_nc(self, opts) -> int:
-        data = (self.run_config or {}).get("data", {})
-        key = "input_nc" if self.predict_direction(opts) == "AtoB" else "output_nc"
-        return int(data.get(key, 3))
-
-    def predict_outputs(self, x: torch.Tensor, opts) -> dict[str, torch.Tensor]:
-        forward = self.predict_direction(opts)
-        out = {"": self.translate(x, forward)}
-        if opts.get("reconstruct"):
-            out["_rec"] = self.translate(out[""], "BtoA" if forward == "AtoB" else "AtoB")
-        return out
 
 
 def image_channels(net: nn.Module) -> tuple[int, int]:
@@ -121,27 +29,21 @@ def image_channels(net: nn.Module) -> tuple[int, int]:
     return convs[0].in_channels, convs[-1].out_channels
 
 
-class CycleGAN(UnpairedGAN):
+class CycleGAN(TwoDomainGAN):
     def __init__(
         self,
-        netG_A: nn.Module,
-        netG_B: nn.Module,
-        netD_A: nn.Module,
-        netD_B: nn.Module,
-        optimizer_g: Callable[..., torch.optim.Optimizer],
-        optimizer_d: Callable[..., torch.optim.Optimizer],
-        scheduler: Mapping[str, Any] | None = None,
         gan_mode: str = "lsgan",
         lambda_A: float = 10.0,
         lambda_B: float = 10.0,
         lambda_identity: float = 0.5,
         pool_size: int = 50,
         order: str = "g_first",
+        **nets_and_optimizers,  # netG_A, netG_B, netD_A, netD_B, optimizer_g, optimizer_d, scheduler (TwoDomainGAN)
     ):
-        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler)
+        super().__init__(**nets_and_optimizers)
         if order not in ORDERS:
             raise ConfigError(f"model.order must be one of {ORDERS}, got {order!r}")
-        in_nc, out_nc = image_channels(netG_A)
+        in_nc, out_nc = image_channels(self.netG_A)
         if lambda_identity > 0 and in_nc != out_nc:
             # The identity terms feed B images to G_A (and A images to G_B); the reference asserts
             # input_nc == output_nc in that case (cycle_gan_model.py __init__).
@@ -149,13 +51,8 @@ class CycleGAN(UnpairedGAN):
                 f"model.lambda_identity={lambda_identity} needs as many channels in A as in B, but "
                 f"data.input_nc={in_nc} and data.output_nc={out_nc}; set model.lambda_identity=0 or equal channel counts"
             )
-        self.save_hyperparameters(ignore=list(self.net_names), logger=False)
         self.criterion_gan = GANLoss(gan_mode)
         self.fake_A_pool, self.fake_B_pool = ImagePool(pool_size), ImagePool(pool_size)
-
-    def configure_optimizers(self):
-        g, d = self.generators_and_discriminators()
-        return self.optimizers_for(self.hparams.optimizer_g(params=g), self.hparams.optimizer_d(params=d))
 
     # ----- the paper's objective, one phase a method ----------------------------------------------
     def generator_losses(self, real_A, real_B, out) -> dict[str, torch.Tensor]:
@@ -206,13 +103,11 @@ class CycleGAN(UnpairedGAN):
         self.log_dict(losses)
 
     # ----- exact resume: the pools are training state ----------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["image_pools"] = {"fake_A": self.fake_A_pool.state_dict(), "fake_B": self.fake_B_pool.state_dict()}
+    def checkpoint_extras(self) -> dict:
+        return {"image_pools": {"fake_A": self.fake_A_pool.state_dict(), "fake_B": self.fake_B_pool.state_dict()}}
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        pools = checkpoint.get("image_pools")
+    def load_checkpoint_extras(self, extras: dict) -> None:
+        pools = extras.get("image_pools")
         if pools:
             self.fake_A_pool.load_state_dict(pools["fake_A"], self.device)
             self.fake_B_pool.load_state_dict(pools["fake_B"], self.device)

@@ -17,15 +17,12 @@ inputs and features) see the same numbers as the reference's. `cycle` and `trans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ganforge.gans.cyclegan import UnpairedGAN
-from ganforge.losses import GANLoss
+from ganforge.gans.two_domain import TwoDomainGAN
+from ganforge.losses import GANLoss, feature_matching_loss
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -36,21 +33,9 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
 
-def feature_matching(real_feats: list[torch.Tensor], fake_feats: list[torch.Tensor]) -> torch.Tensor:
-    """DiscoGAN's: sum over D's hidden layers of mean((E_batch[real] - E_batch[fake])^2)."""
-    return sum(((r.detach().mean(0) - f.mean(0)) ** 2).mean() for r, f in zip(real_feats, fake_feats, strict=True))
-
-
-class DiscoGAN(UnpairedGAN):
+class DiscoGAN(TwoDomainGAN):
     def __init__(
         self,
-        netG_A: nn.Module,
-        netG_B: nn.Module,
-        netD_A: nn.Module,
-        netD_B: nn.Module,
-        optimizer_g: Callable[..., torch.optim.Optimizer],
-        optimizer_d: Callable[..., torch.optim.Optimizer],
-        scheduler: Mapping[str, Any] | None = None,
         gan_mode: str = "vanilla",
         lambda_gan: float = 0.1,
         lambda_fm: float = 0.9,
@@ -58,16 +43,12 @@ class DiscoGAN(UnpairedGAN):
         default_rate: float = 0.5,
         gan_curriculum: int = 10000,
         d_update_interval: int = 3,
+        **nets_and_optimizers,  # netG_A, netG_B, netD_A, netD_B, optimizer_g, optimizer_d, scheduler (TwoDomainGAN)
     ):
-        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler)
-        self.save_hyperparameters(ignore=list(self.net_names), logger=False)
+        super().__init__(**nets_and_optimizers)
         self.criterion_gan = GANLoss(gan_mode)
         # Training iterations so far (one per batch); a buffer, so it is checkpointed.
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
-
-    def configure_optimizers(self):
-        g, d = self.generators_and_discriminators()
-        return self.optimizers_for(self.hparams.optimizer_g(params=g), self.hparams.optimizer_d(params=d))
 
     def unit_cycle(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         """The nets' cycle on [0, 1] images."""
@@ -78,7 +59,8 @@ class DiscoGAN(UnpairedGAN):
 
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         net = self.netG_A if direction == "AtoB" else self.netG_B
-        return self._eval(lambda: from_unit(net(to_unit(x))))
+        with self.inference(self.netG_A, self.netG_B):
+            return from_unit(net(to_unit(x)))
 
     def rate(self) -> float:
         """Weight of the reconstruction loss: small while the GAN terms get started."""
@@ -96,7 +78,7 @@ class DiscoGAN(UnpairedGAN):
         ):
             fake_feats = netD.features(fake)
             gan = self.criterion_gan(fake_feats[-1], True, for_discriminator=False)
-            fm = feature_matching(netD.features(real)[:-1], fake_feats[:-1])
+            fm = feature_matching_loss([fake_feats], [netD.features(real)], statistic="batch_mean_mse")
             g[f"loss_G_{name}"] = (hp.lambda_gan * gan + hp.lambda_fm * fm) * (1 - rate)
             g[f"loss_rec_{'A' if name == 'B' else 'B'}"] = F.mse_loss(rec, orig) * rate
         g["loss_G"] = sum(g.values())

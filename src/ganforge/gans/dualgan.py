@@ -16,15 +16,12 @@ run keeps the schedule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ganforge.errors import ConfigError
-from ganforge.gans.cyclegan import UnpairedGAN
+from ganforge.gans.two_domain import TwoDomainGAN
 from ganforge.losses import GANLoss, gradient_penalty
 
 REGULARIZERS = ("gp", "clip")
@@ -64,36 +61,25 @@ class TFRMSprop(torch.optim.Optimizer):
         return loss
 
 
-class DualGAN(UnpairedGAN):
+class DualGAN(TwoDomainGAN):
     def __init__(
         self,
-        netG_A: nn.Module,
-        netG_B: nn.Module,
-        netD_A: nn.Module,
-        netD_B: nn.Module,
-        optimizer_g: Callable[..., torch.optim.Optimizer],
-        optimizer_d: Callable[..., torch.optim.Optimizer],
-        scheduler: Mapping[str, Any] | None = None,
         regularizer: str = "gp",
         gp_weight: float = 10.0,
         clip_value: float = 0.01,
         n_critic: int = 1,
         lambda_A: float = 500.0,
         lambda_B: float = 500.0,
+        **nets_and_optimizers,  # netG_A, netG_B, netD_A, netD_B, optimizer_g, optimizer_d, scheduler (TwoDomainGAN)
     ):
-        super().__init__(netG_A, netG_B, netD_A, netD_B, scheduler=scheduler)
+        super().__init__(**nets_and_optimizers)
         if regularizer not in REGULARIZERS:
             raise ConfigError(f"model.regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
         if n_critic < 1:
             raise ConfigError(f"model.n_critic must be >= 1, got {n_critic}")
-        self.save_hyperparameters(ignore=list(self.net_names), logger=False)
         self.criterion_gan = GANLoss("wgangp")  # -mean D(real), +mean D(fake): the Wasserstein estimate
         # Training iterations so far (one per batch); a buffer, so it is checkpointed.
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
-
-    def configure_optimizers(self):
-        g, d = self.generators_and_discriminators()
-        return self.optimizers_for(self.hparams.optimizer_g(params=g), self.hparams.optimizer_d(params=d))
 
     def critic_losses(self, real_A, real_B, fake_A, fake_B) -> dict[str, torch.Tensor]:
         c, hp, d = self.criterion_gan, self.hparams, {}

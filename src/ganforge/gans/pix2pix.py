@@ -7,20 +7,17 @@ Each iteration: forward, then the D step (fake detached, then real), then the G 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from ganforge.gans.base import GANModule
+from ganforge.gans.paired import PairedGAN
 from ganforge.losses import GANLoss, gradient_penalty
 
 
-class Pix2Pix(GANModule):
-    net_names = ("netG", "netD")
+class Pix2Pix(PairedGAN):
     #: outputs have a ground truth: LPIPS/PSNR/SSIM apply (metric protocol, ganforge.metrics.registry)
     metric_paired = True
 
@@ -40,13 +37,6 @@ class Pix2Pix(GANModule):
         self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
         self.netG, self.netD = netG, netD
         self.criterion_gan = GANLoss(gan_mode)
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
-
-    @property
-    def input_size_multiple(self) -> int:
-        """Input sides must be multiples of this (the U-Net halves them `num_downs` times)."""
-        return getattr(self.netG, "size_multiple", 1)
 
     def configure_optimizers(self):
         return self.optimizers_for(
@@ -85,32 +75,14 @@ class Pix2Pix(GANModule):
         self.log_dict(losses)
 
     # ----- inference ------------------------------------------------------------------------------
-    @contextmanager
-    def inference_mode(self):
-        """pix2pix tests with G in train mode (dropout on, BatchNorm on the test batch's statistics),
-        as the paper and the reference test.py do; `test_dropout=false` uses eval() instead.
-
-        Train-mode BatchNorm would also fold every test batch into the running statistics that
-        training (and `test_dropout=false`) relies on, so G's buffers are restored afterwards. Restoring
-        is exact for any layer that keeps state; `momentum=0` would still advance num_batches_tracked
-        and does not freeze a cumulative average (`momentum=None`, whose factor is 1/num_batches_tracked)."""
-        was_training = self.netG.training
-        saved = {name: buf.clone() for name, buf in self.netG.named_buffers()}
-        self.netG.train(self.hparams.test_dropout)
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.netG.train(was_training)
-            for name, buf in self.netG.named_buffers():
-                buf.copy_(saved[name])
-
-    def translate(self, real_A: torch.Tensor) -> torch.Tensor:
+    def translate(self, real_A: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         """G(A). In train mode each image goes through G alone, as in the reference test.py (batch
         size 1): BatchNorm normalises it by its own statistics, so an output does not depend on the
         images batched with it, and dropout draws its masks image after image, so a seeded run gives
         the same outputs whatever the loader's batch size."""
-        with self.inference_mode():
+        # Train mode as the paper and the reference test.py (dropout on, BatchNorm on the test
+        # image's statistics); `test_dropout=false` uses eval() instead.
+        with self.inference(self.netG, train_mode=self.hparams.test_dropout):
             if self.hparams.test_dropout:
                 return torch.cat([self.netG(x) for x in real_A.split(1)])
             return self.netG(real_A)
@@ -121,16 +93,10 @@ class Pix2Pix(GANModule):
                     "batchnorm": "statistics of each image alone (reference test.py, batch size 1)"}
         return {"generator_mode": "eval", "per_sample": False, "dropout": False, "batchnorm": "running statistics"}
 
-    def validation_step(self, batch, batch_idx):
-        fake_B = self.translate(batch["A"])
-        fake01, real01 = (fake_B.float() + 1) / 2, (batch["B"].float() + 1) / 2
-        self.val_psnr(fake01, real01)
-        self.val_ssim(fake01, real01)
-        self.log("val/l1", F.l1_loss(fake_B.float(), batch["B"].float()), sync_dist=True, batch_size=len(fake_B))
-        self.log("val/psnr", self.val_psnr, prog_bar=True)
-        self.log("val/ssim", self.val_ssim)
+    def validation_output(self, batch) -> torch.Tensor:
+        return self.translate(batch["A"])
 
-    def metric_batch(self, batch) -> dict[str, torch.Tensor]:
+    def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
         """Generated images and their targets for FID & co. (metric protocol)."""
         return {"fake": self.translate(batch["A"]), "real": batch["B"]}
 

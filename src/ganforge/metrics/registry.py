@@ -1,13 +1,8 @@
-"""The metrics ganforge computes, by name, and what a model must supply for each.
+"""The metrics ganforge computes, by name, and what a model must declare for each.
 
-A GAN module takes part through a small protocol (all images are batches in [-1, 1]):
-  * `metric_batch(batch) -> {"fake": images, "real": images}`: generated images and the real
-    images they are compared with (every metric needs it);
-  * `metric_paired = True`: fake[i] and real[i] show the same content (pix2pix), which LPIPS,
-    PSNR and SSIM need;
-  * `sample_diverse(batch, n) -> (n, B, C, H, W)`: n outputs per input with different latents
-    (multimodal models such as BicycleGAN), for the diversity score;
-  * `metric_single_image = True`: the model is trained on one image (SinGAN), for SIFID.
+A model takes part through the GAN contract (ganforge.gans.base.GANModule): every model supplies
+`metric_batch`; the flags `metric_paired`, `metric_multimodal` and `metric_single_image` say which
+of the metrics below also apply.
 """
 
 from __future__ import annotations
@@ -18,14 +13,11 @@ from ganforge.errors import ConfigError
 
 #: requirement -> (model check, what is missing, said in the error)
 REQUIREMENTS = {
-    "images": (lambda m: callable(getattr(m, "metric_batch", None)), "it has no metric_batch(batch) method"),
-    "pairs": (lambda m: bool(getattr(m, "metric_paired", False)), "its outputs have no paired ground truth"),
-    "diverse": (
-        lambda m: callable(getattr(m, "sample_diverse", None)),
-        "it is not multimodal (no sample_diverse(batch, n): one output per input)",
-    ),
+    "images": (lambda m: True, ""),
+    "pairs": (lambda m: m.metric_paired, "its outputs have no paired ground truth"),
+    "diverse": (lambda m: m.metric_multimodal, "it is not multimodal (one output per input)"),
     "single_image": (
-        lambda m: bool(getattr(m, "metric_single_image", False)),
+        lambda m: m.metric_single_image,
         "SIFID compares with the one training image of a single-image model (SinGAN); this model trains on a "
         "multi-image dataset",
     ),
@@ -65,10 +57,7 @@ def check_metrics(names, model) -> list[str]:
     """The requested metric names (`auto` = all supported), or a ConfigError before any work starts."""
     model_name = type(model).__name__
     if names in (None, "auto"):
-        names = supported(model)
-        if not names:
-            raise ConfigError(f"{model_name} supplies no metric: it has no metric_batch(batch) method")
-        return names
+        return supported(model)
     names = [names] if isinstance(names, str) else [str(n).lower() for n in names]
     unknown = [n for n in names if n not in METRICS]
     if unknown:

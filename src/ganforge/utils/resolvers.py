@@ -1,4 +1,4 @@
-"""OmegaConf resolvers the configs use. Registered on import of `ganforge.cli`."""
+"""OmegaConf resolvers the configs use. Registered on import of `ganforge.app` (every entry point)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import os
 import socket
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+#: the installed package: its configs and the embedded sample live here
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def _wandb_offline() -> bool:
@@ -33,7 +34,15 @@ def _wandb_offline() -> bool:
     return False
 
 
+def merge(base, changes) -> DictConfig:
+    """`${merge:${model.netG_A},{input_nc: 1}}`: a copy of a config node with some keys changed, so a
+    config says a net once and its twin (G_B, D_B) follows every override of it."""
+    # A DictConfig (not a dict), so Hydra's recursive instantiate builds the net it describes.
+    return OmegaConf.merge(OmegaConf.to_container(base, resolve=True), changes)
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("sum", lambda *xs: sum(xs), replace=True)
-    OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
+    OmegaConf.register_new_resolver("merge", merge, replace=True)
+    OmegaConf.register_new_resolver("package_dir", lambda: str(PACKAGE_DIR), replace=True)
     OmegaConf.register_new_resolver("wandb_offline", _wandb_offline, replace=True, use_cache=True)

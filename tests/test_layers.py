@@ -1,0 +1,113 @@
+"""Imports point one way: cli -> tasks (predict, evaluate) -> callbacks -> gans -> nets/losses/data/metrics
+-> the plumbing every layer may use. No cycles, and no import from a lower layer up (imports inside
+functions count: that is where cycles hide)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+#: top to bottom; a module may import its own layer (without a cycle) or any layer below
+LAYERS = [
+    ("entry points", ("ganforge.cli",)),
+    ("tasks", ("ganforge.predict", "ganforge.evaluate")),
+    ("callbacks", ("ganforge.callbacks",)),
+    ("gans", ("ganforge.gans",)),
+    ("building blocks", ("ganforge.nets", "ganforge.losses", "ganforge.data", "ganforge.metrics", "ganforge.checkpoint")),
+    ("plumbing", ("ganforge.imageio", "ganforge.app", "ganforge.utils", "ganforge.errors")),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((SRC / "ganforge").rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """The ganforge modules `name` imports, anywhere in the file."""
+    found = set()
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+        else:
+            continue
+        for t in targets:
+            while t and t not in known:
+                t = t.rpartition(".")[0]
+            if t and t != name and t != "ganforge":
+                found.add(t)
+    return found
+
+
+def layer_of(name: str) -> int:
+    for i, (_, prefixes) in enumerate(LAYERS):
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            return i
+    raise AssertionError(f"{name} belongs to no layer: add it to LAYERS in {__file__}")
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {n: imports_of(n, p, set(mods)) for n, p in mods.items() if n != "ganforge"}
+
+
+def test_every_module_has_a_layer(graph):
+    for name in graph:
+        layer_of(name)
+
+
+def test_no_import_points_up(graph):
+    upward = [
+        f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+        for a, deps in graph.items() for b in deps if layer_of(b) < layer_of(a)
+    ]
+    assert not upward, "imports that point up:\n" + "\n".join(upward)
+
+
+def test_no_import_cycle(graph):
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (cycle := visit(m)):
+                return cycle
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (cycle := visit(n)):
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_the_checker_sees_violations(tmp_path):
+    """The rules above catch a cycle and an upward import (so a green run means something)."""
+    fake = {"ganforge.gans.x": {"ganforge.cli"}, "ganforge.cli": {"ganforge.gans.x"}}
+    assert layer_of("ganforge.cli") < layer_of("ganforge.gans.x")
+    assert any(layer_of(b) < layer_of(a) for a, deps in fake.items() for b in deps)
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from ganforge.predict import main\n")
+    assert imports_of("ganforge.gans.m", src, {"ganforge.predict"}) == {"ganforge.predict"}
