@@ -20,7 +20,7 @@ from ganforge.app import entry_point
 from ganforge.checkpoint import build_model
 from ganforge.data.transforms import fit_size
 from ganforge.errors import ConfigError, GanforgeError
-from ganforge.imageio import IMG_EXTENSIONS, image_to_tensor, load_image, save_frames, tensor_to_image
+from ganforge.imageio import IMG_EXTENSIONS, save_frames, tensor_to_image
 
 log = logging.getLogger("ganforge.predict")
 
@@ -58,19 +58,19 @@ def predict(cfg: DictConfig) -> dict:
         model.hparams.test_dropout = bool(cfg.test_dropout)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("app"):
-        report = {"checkpoint": str(cfg.ckpt_path), "written": [str(p) for p in model.run_app(cfg, out_dir)], "failed": {}}
+    if cfg.get("app") or not model.needs_input:
+        written = model.run_app(cfg, out_dir) if cfg.get("app") else model.predict_samples(cfg, out_dir)
+        report = {"checkpoint": str(cfg.ckpt_path), "written": [str(p) for p in written], "failed": {}}
         _print_report(report, out_dir)
         return report
 
     data_cfg = run_cfg["data"]
-    in_nc = model.predict_input_nc(cfg)
     multiple = model.input_size_multiple
     files = list_inputs(cfg.input)
     written, failed = [], {}
     for path in files:
         try:
-            img = load_image(path, channels=in_nc)
+            img = model.predict_load(path, cfg)
         except GanforgeError as e:
             failed[str(path)] = str(e)
             log.warning("skipped %s", e)
@@ -84,7 +84,7 @@ def predict(cfg: DictConfig) -> dict:
             img = halves[1] if model.predict_direction(cfg) == "BtoA" else halves[0]
         orig = img.size
         size = network_size(cfg.get("size"), orig, int(data_cfg.get("crop_size", 256)), multiple)
-        x = image_to_tensor(img, size).unsqueeze(0)
+        x = model.predict_tensor(img, size)
         for suffix, out in model.predict_outputs(x.to(model.device), cfg).items():
             target = out_dir / f"{path.stem}{suffix}.png"
             save_frames([tensor_to_image(o, orig) for o in out], target)

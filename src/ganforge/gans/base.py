@@ -21,11 +21,13 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
+from PIL import Image
 from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 
 from ganforge.checkpoint import FORMAT_VERSION, check_state_dict_matches, plain_hyperparameters, rng_states, set_rng_states
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.imageio import image_to_tensor, load_image
 from ganforge.losses import GANLoss
 
 SCHEDULER_POLICIES = ("linear", "step", "plateau", "cosine")
@@ -101,6 +103,10 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     directions: tuple[str, ...] = ("AtoB",)
     #: the `app=` names `run_app` accepts
     apps: tuple[str, ...] = ()
+    #: False for a model that generates from noise alone (DCGAN): predict calls `predict_samples`
+    needs_input: bool = True
+    #: the generator modules, by attribute name: what an EMA copy averages (callbacks.ema)
+    generator_names: tuple[str, ...] = ("netG",)
 
     def __init__(self, scheduler: Mapping[str, Any] | None = None):
         super().__init__()
@@ -167,6 +173,19 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         """Channels of the images predict feeds the model."""
         data = (self.run_config or {}).get("data", {})
         return int(data.get("input_nc" if self.predict_direction(opts) == "AtoB" else "output_nc", 3))
+
+    def predict_load(self, path: Path, opts: Mapping) -> Image.Image:
+        """An input file as the model reads it (an 8-bit image; a label-map model reads label ids);
+        raises ImageFileError naming the file when it cannot be used."""
+        return load_image(path, channels=self.predict_input_nc(opts))
+
+    def predict_tensor(self, img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
+        """The (1, C, h, w) network input for `img` at size=(w, h) (photos: bicubic, in [-1, 1])."""
+        return image_to_tensor(img, size).unsqueeze(0)
+
+    def predict_samples(self, opts: Mapping, out_dir: Path) -> list[Path]:
+        """The files predict writes for a model with `needs_input=False` (samples from noise)."""
+        raise ConfigError(f"{type(self).__name__} translates input images: give input=<image or folder>")
 
     def predict_outputs(self, x: torch.Tensor, opts: Mapping) -> dict[str, torch.Tensor]:
         """Named outputs for one input batch; the key is the file-name suffix (`<stem><key>.png`)."""

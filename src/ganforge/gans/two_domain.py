@@ -21,6 +21,7 @@ class TwoDomainGAN(GANModule):
     """Two generators (G_A: A -> B, G_B: B -> A) and two discriminators (D_A on B, D_B on A)."""
 
     directions = DIRECTIONS
+    generator_names = ("netG_A", "netG_B")
 
     def __init__(
         self,
