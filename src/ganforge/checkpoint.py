@@ -101,8 +101,9 @@ def _allowed(target: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, ALLOWED_KINDS)
 
 
-def build_model(ckpt_path: str | Path, trust: bool = False, map_location: str = "cpu"):
-    """Rebuild the GAN module a checkpoint was trained with and load its weights: (model, run config)."""
+def build_model(ckpt_path: str | Path, trust: bool = False, map_location: str = "cpu", use_ema: bool = True):
+    """Rebuild the GAN module a checkpoint was trained with and load its weights: (model, run config).
+    With `use_ema`, generators the checkpoint holds an EMA of (callbacks.ema) get the averaged weights."""
     ckpt = read_checkpoint(ckpt_path, map_location)
     cfg = ckpt["ganforge"]["config"]
     check_targets(cfg["model"], trust)
@@ -114,7 +115,20 @@ def build_model(ckpt_path: str | Path, trust: bool = False, map_location: str = 
     model.load_state_dict(ckpt["state_dict"])
     model.run_config = cfg
     model.load_checkpoint_extras(ckpt["ganforge"].get("extras") or {})
+    if use_ema:
+        load_ema(model, (ckpt.get("callbacks") or {}).get(EMA_STATE_KEY) or {})
     return model, cfg
+
+
+#: where ganforge.callbacks.GeneratorEMA keeps its state in a checkpoint's "callbacks"
+EMA_STATE_KEY = "GeneratorEMA"
+
+
+def load_ema(model, state: Mapping) -> None:
+    """Put the averaged weights of `state` (GeneratorEMA.state_dict()) into the model's generators."""
+    for name, sd in (state.get("nets") or {}).items():
+        if int(sd.get("n_averaged", 0)) > 0:
+            getattr(model, name).load_state_dict({k.removeprefix("module."): v for k, v in sd.items() if k.startswith("module.")})
 
 
 def check_resumable(ckpt_path: str | Path) -> dict:

@@ -43,7 +43,7 @@ def reference_loader(datamodule, split: str):
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
+    model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")), use_ema=bool(cfg.get("use_ema", True)))
     names = check_metrics(OmegaConf.to_object(cfg.metrics) if OmegaConf.is_list(cfg.metrics) else cfg.metrics, model)
     n = cfg.get("num_samples")
     if n is not None and n < (2 if {"fid", "kid"} & set(names) else 1):

@@ -53,7 +53,7 @@ def network_size(size_opt, orig: tuple[int, int], train_crop: int, multiple: int
 def predict(cfg: DictConfig) -> dict:
     """Translate every input image; models add outputs through `predict_outputs` and whole
     applications (SinGAN's `app=...`) through `run_app`."""
-    model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")))
+    model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")), use_ema=bool(cfg.get("use_ema", True)))
     if cfg.get("test_dropout") is not None:
         model.hparams.test_dropout = bool(cfg.test_dropout)
     out_dir = Path(cfg.output)

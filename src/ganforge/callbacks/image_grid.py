@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
+from ganforge.callbacks.ema import ema_weights
 from ganforge.imageio import uint8_grid
 
 
@@ -54,8 +55,8 @@ class ImageGrid(L.Callback):
         if self._batch is None:
             return
         batch = {k: v.to(pl_module.device) if torch.is_tensor(v) else v for k, v in self._batch.items()}
-        # Sampling must not shift the training run's random stream.
-        with torch.random.fork_rng(devices=[]):
+        # Sampling must not shift the training run's random stream; grids show the EMA G when there is one.
+        with torch.random.fork_rng(devices=[]), ema_weights(trainer, pl_module):
             rows = pl_module.grid_rows(batch)
         grid = uint8_grid(rows)
         out_dir = Path(trainer.default_root_dir) / "samples"

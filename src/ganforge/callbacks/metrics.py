@@ -15,6 +15,7 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from ganforge.callbacks.ema import ema_weights
 from ganforge.errors import ConfigError
 from ganforge.metrics import MetricSuite, check_metrics
 
@@ -75,8 +76,9 @@ class GenerativeMetrics(L.Callback):
         suite = self.suite.to(pl_module.device)
         suite.reset()
         n_div = suite.diversity_samples if "diversity" in suite.names else 0
-        # Sampling must not shift the training run's random streams (exact resume).
-        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
+        # Sampling must not shift the training run's random streams (exact resume); the EMA G when there is one.
+        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []), \
+                ema_weights(trainer, pl_module):
             torch.manual_seed(self.seed + trainer.global_rank)
             for batch in self._loader(trainer):
                 batch = {k: v.to(pl_module.device) if torch.is_tensor(v) else v for k, v in batch.items()}

@@ -1,0 +1,73 @@
+"""CIFAR-10 and MNIST through torchvision's dataset classes, which download the official archives with a
+progress bar and check their MD5 (CIFAR-10: `cifar-10-python.tar.gz`, md5 c58f30108f718f92721af3b95e74349a).
+Batches as ganforge.data.image_folder: {"real", "label"}; `data.classes=[frog]` keeps chosen classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import datasets
+
+from ganforge.data.image_folder import UnconditionalDataModule
+from ganforge.errors import ConfigError, DatasetUnavailableError
+
+SETS = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST}
+SPLITS = ("train", "test")
+
+
+def _url(name: str) -> str:
+    cls = SETS[name]
+    return cls.url if name == "cifar10" else f"{cls.mirrors[0]}{cls.resources[0][0]} (and {len(cls.resources) - 1} more files)"
+
+
+class _Indexed:
+    """Item i of a torchvision dataset restricted to `indices`, as (image in `mode`, label)."""
+
+    def __init__(self, ds, indices: list[int], mode: str):
+        self.ds, self.indices, self.mode = ds, indices, mode
+
+    def __call__(self, i: int) -> tuple[Image.Image, int]:
+        img, label = self.ds[self.indices[i]]
+        return img.convert(self.mode), int(label)
+
+
+class TorchvisionDataModule(UnconditionalDataModule):
+    def __init__(self, name: str = "cifar10", root: str = "data", download: bool = True, val_split: str = "train", **kwargs):
+        super().__init__(**kwargs)
+        self.name, self.root, self.download, self.val_split = name, Path(root).expanduser(), download, val_split
+
+    def _load(self, train: bool):
+        try:
+            return SETS[self.name](str(self.root), train=train, download=self.download)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError; a missing/corrupt set without download a RuntimeError
+            raise DatasetUnavailableError(
+                f"Could not get {self.name} ({e}). It downloads from {_url(self.name)} into {self.root}; on an offline "
+                f"machine download it elsewhere and put the archive (or its extracted folder) in {self.root}, "
+                f"or set data.root=<folder that holds it>"
+            ) from None
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node: the download happens once.
+        self._check_name()
+        self._load(train=True)
+        self._load(train=False)
+
+    def _check_name(self) -> None:
+        if self.name not in SETS:
+            raise ConfigError(f"data.name={self.name!r} is unknown; choose one of {sorted(SETS)}")
+        if self.val_split not in SPLITS:
+            raise ConfigError(f"data.val_split must be one of {SPLITS}, got {self.val_split!r}")
+
+    def _dataset(self, train: bool) -> Dataset:
+        self._check_name()
+        ds = self._load(train=train or self.val_split == "train")
+        indices = list(range(len(ds)))
+        if self.classes is not None:
+            unknown = sorted(set(self.classes) - set(ds.classes))
+            if unknown:
+                raise ConfigError(f"data.classes names {unknown}, which {self.name} lacks; its classes are {ds.classes}")
+            keep = {ds.classes.index(c) for c in self.classes}
+            indices = [i for i, t in enumerate(ds.targets) if int(t) in keep]
+        return self._wrap(len(indices), _Indexed(ds, indices, "RGB" if self.channels == 3 else "L"), train)

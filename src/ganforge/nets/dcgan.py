@@ -1,0 +1,74 @@
+"""DCGAN's generator and discriminator (Radford et al. 2016), as pytorch/examples `dcgan/main.py`
+builds them: transposed convs 4x4 with BatchNorm + ReLU up from a 1x1 latent, strided convs 4x4 with
+LeakyReLU 0.2 down to one score, N(0, 0.02) convs and N(1, 0.02) BatchNorm weights.
+
+The reference is written for 64 px (four doublings from 4x4); the depth here follows the image size,
+so 32 px (CIFAR-10) has one block fewer at each end and 4x4 carries ngf*4 / ndf*4 channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from ganforge.errors import ConfigError
+
+
+def _num_blocks(image_size: int) -> int:
+    """Doublings between the 4x4 map and the image, minus the last one (the output layer)."""
+    n = math.log2(image_size) if image_size > 0 else 0
+    if n != int(n) or image_size < 16:
+        raise ConfigError(f"DCGAN needs data.image_size a power of two >= 16 (e.g. 32 or 64), got {image_size}")
+    return int(n) - 3
+
+
+def dcgan_init(net: nn.Module) -> nn.Module:
+    """main.py `weights_init`: conv weights N(0, 0.02); BatchNorm weights N(1, 0.02), biases 0."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return net
+
+
+class DCGANGenerator(nn.Module):
+    """z (B, nz, 1, 1) -> image (B, nc, S, S) in [-1, 1]."""
+
+    def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 3, image_size: int = 64):
+        super().__init__()
+        self.nz, self.image_size = nz, image_size
+        n = _num_blocks(image_size)
+        ch = ngf * 2**n
+        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        for _ in range(n):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, nc, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.main(z.view(z.shape[0], self.nz, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """image (B, nc, S, S) -> one logit per image (B,). The reference ends in a sigmoid for BCELoss;
+    the logit goes to BCE-with-logits (GANLoss vanilla), the same loss computed stably."""
+
+    def __init__(self, ndf: int = 64, nc: int = 3, image_size: int = 64):
+        super().__init__()
+        n = _num_blocks(image_size)
+        layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        ch = ndf
+        for _ in range(n):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, inplace=True)]
+            ch *= 2
+        layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
+        self.main = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.main(x).view(-1)
