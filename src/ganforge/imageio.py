@@ -1,8 +1,10 @@
 """Image files to tensors and back: the one place ganforge reads and writes images.
 
-* `load_image` always returns an 8-bit "RGB" or "L" PIL image, whatever the file holds, so the
-  transforms downstream never see a 16-bit, float, palette or alpha image; an unusable file
-  raises one ImageFileError that names it.
+* `load_image` always returns an 8-bit "RGB" or "L" PIL image, upright (EXIF orientation
+  applied), whatever the file holds, so the transforms downstream never see a 16-bit, float,
+  palette or alpha image; an unusable file raises one ImageFileError that names it, whatever
+  PIL raised. `read_header` is its check without the decode (the data pre-scan's). Images over
+  PIL.Image.MAX_IMAGE_PIXELS are refused from their header, before any pixel is decoded.
 * Tensors are float batches in [-1, 1] (what every ganforge generator outputs):
   `image_to_tensor` / `tensor_to_image` convert one image, `to_uint8` a batch, and
   `uint8_grid` lays out sample grids. `save_atomic` writes through a temporary file, so an
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torchvision.utils import make_grid
 
 from ganforge.errors import DataLayoutError, ImageFileError
@@ -55,9 +58,14 @@ def list_images(folder: str | Path) -> list[Path]:
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16-bit ("I;16*"), 32-bit int ("I") and float ("F") images -> "L", stretched from the
     image's own min..max to 0..255. Order is kept and nothing clips (PIL's convert("L")
-    turns every value above 255 white). A constant image maps to 0 if it is <= 0, else 255."""
+    turns every value above 255 white). A constant image maps to 0 if it is <= 0, else 255;
+    NaN and infinite floats take the finite range's ends."""
     a = np.asarray(img, dtype=np.float64)
-    lo, hi = float(a.min()), float(a.max())
+    finite = np.isfinite(a)
+    lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (0.0, 0.0)
+    if not finite.all():
+        # NaN reads as the darkest value, +-inf as the ends of the finite range.
+        a = np.clip(np.where(np.isnan(a), lo, a), lo, hi)
     if hi <= lo:
         lo, hi = min(lo, 0.0), max(hi, 1e-12)
     return Image.fromarray(np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8), "L")
@@ -72,52 +80,145 @@ def _normalise_mode(img: Image.Image, path: Path, target: str) -> Image.Image:
         img = img.convert("RGBA")
     # RGBA/LA/PA -> RGB/L drops alpha without compositing, as the reference repos do with
     # Image.open(p).convert("RGB"): transparent pixels keep their stored colour (often black).
-    # CMYK, YCbCr, "1" and palette images go through PIL's own conversion.
+    # CMYK, YCbCr, LAB, "1" and palette images go through PIL's own conversion; PIL converts some
+    # modes (LAB) to RGB only, so grayscale goes through RGB when the direct conversion is missing.
     try:
-        return img.convert(target)
+        try:
+            return img.convert(target)
+        except ValueError:
+            if target == "RGB":
+                raise
+            return img.convert("RGB").convert(target)
     except ValueError as e:
         raise ImageFileError(
             path, f"cannot convert PIL mode {img.mode} to {target} ({e})", "save it as RGB PNG or JPEG"
         ) from None
 
 
-def load_image(path: str | Path, channels: int = 3) -> Image.Image:
-    """Load `path` fully decoded as 8-bit "RGB" (channels=3) or "L" (channels=1).
+# EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
-    Animated GIFs and multi-page TIFFs give their first frame, with one warning per file.
-    Raises ImageFileError naming the file when it is missing, empty, not an image, or
-    truncated/corrupt (the full decode happens here, not lazily in a DataLoader worker).
-    """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+
+def _check_header(img: Image.Image, path: Path) -> tuple[int, int]:
+    """The checks the header alone allows; returns the upright (w, h)."""
+    w, h = img.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and w * h > limit:
+        raise ImageFileError(
+            path, f"{w}x{h} = {w * h} pixels is over the decompression-bomb limit of {limit} pixels "
+            "(PIL.Image.MAX_IMAGE_PIXELS); refused before decoding",
+            "downscale the file, or, if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS (None disables the limit)",
+        )
+    if w < 1 or h < 1:
+        raise ImageFileError(path, f"the header gives an empty size {w}x{h}", SKIP_HINT)
+    if img.getexif().get(ExifTags.Base.Orientation) in _SWAPPING_ORIENTATIONS:
+        return h, w
+    return w, h
+
+
+# Formats whose complete files end with a marker: a file cut short lacks it. JPEG's EOI cannot occur
+# inside entropy-coded data (0xFF is stuffed there), PNG's IEND chunk (with its fixed CRC) is the last one.
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+_TAIL = 64 * 1024
+
+
+def _check_complete(img: Image.Image, path: Path) -> None:
+    """Truncation heuristics that read no pixels: the end marker, and pixel data inside the file."""
+    size = path.stat().st_size
+    offsets = [t[2] for t in getattr(img, "tile", []) or []]
+    if offsets and max(offsets) >= size:
+        raise ImageFileError(
+            path, f"truncated: the pixel data starts at byte {max(offsets)} but the file has {size} bytes", SKIP_HINT
+        )
+    marker = _END_MARKERS.get(img.format or "")
+    if marker is None:
+        return
+    with open(path, "rb") as f:
+        f.seek(max(0, size - _TAIL))
+        if marker in f.read():
+            return
+        # Rare: data appended after the image (motion photos append a video); search from the pixels.
+        f.seek(min(offsets, default=0))
+        if marker in f.read():
+            return
+    raise ImageFileError(path, f"truncated: the {img.format} end marker is missing", SKIP_HINT)
+
+
+@contextmanager
+def _reading(path: Path):
+    """Every failure of PIL on this file as one ImageFileError naming it."""
+    try:
+        with warnings.catch_warnings():
+            # Over-limit sizes are refused with an ImageFileError below; PIL's warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    except ImageFileError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageFileError(path, "not an image file PIL can read", SKIP_HINT) from None
+    except Image.DecompressionBombError as e:
+        raise ImageFileError(
+            path, str(e), "downscale the file, or, if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS (None disables the limit)"
+        ) from None
+    except Exception as e:
+        # PIL reports truncated and corrupt data as OSError ("image file is truncated"), SyntaxError,
+        # ValueError or EOFError, and its format plugins let struct.error, IndexError, KeyError,
+        # ZeroDivisionError and more escape on crafted bytes; all of them mean the same to the user.
+        raise ImageFileError(path, f"truncated or corrupt image ({type(e).__name__}: {e})", SKIP_HINT) from None
+
+
+def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ImageFileError(path, "file not found", "check the path and the dataset folder")
     if path.stat().st_size == 0:
         raise ImageFileError(path, "file is empty (0 bytes)", SKIP_HINT)
-    try:
-        with Image.open(path) as img:
-            if getattr(img, "n_frames", 1) > 1:
-                if str(path) not in _warned_multiframe:
-                    _warned_multiframe.add(str(path))
-                    warnings.warn(
-                        f"{path} has {img.n_frames} frames (animated GIF or multi-page TIFF); "
-                        "using the first frame",
-                        stacklevel=2,
-                    )
-                img.seek(0)
-            img.load()
-            return _normalise_mode(img, path, "RGB" if channels == 3 else "L")
-    except UnidentifiedImageError:
-        raise ImageFileError(path, "not an image file PIL can read", SKIP_HINT) from None
-    except Image.DecompressionBombError as e:
-        raise ImageFileError(
-            path, str(e), "downscale the file, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
-        ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        # PIL reports truncated and corrupt data as OSError ("image file is truncated"),
-        # SyntaxError (bad headers) or ValueError/EOFError, depending on the format plugin.
-        raise ImageFileError(path, f"truncated or corrupt image ({e})", SKIP_HINT) from None
+    return path
+
+
+def _target(channels: int) -> str:
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return "RGB" if channels == 3 else "L"
+
+
+def read_header(path: str | Path) -> tuple[int, int]:
+    """The upright (w, h) that `load_image` would return, from the header alone (no pixel decoding).
+
+    Raises the ImageFileError that `load_image` would for a missing, empty, non-image or over-limit
+    file, and for a JPEG or PNG without its end marker (truncated). A file that passes can still fail
+    to decode: only `load_image` reads every pixel.
+    """
+    path = _existing(path)
+    with _reading(path), Image.open(path) as img:
+        size = _check_header(img, path)
+        _check_complete(img, path)
+        return size
+
+
+def load_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Load `path` fully decoded as 8-bit "RGB" (channels=3) or "L" (channels=1), upright.
+
+    The EXIF orientation is applied (a phone's portrait JPEG, stored sideways, loads as portrait).
+    Animated GIFs and multi-page TIFFs give their first frame, with one warning per file.
+    Raises ImageFileError naming the file when it is missing, empty, not an image, larger than
+    PIL.Image.MAX_IMAGE_PIXELS (refused from the header, before decoding), or truncated/corrupt
+    (the full decode happens here, not lazily in a DataLoader worker).
+    """
+    target = _target(channels)
+    path = _existing(path)
+    with _reading(path), Image.open(path) as img:
+        _check_header(img, path)
+        if getattr(img, "n_frames", 1) > 1:
+            if str(path) not in _warned_multiframe:
+                _warned_multiframe.add(str(path))
+                warnings.warn(
+                    f"{path} has {img.n_frames} frames (animated GIF or multi-page TIFF); using the first frame",
+                    stacklevel=2,
+                )
+            img.seek(0)
+        img.load()
+        return _normalise_mode(ImageOps.exif_transpose(img), path, target)
 
 
 # ----- tensors ----------------------------------------------------------------------------------
