@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ganforge.data.datasets import download_and_extract, get_spec
 from ganforge.data.transforms import check_preprocess
@@ -122,7 +123,9 @@ class FolderDataModule(GANDataModule):
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
         # Workers are not persistent: each epoch's workers are seeded from the main random stream,
         # which checkpoints carry, so a resumed run crops and flips exactly as the uninterrupted one.
-        return DataLoader(
+        # A StatefulDataLoader: a checkpoint written inside an epoch (callbacks.mid_epoch_checkpoint)
+        # resumes at the next batch, in the same order.
+        return StatefulDataLoader(
             ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
             persistent_workers=False, pin_memory=False, drop_last=False,
         )

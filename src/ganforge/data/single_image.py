@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ganforge.data.module import GANDataModule
 from ganforge.errors import ConfigError, ImageFileError
@@ -132,7 +133,8 @@ class SingleImageDataModule(GANDataModule):
         return {"pyramid": [list(s) for s in self.pyramid], "iters_per_epoch": self.iters_per_epoch}
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Iterations(self.iters_per_epoch), batch_size=1)
+        # stateful: a mid-epoch checkpoint resumes at the next iteration
+        return StatefulDataLoader(_Iterations(self.iters_per_epoch), batch_size=1)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_Iterations(1), batch_size=1)

@@ -114,6 +114,11 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         self.scheduler_cfg = dict(scheduler or {})
         #: the resolved run config, stored in checkpoints so predict/eval rebuild the model (set by the CLI)
         self.run_config: dict | None = None
+        #: callbacks.nonfinite's policy: skip an optimizer step whose loss is NaN/Inf (a host sync a step)
+        self.skip_nonfinite = False
+        self.skipped_in_a_row = 0
+        self._nonfinite: torch.Tensor | None = None  # on the device: did any loss so far fail isfinite?
+        self._resume_torch_rng: torch.Tensor | None = None
 
     # ----- required hooks ------------------------------------------------------------------------
     @abstractmethod
@@ -228,10 +233,25 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         return list(optimizers), [build_scheduler(o, **self.scheduler_cfg) for o in optimizers]
 
     def step(self, opt, loss: torch.Tensor) -> None:
-        """zero_grad, backward, step for one optimizer; the caller has toggled it."""
+        """zero_grad, backward, step for one optimizer; the caller has toggled it. A non-finite loss is
+        recorded on the device (read by callbacks.nonfinite), or with `skip_nonfinite` not applied."""
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        bad = ~torch.isfinite(loss.detach())
+        if self.skip_nonfinite:
+            if bool(bad):
+                opt.zero_grad(set_to_none=True)
+                self.skipped_in_a_row += 1
+                self._batch_skipped = True
+                return
+            self.skipped_in_a_row = 0
+        else:
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         opt.step()
+
+    def nonfinite_loss_seen(self) -> bool:
+        """Whether a loss so far was NaN or Inf (one host sync)."""
+        return self._nonfinite is not None and bool(self._nonfinite)
 
     @staticmethod
     def d_loss(criterion: GANLoss, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
@@ -292,6 +312,9 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
             # (Per process: a DDP run resumes every rank from rank 0's streams.)
             "rng_states": rng_states(),
             "extras": self.checkpoint_extras(),
+            # written inside an epoch (callbacks.mid_epoch_checkpoint): the resumed run continues it
+            "mid_epoch": self._trainer is not None and self.trainer.training
+            and not self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch,
             # what a resumed finished run reports
             "metrics": {k: float(v) for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1},
         }
@@ -312,3 +335,23 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         # prefetches a batch), so the resumed epoch draws what the uninterrupted run drew.
         if "rng_states" in meta:
             set_rng_states(meta["rng_states"])
+            if meta.get("mid_epoch"):
+                # Inside an epoch the new iterator draws a sampler seed from the torch stream (the
+                # loader's restored state then replaces it): the model's draws (dropout, z, pools)
+                # must continue from the saved stream, so it is set again before the next batch.
+                self._resume_torch_rng = meta["rng_states"]["torch"]
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self._resume_torch_rng is not None:
+            torch.set_rng_state(self._resume_torch_rng)
+            self._resume_torch_rng = None
+        if self.skip_nonfinite:
+            # A skipped step's forward passes still fed BatchNorm's running statistics: kept to undo.
+            self._batch_skipped = False
+            self._norm_stats = [(b, b.clone()) for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                for b in m.buffers()]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.skip_nonfinite and self._batch_skipped:
+            for buf, value in self._norm_stats:
+                buf.copy_(value)
