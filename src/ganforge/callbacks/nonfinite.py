@@ -59,7 +59,7 @@ class NonFiniteLoss(L.Callback):
 
     def _check(self, trainer, pl_module) -> None:
         if pl_module.nonfinite_loss_seen():
-            self._stop(trainer, f"{self._culprit(trainer)} is not finite")
+            self._stop(trainer, f"a loss is not finite ({self._culprit(trainer)})")
 
     @staticmethod
     def _culprit(trainer) -> str:
