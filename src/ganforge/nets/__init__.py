@@ -32,3 +32,8 @@ __all__ += ["ConvDiscriminator", "ConvResGenerator", "EncoderDecoderGenerator"]
 from ganforge.nets.dualgan import DualGANDiscriminator, DualGANGenerator  # noqa: E402
 
 __all__ += ["DualGANDiscriminator", "DualGANGenerator"]
+
+from ganforge.nets.norms import SPADE  # noqa: E402
+from ganforge.nets.spade import SPADEDiscriminator, SPADEEncoder, SPADEGenerator, SPADEResnetBlock  # noqa: E402
+
+__all__ += ["SPADE", "SPADEDiscriminator", "SPADEEncoder", "SPADEGenerator", "SPADEResnetBlock"]

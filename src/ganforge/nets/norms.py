@@ -61,3 +61,39 @@ def use_bias(norm: str) -> bool:
     """
     kind, _ = _parse(norm)
     return kind != "batch"
+
+
+SPADE_PARAM_FREE_NORMS = ("batch", "syncbatch", "instance")
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalization (NVlabs/SPADE models/networks/normalization.py SPADE):
+    norm(x) * (1 + gamma(seg)) + beta(seg), with a parameter-free norm and gamma, beta from a shared
+    3x3 conv (`nhidden` channels, ReLU) on the label map resized (nearest) to x's size.
+
+    `batch` is BatchNorm2d(affine=False): under DDP the module converts it to SyncBatchNorm
+    (`torch.nn.SyncBatchNorm.convert_sync_batchnorm`), which is the reference's synchronized
+    default; `syncbatch` builds SyncBatchNorm directly (it then needs a process group to train).
+    """
+
+    def __init__(self, norm_nc: int, label_nc: int, param_free_norm: str = "batch", nhidden: int = 128):
+        super().__init__()
+        if param_free_norm == "instance":
+            self.param_free_norm: nn.Module = nn.InstanceNorm2d(norm_nc, affine=False)
+        elif param_free_norm == "batch":
+            self.param_free_norm = nn.BatchNorm2d(norm_nc, affine=False)
+        elif param_free_norm == "syncbatch":
+            self.param_free_norm = nn.SyncBatchNorm(norm_nc, affine=False)
+        else:
+            raise ConfigError(
+                f"SPADE param_free_norm={param_free_norm!r}: choose one of {', '.join(SPADE_PARAM_FREE_NORMS)}"
+            )
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, nhidden, kernel_size=3, padding=1), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(nhidden, norm_nc, kernel_size=3, padding=1)
+        self.mlp_beta = nn.Conv2d(nhidden, norm_nc, kernel_size=3, padding=1)
+
+    def forward(self, x, segmap):
+        normalized = self.param_free_norm(x)
+        segmap = nn.functional.interpolate(segmap, size=x.shape[2:], mode="nearest")
+        actv = self.mlp_shared(segmap)
+        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
