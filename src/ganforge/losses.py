@@ -155,3 +155,43 @@ def feature_matching_loss(
             else:
                 total = total + ((real.detach().mean(0) - fake.mean(0)) ** 2).mean()
     return total / len(fake_features)
+
+
+#: VGG19 `features` indices ending at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (SPADE architecture.py VGG19)
+VGG19_SLICES = (2, 7, 12, 21, 30)
+#: their weights (SPADE loss.py VGGLoss)
+VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+
+
+class VGGLoss(nn.Module):
+    """Perceptual loss: sum_i w_i * L1(VGG19_i(x), VGG19_i(y).detach()) over relu1_1..relu5_1 (SPADE
+    models/networks/loss.py VGGLoss). `features` is torchvision's `vgg19().features` (or a stand-in with
+    the same layer indices); it is frozen. Images go in as they are, in [-1, 1], as the reference feeds
+    them; unlike the reference (which calls .cuda() when built) it runs on any device."""
+
+    def __init__(self, features: nn.Module, layer_weights: Sequence[float] = VGG_LAYER_WEIGHTS):
+        super().__init__()
+        bounds = (0, *VGG19_SLICES)
+        if len(features) < bounds[-1]:
+            raise ConfigError(f"VGGLoss needs VGG19's first {bounds[-1]} feature layers, got {len(features)}")
+        self.slices = nn.ModuleList(nn.Sequential(*[features[i] for i in range(a, b)]) for a, b in zip(bounds, bounds[1:]))
+        self.layer_weights = tuple(layer_weights)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "VGGLoss":
+        return super().train(False)
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for s in self.slices:
+            x = s(x)
+            out.append(x)
+        return out
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = x.new_zeros(())
+        for w, fx, fy in zip(self.layer_weights, self._features(x), self._features(y), strict=True):
+            total = total + w * F.l1_loss(fx, fy.detach())
+        return total
