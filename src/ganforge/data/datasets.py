@@ -232,3 +232,76 @@ def download_and_extract(spec: DatasetSpec, root: str | Path, opener: Callable |
         )
     log.info("Extracted %s to %s", spec.name, root)
     return root
+
+
+# ----- label-map datasets (SPADE) ------------------------------------------------------------------
+# Each is one or more archives, extracted beside `root` and moved into the layout data/labelmap.py reads.
+# No sha256 is published for these archives; the computed one is logged after a download.
+LABELMAP_ARCHIVES: dict[str, tuple[tuple[DatasetSpec, tuple[tuple[str, str], ...]], ...]] = {
+    # ADE20K scene parsing (ade20k_dataset.py layout: ADEChallengeData2016/images|annotations/...)
+    "ade20k": (
+        (DatasetSpec("ADEChallengeData2016", "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",
+                     "zip", None, "labelmap", "ADEChallengeData2016"),
+         (("ADEChallengeData2016", "ADEChallengeData2016"),)),
+    ),
+    # COCO-Stuff label maps (github.com/nightrome/cocostuff) and the COCO 2017 photos, moved into SPADE's
+    # train_img/ train_label/ val_img/ val_label/ layout (coco_dataset.py).
+    "coco_stuff": (
+        (DatasetSpec("stuffthingmaps_trainval2017",
+                     "http://calvin.inf.ed.ac.uk/wp-content/uploads/data/cocostuffdataset/stuffthingmaps_trainval2017.zip",
+                     "zip", None, "labelmap", ""),
+         (("train2017", "train_label"), ("val2017", "val_label"))),
+        (DatasetSpec("train2017", "http://images.cocodataset.org/zips/train2017.zip", "zip", None, "labelmap", "train2017"),
+         (("train2017", "train_img"),)),
+        (DatasetSpec("val2017", "http://images.cocodataset.org/zips/val2017.zip", "zip", None, "labelmap", "val2017"),
+         (("val2017", "val_img"),)),
+    ),
+}
+
+LABELMAP_LAYOUT_HELP = {
+    "ade20k": "{root}/ADEChallengeData2016/images/training/ and .../annotations/training/ exist",
+    "coco_stuff": "{root}/train_img/ (COCO train2017 photos), {root}/train_label/ (stuffthingmaps train2017), "
+                  "{root}/val_img/ and {root}/val_label/ exist",
+}
+
+
+def fetch_labelmap_dataset(name: str, root: str | Path, opener: Callable | None = None) -> Path:
+    """Download and arrange a label-map dataset (`LABELMAP_ARCHIVES`) under `root`, with progress bars;
+    offline, one DatasetUnavailableError says which files go where."""
+    if name not in LABELMAP_ARCHIVES:
+        raise ConfigError(f"Unknown label-map dataset {name!r}. Known: {', '.join(sorted(LABELMAP_ARCHIVES))}; "
+                          "for your own data use data=labelmaps data.image_dir=<photos> data.label_dir=<label maps>")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    where = LABELMAP_LAYOUT_HELP[name].format(root=root)
+    for spec, moves in LABELMAP_ARCHIVES[name]:
+        if all((root / dst).is_dir() for _, dst in moves):
+            continue
+        archive = root.parent / spec.filename
+        part = archive.with_name(archive.name + ".part")
+        log.info("Downloading %s from %s", spec.filename, spec.url)
+        try:
+            sha = _download(spec, root, part, opener or urlopen)
+        except DatasetUnavailableError as e:
+            raise DatasetUnavailableError(
+                f"Could not download {spec.url} ({str(e).split(' (', 1)[-1].split(')', 1)[0]}). Download "
+                f"{', '.join(s.url for s, _ in LABELMAP_ARCHIVES[name])} on a connected machine and extract them "
+                f"so that {where} (or point data.root=<dir> at a local copy)."
+            ) from None
+        log.info("%s sha256 = %s (no published checksum)", spec.filename, sha)
+        part.replace(archive)
+        scratch = root.parent / f".{root.name}.{spec.name}.extracting"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            _extract(archive, spec.archive, scratch)
+            for src, dst in moves:
+                found = scratch / src
+                if not found.is_dir():
+                    raise DatasetUnavailableError(f"{spec.filename} has no {src}/ folder; extract it by hand so that {where}")
+                found.replace(root / dst)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
+            raise DatasetUnavailableError(f"{spec.url} did not give a valid archive ({e}); delete {archive} and try again") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        archive.unlink()
+    return root
