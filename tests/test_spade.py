@@ -1,0 +1,247 @@
+"""SPADE: the modulation, the objective's signs and weights, TTUR, the update order, the semantic input,
+VGG19 loading, and runs of the real config on the COCO-Stuff sample (train, grids, exact resume, predict)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from ganforge.cli import train
+from ganforge.data.labelmap import label_edges
+from ganforge.errors import ConfigError
+from ganforge.gans.spade import SPADEModel
+from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
+from ganforge.metrics.weights import WEIGHTS, PretrainedWeightsError
+from ganforge.nets import SPADEDiscriminator, SPADEEncoder, SPADEGenerator
+from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli
+
+COCO = SHARED_DATA / "coco_stuff_sample"
+NC = 5  # label ids 0..4, + don't-care + instance edges
+
+
+def tiny_model(use_vae=False, **kw) -> SPADEModel:
+    torch.manual_seed(0)
+    sem = NC + 2
+    g = SPADEGenerator(sem, ngf=4, crop_size=32, nhidden=8, use_vae=use_vae, z_dim=8)
+    d = SPADEDiscriminator(sem + 3, ndf=4, n_layers=2, num_D=2)
+    e = SPADEEncoder(ndf=4, z_dim=8, load_size=32) if use_vae else None
+    adam = functools.partial(torch.optim.Adam)
+    args = dict(label_nc=NC, contain_dontcare_label=True, use_instance=True, use_vae=use_vae, lambda_vgg=0.0)
+    args.update(kw)
+    return SPADEModel(g, d, adam, adam, netE=e, **args)
+
+
+def batch(n=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    label = torch.randint(0, NC + 1, (n, 1, 32, 32), generator=gen)
+    return {"label": label, "instance": label * 2, "image": torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1}
+
+
+def test_the_modulation_uses_the_label_map_in_every_block():
+    torch.manual_seed(0)
+    g = SPADEGenerator(NC, ngf=4, crop_size=32, nhidden=8, use_vae=True, z_dim=8).eval()
+    outs: dict[str, list] = {}
+    for name in ["head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3"]:
+        getattr(g, name).register_forward_hook(lambda m, i, o, name=name: outs.setdefault(name, []).append(o))
+    z = torch.randn(1, 8)
+    seg = torch.zeros(1, NC, 32, 32)
+    seg[:, 0] = 1
+    other = seg.clone()
+    other[:, :, :16] = 0
+    other[:, 1, :16] = 1  # the top half relabelled
+    with torch.no_grad():
+        g(seg, z), g(other, z)
+    assert len(outs) == 7
+    for name, (a, b) in outs.items():
+        assert not torch.allclose(a, b), f"{name}'s output does not depend on the label map"
+
+
+def test_generator_shapes_for_every_upsampling_mode_and_aspect_ratio():
+    for mode, crop, aspect in (("normal", 64, 2.0), ("more", 64, 1.0), ("most", 128, 1.0)):
+        g = SPADEGenerator(NC, ngf=4, crop_size=crop, aspect_ratio=aspect, num_upsampling_layers=mode, nhidden=4)
+        h = round(crop / aspect)
+        assert (g.sh, g.sw) == (h // g.size_multiple, crop // g.size_multiple)
+        assert g(torch.rand(2, NC, h, crop)).shape == (2, 3, h, crop)
+
+
+def test_discriminator_returns_every_layer_of_every_scale_and_caps_at_512():
+    d = SPADEDiscriminator(NC, ndf=64, n_layers=5, num_D=2)
+    assert [m.out_channels for m in d.scales[0].modules() if isinstance(m, nn.Conv2d)] == [64, 128, 256, 512, 512, 1]
+    out = SPADEDiscriminator(NC, ndf=4, n_layers=4, num_D=2)(torch.zeros(1, NC, 32, 32))
+    assert len(out) == 2 and all(len(s) == 5 for s in out)
+    assert out[1][0].shape[-1] == 9  # the second scale sees 16 px (avg-pooled): k4 pad 2 stride 2 -> 9
+
+
+def test_encoder_resizes_to_its_load_size_and_gives_mu_and_logvar():
+    e = SPADEEncoder(ndf=4, z_dim=16, load_size=256)
+    assert sum(isinstance(m, nn.Conv2d) for m in e.modules()) == 6
+    mu, logvar = e(torch.zeros(2, 3, 40, 40))
+    assert mu.shape == logvar.shape == (2, 16)
+
+
+def test_hinge_signs_match_spade():
+    crit = GANLoss("hinge")
+    x = [[torch.full((1, 1, 2, 2), 0.5)], [torch.full((1, 1, 1, 1), -2.0)]]
+    # D real: relu(1 - x); D fake: relu(1 + x); G: -x; each averaged over the scales
+    assert crit(x, True).item() == pytest.approx((0.5 + 3.0) / 2)
+    assert crit(x, False).item() == pytest.approx((1.5 + 0.0) / 2)
+    assert crit(x, True, for_discriminator=False).item() == pytest.approx((-0.5 + 2.0) / 2)
+
+
+def test_feature_matching_divides_by_num_d_and_skips_the_score_map():
+    fake = [[torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1)] for _ in range(2)]
+    real = [[torch.ones(1, 2), torch.full((1, 2), 2.0), torch.full((1,), 100.0)] for _ in range(2)]
+    assert feature_matching_loss(fake, real, statistic="pixel_l1").item() == pytest.approx((1 + 2) * 2 / 2)
+
+
+def test_generator_loss_weights_feature_matching_and_kld():
+    m = tiny_model(use_vae=True, lambda_feat=10.0, lambda_kld=0.05)
+    m.netD.eval(), m.netE.eval()  # spectral norm does no power iteration in eval: both passes see the same nets
+    b = batch()
+    sem = m.batch_semantics(b)
+    torch.manual_seed(1)
+    losses = m.generator_losses(sem, b["image"])
+    torch.manual_seed(1)
+    fake, _ = m.generate(sem, b["image"])
+    pred_fake, pred_real = m.discriminate(sem, fake, b["image"])
+    assert losses["loss_G_feat"].item() == pytest.approx(10 * feature_matching_loss(pred_fake, pred_real).item(), rel=1e-5)
+    mu, logvar = m.netE(b["image"])
+    assert losses["loss_G_KLD"].item() == pytest.approx(0.05 * kl_divergence(mu, logvar).item(), rel=1e-5)
+    total = losses["loss_G_GAN"] + losses["loss_G_feat"] + losses["loss_G_KLD"]
+    assert losses["loss_G"].item() == pytest.approx(total.item(), rel=1e-6)
+
+
+def test_vgg_layer_weights_and_slices():
+    feats = nn.Sequential(*[nn.Identity() for _ in range(37)])
+    loss = VGGLoss(feats)
+    assert [len(s) for s in loss.slices] == [2, 5, 5, 9, 9]  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+    x, y = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    assert loss(x, y).item() == pytest.approx(1 / 32 + 1 / 16 + 1 / 8 + 1 / 4 + 1)
+    vgg = torchvision.models.vgg19(weights=None).features
+    ends = [vgg[i - 1] for i in (2, 7, 12, 21, 30)]
+    assert all(isinstance(m, nn.ReLU) for m in ends) and isinstance(vgg[27], nn.MaxPool2d)
+
+
+@pytest.fixture(scope="module")
+def fake_vgg_home(tmp_path_factory):
+    """A TORCH_HOME with a randomly initialised torchvision VGG19 under the name torchvision downloads."""
+    home = tmp_path_factory.mktemp("vgg_home")
+    ckpt = home / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), ckpt / WEIGHTS["vgg19"].file)
+    return home
+
+
+def test_vgg_weights_load_offline_and_missing_weights_fail_before_training(tmp_path, monkeypatch, fake_vgg_home):
+    m = tiny_model(lambda_vgg=10.0)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setattr("ganforge.metrics.weights.torch.hub.download_url_to_file",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(PretrainedWeightsError, match="vgg19-dcbb9e9d.pth.*SPADE"):
+        m.setup("fit")
+    monkeypatch.setenv("TORCH_HOME", str(fake_vgg_home))
+    m.setup("fit")
+    b = batch()
+    losses = m.generator_losses(m.batch_semantics(b), b["image"])
+    assert losses["loss_G_VGG"] > 0
+    assert not any(k.startswith("_vgg") or "slices" in k for k in m.state_dict())  # not in checkpoints
+
+
+def test_ttur_and_no_ttur_learning_rates_and_betas():
+    opts, _ = tiny_model().configure_optimizers()
+    assert [(o.param_groups[0]["lr"], o.param_groups[0]["betas"]) for o in opts] == [(1e-4, (0.0, 0.9)), (4e-4, (0.0, 0.9))]
+    opts, _ = tiny_model(no_ttur=True).configure_optimizers()
+    assert [(o.param_groups[0]["lr"], o.param_groups[0]["betas"]) for o in opts] == [(2e-4, (0.5, 0.999))] * 2
+    opts, _ = tiny_model(use_vae=True).configure_optimizers()
+    vae = tiny_model(use_vae=True)
+    n_ge = len(list(vae.netG.parameters())) + len(list(vae.netE.parameters()))
+    assert len(opts[0].param_groups[0]["params"]) == n_ge  # E trains with G
+
+
+def test_semantic_input_has_dontcare_and_instance_edge_channels():
+    m = tiny_model()
+    b = batch()
+    sem = m.batch_semantics(b)
+    assert sem.shape == (2, NC + 2, 32, 32)
+    assert torch.equal(sem[:, :NC + 1].argmax(1, keepdim=True), b["label"])
+    assert torch.equal(sem[:, NC:NC + 1], (b["label"] == NC).float())  # don't-care is channel label_nc
+    assert torch.equal(sem[:, NC + 1:], label_edges(b["instance"]))
+    with pytest.raises(ConfigError, match="data.label_nc=9"):
+        m.semantics(torch.full((1, 1, 4, 4), 8), torch.zeros(1, 1, 4, 4))
+    no_inst = tiny_model(use_instance=False, contain_dontcare_label=False)
+    assert no_inst.semantics(b["label"].clamp(max=NC - 1)).shape[1] == NC
+
+
+def test_g_step_leaves_d_unchanged_then_d_steps_on_a_fake_without_grad(tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    m = tiny_model()
+    d_before = copy.deepcopy(m.netD.state_dict())
+    g_before = copy.deepcopy(m.netG.state_dict())
+    seen = {}
+    original = m.discriminator_losses
+
+    def spy(sem, real):
+        seen["d_params_unchanged"] = all(torch.equal(p, d_before[k]) for k, p in m.netD.state_dict().items()
+                                         if "original" in k or "bias" in k)
+        seen["g_stepped"] = any(not torch.equal(p, g_before[k]) for k, p in m.netG.state_dict().items())
+        out = original(sem, real)
+        seen["fake_grad_fn"] = out["loss_D"].grad_fn is not None and not any(
+            p.grad is not None for p in m.netG.parameters() if p.requires_grad)
+        return out
+
+    m.discriminator_losses = spy
+    items = [{k: v[0] for k, v in batch(1, s).items()} for s in range(4)]
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0)
+    trainer.fit(m, DataLoader(items, batch_size=2))
+    assert seen == {"d_params_unchanged": True, "g_stepped": True, "fake_grad_fn": True}
+    assert any(not torch.equal(p, d_before[k]) for k, p in m.netD.state_dict().items() if "original" in k)
+
+
+# ----- the real config on the COCO-Stuff sample -----------------------------------------------------
+SAMPLE = ["model=spade", "data=coco_stuff", f"data.root={COCO}", "debug=tiny", "logger=csv",
+          "data.load_size=36", "data.crop_size=32", "model.netG.ngf=4", "model.netD.ndf=4",
+          "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "callbacks.rich_progress_bar=null",
+          "callbacks.image_grid.every_n_batches=1"]
+
+
+def _g_weights(model):
+    return {k: v.clone() for k, v in model.netG.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_trains_writes_grids_resumes_exactly_and_predicts(tmp_path):
+    full = compose_train(tmp_path / "full", SAMPLE)
+    _, objs = train(full)
+    grids = sorted((tmp_path / "full" / "samples").glob("*.png"))
+    assert grids, "no sample grid"
+    from PIL import Image
+
+    w, h = Image.open(grids[0]).size
+    assert w >= 3 * 32  # label | output | photo
+    final = _g_weights(objs["model"])
+
+    first = compose_train(tmp_path / "first", [*SAMPLE, "trainer.max_epochs=1"])
+    train(first)
+    resumed = compose_train(tmp_path / "resumed", [*SAMPLE, f"ckpt_path={tmp_path / 'first' / 'checkpoints' / 'last.ckpt'}"])
+    _, objs2 = train(resumed)
+    again = _g_weights(objs2["model"])
+    assert all(torch.equal(final[k], again[k]) for k in final), "resume is not exact"
+
+    out = tmp_path / "pred"
+    labels = COCO / "val_label"
+    proc = run_cli([f"ckpt_path={tmp_path / 'full' / 'checkpoints' / 'last.ckpt'}", f"input={labels}", f"output={out}"],
+                   script=PREDICT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = sorted(out.glob("*.png"))
+    assert len(written) == 8
+    src = Image.open(labels / (written[0].stem + ".png"))
+    assert Image.open(written[0]).size == src.size and Image.open(written[0]).mode == "RGB"
