@@ -111,9 +111,17 @@ def _check_header(img: Image.Image, path: Path) -> tuple[int, int]:
         )
     if w < 1 or h < 1:
         raise ImageFileError(path, f"the header gives an empty size {w}x{h}", SKIP_HINT)
-    if img.getexif().get(ExifTags.Base.Orientation) in _SWAPPING_ORIENTATIONS:
+    if _orientation(img) in _SWAPPING_ORIENTATIONS:
         return h, w
     return w, h
+
+
+def _orientation(img: Image.Image) -> int | None:
+    # PIL's PNG getexif() decodes the whole image when no eXIf chunk precedes the pixel data; PNG
+    # writers (PIL's included) put it first, so a PNG without one is taken as stored upright here.
+    if img.format == "PNG" and "exif" not in img.info:
+        return None
+    return img.getexif().get(ExifTags.Base.Orientation)
 
 
 # Formats whose complete files end with a marker: a file cut short lacks it. JPEG's EOI cannot occur

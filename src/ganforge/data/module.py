@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ganforge.data.datasets import download_and_extract, get_spec
+from ganforge.data.prescan import PreScan
 from ganforge.data.transforms import check_preprocess
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError
 
@@ -39,7 +40,8 @@ class FolderDataModule(GANDataModule):
     """A named dataset (downloaded when missing) or any folder in the subclass's layout.
 
     Subclasses set `kind` (the registry's "paired" | "unpaired") and `train_marker` (what a folder with
-    training data holds), and implement `_has_split`, `_dataset` and `_layout_error`. They call
+    training data holds), and implement `_has_split`, `_dataset` and `_layout_error`; their datasets
+    implement `file_checks()` and `drop(bad_paths)` for the pre-scan. They call
     `save_hyperparameters()` and then `_check()` in `__init__`.
 
     `size_multiple` is a plain attribute: the trainer sets it from the generator after construction
@@ -59,6 +61,7 @@ class FolderDataModule(GANDataModule):
         check_preprocess(hp.preprocess, hp.fit)
         if hp.on_bad_file not in BAD_FILE_CHOICES:
             raise ConfigError(f"data.on_bad_file must be 'error' or 'skip', got {hp.on_bad_file!r}")
+        self.prescan = PreScan(hp.on_bad_file, hp.verify)
         if hp.preprocess in ("resize_and_crop", "scale_width_and_crop") and hp.load_size < hp.crop_size:
             raise ConfigError(f"data.load_size ({hp.load_size}) must be >= data.crop_size ({hp.crop_size}) for {hp.preprocess}")
         self.root = Path(hp.root).expanduser() if hp.root is not None else Path("data") / hp.name
@@ -109,14 +112,25 @@ class FolderDataModule(GANDataModule):
         return self._no_split(wanted)
 
     def setup(self, stage: str | None = None) -> None:
+        built = {}
         if stage in (None, "fit"):
-            self.train_set = self._dataset(self._resolve("train", ()), train=True)
+            built["train"] = self._dataset(self._resolve("train", ()), train=True)
         if stage in (None, "fit", "validate"):
-            val = self._dataset(self._resolve("val", ("test", "train")), train=False)
-            n = self.hparams.num_val_images
-            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
+            built["val"] = self._dataset(self._resolve("val", ("test", "train")), train=False)
         if stage in (None, "test", "predict"):
-            self.test_set = self._dataset(self._resolve("test", ("val", "train")), train=False)
+            built["test"] = self._dataset(self._resolve("test", ("val", "train")), train=False)
+        # Before any step, not in a worker mid-epoch: see data/prescan.py.
+        bad = self.prescan.bad_paths([c for ds in built.values() for c in ds.file_checks()], self.root)
+        if bad:
+            for ds in built.values():
+                ds.drop(bad)
+        if "train" in built:
+            self.train_set = built["train"]
+        if "val" in built:
+            val, n = built["val"], self.hparams.num_val_images
+            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
+        if "test" in built:
+            self.test_set = built["test"]
 
     def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
         if ds is None:

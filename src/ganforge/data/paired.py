@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from ganforge.imageio import is_image_file, list_images, load_image
 from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
+from ganforge.data.prescan import FileCheck
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 
@@ -110,6 +111,17 @@ class PairedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def file_checks(self) -> list[FileCheck]:
+        """What the pre-scan checks: every file, and the even width of A|B images."""
+        return [FileCheck(p, side_by_side=a == b) for a, b in self.pairs for p in dict.fromkeys((a, b))]
+
+    def drop(self, bad: set[Path]) -> None:
+        """Leave out the pairs with a bad file (on_bad_file=skip after the pre-scan)."""
+        kept = [(a, b) for a, b in self.pairs if a not in bad and b not in bad]
+        if not kept:
+            raise DataLayoutError(f"Every file in this split is bad ({len(self.pairs)} files, e.g. {self.pairs[0][0]})")
+        self.pairs, self._bad = kept, set()
+
     def _load_pair(self, index: int) -> tuple[Image.Image, Image.Image]:
         """Left/right (or A/B-folder) images, before `direction` is applied."""
         a_path, b_path = self.pairs[index]
@@ -179,6 +191,7 @@ class PairedDataModule(FolderDataModule):
         size_multiple: int = 1,
         fit: str = "resize",
         on_bad_file: str = "error",
+        verify: str = "header",
         max_dataset_size: int | None = None,
         val_batch_size: int | None = None,
         num_val_images: int | None = None,

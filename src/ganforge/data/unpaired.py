@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from ganforge.imageio import list_images, load_image
 from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
+from ganforge.data.prescan import FileCheck
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 
@@ -62,8 +63,8 @@ class UnpairedDataset(Dataset):
             raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
         if epoch_length not in EPOCH_LENGTHS:
             raise ConfigError(f"data.epoch_length must be 'max' (CycleGAN) or 'min' (DiscoGAN, DualGAN), got {epoch_length!r}")
-        root = Path(root)
-        self.files = {d: list_images(root / f"{split}{d}")[:max_dataset_size] for d in "AB"}
+        self.folders = {d: Path(root) / f"{split}{d}" for d in "AB"}
+        self.files = {d: list_images(folder)[:max_dataset_size] for d, folder in self.folders.items()}
         self.channels = {"A": input_nc, "B": output_nc}
         self.preprocess, self.crop_size = preprocess, crop_size
         # Reference test time: load_size = crop_size, so resize_and_crop is a plain resize.
@@ -72,19 +73,36 @@ class UnpairedDataset(Dataset):
         self.on_bad_file, self.train = on_bad_file, train
         # Evaluation is deterministic; training draws B at random unless serial_batches.
         self.random_b = train and not serial_batches
+        self.epoch_length, self.batch_size = epoch_length, batch_size
+        self._index()
+
+    def _index(self) -> None:
+        """The epoch length, and which domain the loader indexes, from the file lists."""
         self._bad: dict[str, set[int]] = {"A": set(), "B": set()}
         sizes = {d: len(f) for d, f in self.files.items()}
         self.length = max(sizes.values())
         # epoch_length=min: the domain with fewer images is indexed by the loader, the other drawn.
-        self.indexed = min(sizes, key=sizes.get) if train and epoch_length == "min" else None
+        self.indexed = min(sizes, key=sizes.get) if self.train and self.epoch_length == "min" else None
         if self.indexed:
-            self.length = sizes[self.indexed] // batch_size * batch_size
+            self.length = sizes[self.indexed] // self.batch_size * self.batch_size
             if self.length == 0:
                 raise ConfigError(
                     f"data.epoch_length=min makes epochs of min(|A|, |B|) // batch_size full batches, but "
-                    f"{root}/{split}{self.indexed} has {sizes[self.indexed]} images for data.batch_size={batch_size}; "
+                    f"{self.folders[self.indexed]} has {sizes[self.indexed]} images for data.batch_size={self.batch_size}; "
                     "lower data.batch_size or set data.epoch_length=max"
                 )
+
+    def file_checks(self) -> list[FileCheck]:
+        return [FileCheck(p, self.channels[d]) for d, files in self.files.items() for p in files]
+
+    def drop(self, bad: set[Path]) -> None:
+        """Leave out the bad files (on_bad_file=skip after the pre-scan)."""
+        for d, files in self.files.items():
+            kept = [p for p in files if p not in bad]
+            if not kept:
+                raise DataLayoutError(f"Every file of domain {d} in {self.folders[d]} is bad ({len(files)} files)")
+            self.files[d] = kept
+        self._index()
 
     def __len__(self) -> int:
         return self.length
@@ -147,6 +165,7 @@ class UnpairedDataModule(FolderDataModule):
         size_multiple: int = 1,
         fit: str = "resize",
         on_bad_file: str = "error",
+        verify: str = "header",
         max_dataset_size: int | None = None,
         val_batch_size: int | None = None,
         num_val_images: int | None = None,
