@@ -4,8 +4,10 @@ VGG19 loading, and runs of the real config on the COCO-Stuff sample (train, grid
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import functools
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -245,3 +247,35 @@ def test_trains_writes_grids_resumes_exactly_and_predicts(tmp_path):
     assert len(written) == 8
     src = Image.open(labels / (written[0].stem + ".png"))
     assert Image.open(written[0]).size == src.size and Image.open(written[0]).mode == "RGB"
+
+
+@pytest.mark.slow
+def test_vae_trains_and_predict_encodes_a_style_or_draws_n_styles(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from PIL import Image
+
+    from ganforge.app import CONF_DIR
+    from ganforge.predict import predict
+
+    cfg = compose_train(tmp_path / "run", [*SAMPLE, "model.use_vae=true", "model.netE.load_size=32",
+                                           "trainer.max_epochs=1", "callbacks.image_grid=null"])
+    _, objs = train(cfg)
+    assert objs["model"].netE is not None and objs["model"].generator_names == ("netG", "netE")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    label = COCO / "val_label" / "000000000139.png"
+
+    def run(*extra):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            pcfg = compose("predict", overrides=[f"ckpt_path={ckpt}", f"input={label}", f"output={tmp_path / 'p'}", *extra])
+        return predict(pcfg)
+
+    styled = run(f"style={COCO / 'val_img' / '000000000785.jpg'}")
+    assert styled["written"] == [str(tmp_path / "p" / "000000000139.png")] and not styled["failed"]
+    a = np.asarray(Image.open(styled["written"][0]))
+    styled2 = run(f"style={COCO / 'val_img' / '000000001268.jpg'}")
+    assert not np.array_equal(a, np.asarray(Image.open(styled2["written"][0])))  # the style changes the photo
+    drawn = run("n_samples=2")
+    assert [Path(p).name for p in drawn["written"]] == ["000000000139_0.png", "000000000139_1.png"]
+    assert Image.open(drawn["written"][0]).size == Image.open(label).size
