@@ -127,7 +127,7 @@ def _orientation(img: Image.Image) -> int | None:
 # Formats whose complete files end with a marker: a file cut short lacks it. JPEG's EOI cannot occur
 # inside entropy-coded data (0xFF is stuffed there), PNG's IEND chunk (with its fixed CRC) is the last one.
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
-_TAIL = 64 * 1024
+_TAIL = 4096  # the end marker is normally in the last bytes; the rest is the rare fallback below
 
 
 def _check_complete(img: Image.Image, path: Path) -> None:

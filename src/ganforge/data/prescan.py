@@ -20,7 +20,7 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_only
 
 from ganforge.errors import ConfigError, ImageFileError
-from ganforge.imageio import load_image, read_header
+from ganforge.imageio import SKIP_HINT, load_image, read_header
 
 VERIFY_CHOICES = ("header", "full")
 
@@ -47,8 +47,9 @@ def _problem(check: FileCheck, verify: str) -> str | None:
     try:
         w = load_image(check.path, check.channels).size[0] if verify == "full" else read_header(check.path)[0]
     except ImageFileError as e:
-        # The fix is the same for every file; the summary says it once.
-        return str(e).split(". Fix: ")[0]
+        # The usual fix is the same for every file and the summary says it once; others (the bomb
+        # limit's) stay beside their file.
+        return str(e).removesuffix(f". Fix: {SKIP_HINT}")
     if check.side_by_side and w % 2:
         return f"{check.path}: width {w} is odd; an A|B side-by-side image must have an even width"
     return None
