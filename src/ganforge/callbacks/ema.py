@@ -25,14 +25,30 @@ from ganforge.checkpoint import EMA_STATE_KEY
 from ganforge.errors import ConfigError
 
 
-class GeneratorEMA(L.Callback):
-    """EMA_t = decay * EMA_{t-1} + (1 - decay) * G_t after every training batch past `start_step`
-    batches (the first average is a copy of G). Validation runs with the EMA weights swapped in."""
+def ema_avg_fn(decay: float, warmup: bool):
+    """`get_ema_multi_avg_fn(decay)`, with `warmup` the decay of update n capped at (1 + n) / (10 + n)
+    (tf.train.ExponentialMovingAverage's num_updates): early averages do not drag the untrained G along
+    (stylegan3 ramps its EMA up for the same reason)."""
+    fixed = get_ema_multi_avg_fn(decay)
 
-    def __init__(self, decay: float = 0.999, start_step: int = 0):
+    def update(ema_params, model_params, n_averaged) -> None:
+        if not warmup:
+            return fixed(ema_params, model_params, n_averaged)
+        n = float(n_averaged)
+        return get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(ema_params, model_params, n_averaged)
+
+    return update
+
+
+class GeneratorEMA(L.Callback):
+    """EMA_t = decay_t * EMA_{t-1} + (1 - decay_t) * G_t after every training batch past `start_step`
+    batches (the first average is a copy of G; decay_t = decay, or with `warmup` min(decay, (1+t)/(10+t))).
+    Validation runs with the EMA weights swapped in."""
+
+    def __init__(self, decay: float = 0.999, start_step: int = 0, warmup: bool = True):
         if not 0.0 <= decay <= 1.0 or start_step < 0:
             raise ConfigError(f"callbacks.ema: decay must be in [0, 1] and start_step >= 0, got {decay} and {start_step}")
-        self.decay, self.start_step = decay, start_step
+        self.decay, self.start_step, self.warmup = decay, start_step, warmup
         self.averages: dict[str, AveragedModel] = {}
         self.batches = 0
         self._pending: dict | None = None
@@ -46,7 +62,7 @@ class GeneratorEMA(L.Callback):
         if not self.averages:
             for name in pl_module.generator_names:
                 net: nn.Module = getattr(pl_module, name)
-                self.averages[name] = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=False)
+                self.averages[name] = AveragedModel(net, multi_avg_fn=ema_avg_fn(self.decay, self.warmup), use_buffers=False)
         if self._pending is not None:
             self._load(self._pending)
             self._pending = None

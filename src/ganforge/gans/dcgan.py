@@ -3,7 +3,7 @@
 z ~ N(0, 1) of `nz` channels at 1x1. Each iteration, in the reference order: G(z) once; the D step on
 the real batch (target 1) and on the detached fake (target 0), the two BCE losses summed
 (errD = errD_real + errD_fake); then the G step with the non-saturating loss BCE(D(G(z)), 1) on the
-same fake. No LR schedule (main.py has none).
+same fake. The LR stays constant (main.py has no schedule; the config's linear policy has no decay epochs).
 
 Batches are {"real": images in [-1, 1]} (ganforge.data.image_folder and torchvision_sets).
 """
@@ -55,6 +55,7 @@ class DCGAN(GANModule):
         gan_mode: str = "vanilla",
         num_fixed_noise: int = 64,
         swd_patch_size: int = 7,
+        sample_batch_stats: bool = False,
     ):
         super().__init__(scheduler=scheduler)
         self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
@@ -76,9 +77,10 @@ class DCGAN(GANModule):
                 )
 
     def configure_optimizers(self):
-        opts = [self.hparams.optimizer_g(params=self.netG.parameters()), self.hparams.optimizer_d(params=self.netD.parameters())]
-        # main.py keeps the LR constant; a configured model.scheduler still applies.
-        return self.optimizers_for(*opts) if self.scheduler_cfg else opts
+        return self.optimizers_for(
+            self.hparams.optimizer_g(params=self.netG.parameters()),
+            self.hparams.optimizer_d(params=self.netD.parameters()),
+        )
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.nz, 1, 1, generator=generator).to(self.device)
@@ -112,8 +114,7 @@ class DCGAN(GANModule):
         real = batch["real"]
         # Seeded by the batch index: every validation draws the same latents, so epochs compare.
         z = self.noise(len(real), torch.Generator().manual_seed(batch_idx))
-        with self.inference(self.netG):
-            self._val_fake.append(self.netG(z).cpu())
+        self._val_fake.append(self.sample(z).cpu())
         self._val_real.append(real.cpu())
 
     def on_validation_epoch_end(self) -> None:
@@ -127,9 +128,16 @@ class DCGAN(GANModule):
 
     # ----- sampling -------------------------------------------------------------------------------
     def sample(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z) in eval mode (BatchNorm on its running statistics): a sample does not depend on the others."""
-        with self.inference(self.netG):
+        """G(z) without gradient. With `sample_batch_stats` (main.py, which never calls netG.eval()) BatchNorm
+        normalises by the statistics of the batch of latents (restored after); else eval() and the running
+        statistics, which fit the trained G's weights but not an EMA of them."""
+        with self.inference(self.netG, train_mode=self.hparams.sample_batch_stats):
             return self.netG(z.to(self.device))
+
+    def metric_protocol(self) -> dict[str, Any]:
+        if self.hparams.sample_batch_stats:
+            return {"generator_mode": "train", "per_sample": False, "batchnorm": "statistics of each batch of latents (main.py)"}
+        return {"generator_mode": "eval", "per_sample": False, "batchnorm": "running statistics"}
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """real | GRID_COLUMNS samples from the fixed noise, one grid row per real image."""

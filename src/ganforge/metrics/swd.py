@@ -7,13 +7,14 @@ statistics, which is what a small DCGAN learns first, so it falls early in a sho
 comparable with published FIDs; use it to see whether a run learns, and FID (callbacks.metrics) to
 report.
 
-Each patch is one point in R^(C*p*p); both sets are projected onto `num_projections` random unit
+Each patch (of one band of the image's Laplacian pyramid) is one point in R^(C*p*p); both sets are projected onto `num_projections` random unit
 directions, and the 1-D Wasserstein-1 distance of the sorted projections is averaged over directions.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -43,12 +44,33 @@ def sliced_wasserstein(a: Tensor, b: Tensor, num_projections: int, generator: to
     return (pa - pb).abs().mean()
 
 
+def laplacian_pyramid(x: Tensor, levels: int) -> list[Tensor]:
+    """Band-pass images from fine to coarse (x - up(down(x)) at each level), then the coarsest low-pass."""
+    bands = []
+    for _ in range(levels - 1):
+        low = F.avg_pool2d(x, 2)
+        bands.append(x - F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False))
+        x = low
+    return [*bands, x]
+
+
 def patch_swd(
-    fake: Tensor, real: Tensor, patch_size: int = 7, num_patches: int = 4096, num_projections: int = 128, seed: int = 0
+    fake: Tensor, real: Tensor, patch_size: int = 7, num_patches: int = 4096, num_projections: int = 128,
+    levels: int = 2, seed: int = 0,
 ) -> float:
-    """SWD (x100, pixel values in [-1, 1]) between random `patch_size` patches of `fake` and `real`;
-    the same `seed` draws the same patch positions and directions, so values at different steps compare."""
+    """SWD (x100) between random `patch_size` patches of `fake` and `real`, averaged over the `levels` bands of
+    their Laplacian pyramids, as Karras et al. compare structure band by band (on raw pixels the patch mean
+    dominates every projection). Patches of both sets are standardised per dimension by the real ones'
+    statistics, so a wrong contrast or colour still counts. The same `seed` draws the same positions and
+    directions, so values at different steps compare."""
     g = torch.Generator().manual_seed(seed)
-    pf = random_patches(fake, patch_size, num_patches, g)
-    pr = random_patches(real, patch_size, num_patches, g)
-    return float(sliced_wasserstein(pf, pr, num_projections, g)) * 100.0
+    values = []
+    for bf, br in zip(laplacian_pyramid(fake.float().cpu(), levels), laplacian_pyramid(real.float().cpu(), levels)):
+        if min(br.shape[-2:]) < patch_size:
+            break
+        pf, pr = random_patches(bf, patch_size, num_patches, g), random_patches(br, patch_size, num_patches, g)
+        mean, std = pr.mean(0), pr.std(0) + 1e-8
+        values.append(sliced_wasserstein((pf - mean) / std, (pr - mean) / std, num_projections, g))
+    if not values:
+        raise ValueError(f"patch_size {patch_size} exceeds the images' {tuple(real.shape[-2:])}")
+    return float(torch.stack(values).mean()) * 100.0
