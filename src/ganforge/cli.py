@@ -76,8 +76,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
             if resumed is not None and trainer.global_step == resumed["global_step"] and not metrics:
                 # Lightning restored a run whose last epoch was done and trained nothing more.
-                log.info("%s is the end of a finished run (max_epochs=%s reached); its metrics:", ckpt, trainer.max_epochs)
                 metrics = dict(resumed["ganforge"].get("metrics", {}))
+                log.info("%s is the end of a finished run (max_epochs=%s reached); its metrics: %s",
+                         ckpt, trainer.max_epochs, metrics)
         if cfg.get("test"):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
             trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
