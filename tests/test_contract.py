@@ -23,6 +23,11 @@ DATA_FOR = {
     "paired": [f"data.root={PAIRED_MINI}", "data.direction=BtoA"],
     "two_domain": ["data=unpaired", f"data.root={SHARED_DATA / 'horse2zebra_mini'}"],
     "single_image": ["data=single_image", f"data.path={SHARED_DATA / 'singan' / 'Images' / 'stone.png'}"],
+    "unconditional": ["data=image_folder", f"data.root={SHARED_DATA / 'cifar10_frog' / 'train'}"],
+    # the experiments' own layouts (ADE20K, Cityscapes) set back to the COCO-Stuff sample's
+    "label_map": ["data=coco_stuff", f"data.root={SHARED_DATA / 'coco_stuff_sample'}", "data.layout=spade",
+                  "data.label_nc=182", "data.contain_dontcare_label=true", "data.dontcare_label=255",
+                  "data.label_shift=0", "data.preprocess=resize_and_crop"],
 }
 
 
@@ -31,6 +36,10 @@ def kind_of(target: str) -> str:
         return "paired"
     if target.endswith("SinGAN"):
         return "single_image"
+    if target.endswith("DCGAN"):
+        return "unconditional"
+    if target.endswith("SPADEModel"):
+        return "label_map"
     return "two_domain"
 
 

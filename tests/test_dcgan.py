@@ -24,7 +24,7 @@ from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from tests.conftest import SHARED_DATA, compose_train
 
 FROGS = SHARED_DATA / "cifar10_frog"
-UNCOND = ["model=dcgan", "callbacks=unconditional", "data=image_folder", f"data.root={FROGS / 'train'}",
+UNCOND = ["model=dcgan", "data=image_folder", f"data.root={FROGS / 'train'}",
           f"data.val_root={FROGS / 'test'}", "logger=csv", "data.num_workers=0"]
 
 
@@ -119,8 +119,8 @@ def test_slerp_keeps_the_ends_and_the_norm():
 
 
 def test_the_paired_checkpoint_monitor_is_refused_before_training(tmp_path):
-    cfg = compose_train(tmp_path, [*UNCOND, "callbacks=default", "debug=tiny"])
-    with pytest.raises(ConfigError, match="callbacks=unconditional"):
+    cfg = compose_train(tmp_path, [*UNCOND, "callbacks.model_checkpoint.monitor=val/psnr", "debug=tiny"])
+    with pytest.raises(ConfigError, match="callbacks.model_checkpoint.monitor=val/swd"):
         train(cfg)
 
 

@@ -73,7 +73,7 @@ class DCGAN(GANModule):
             if getattr(cb, "monitor", None) in PAIRED_ONLY_KEYS:
                 raise ConfigError(
                     f"callbacks.model_checkpoint monitors {cb.monitor}, which {type(self).__name__} cannot log (it has no "
-                    "target image). Add callbacks=unconditional (val/swd) or callbacks=unconditional_metrics (val/fid)"
+                    "target image). Set callbacks.model_checkpoint.monitor=val/swd (or callbacks=unconditional_metrics for val/fid)"
                 )
 
     def configure_optimizers(self):
