@@ -21,7 +21,8 @@ from PIL import Image
 from ganforge.data.paired import PairedDataset
 from ganforge.data.transforms import PREPROCESS_CHOICES, build_transform, get_params
 from ganforge.errors import ImageFileError
-from ganforge.imageio import load_image, read_header
+from ganforge.data.labelmap import LabelIds
+from ganforge.imageio import load_image, load_label_ids, read_header
 
 # No example database: it would leave a .hypothesis/ folder in the checkout.
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -294,3 +295,47 @@ def test_transform_output_shape_range_and_shared_params(preprocess, w, h, crop, 
         # The flip is a mirror of the unflipped crop, nothing else.
         unflipped = build_transform(preprocess, load, crop, {**params, "flip": False}, channels)(img)
         assert torch.equal(t, unflipped.flip(-1) if params["flip"] else unflipped)
+
+
+# ----- label maps (SPADE) -------------------------------------------------------------------------
+def ids_or_error(path: Path):
+    """load_label_ids, or None when it raised the one allowed error naming the file."""
+    try:
+        return load_label_ids(path)
+    except ImageFileError as e:
+        assert str(path) in str(e)
+        return None
+
+
+@FAST
+@given(prefix=st.sampled_from(MAGIC), body=st.binary(max_size=600))
+def test_label_map_random_bytes_load_or_raise_image_file_error(prefix, body):
+    ids = ids_or_error(write(prefix + body))
+    if ids is not None:
+        assert ids.ndim == 2 and ids.dtype == np.int64
+
+
+@FAST
+@given(combo=st.sampled_from(STORABLE), w=st.integers(1, 48), h=st.integers(1, 48), seed=st.integers(0, 2**16),
+       cut=st.one_of(st.none(), st.floats(0, 1, exclude_max=True)))
+def test_label_maps_of_every_mode_give_integer_ids_or_one_error(combo, w, h, seed, cut):
+    mode, fmt = combo
+    data = encoded(mode, fmt, w, h, seed)
+    ids = ids_or_error(write(data if cut is None else data[: int(cut * len(data))], f"x.{fmt.lower()}"))
+    if ids is not None:
+        assert ids.shape == (h, w) and ids.dtype == np.int64
+        if mode in ("1", "L", "P", "I;16"):  # stored ids come back as stored
+            assert ids.min() >= 0
+
+
+@FAST
+@given(h=st.integers(1, 30), w=st.integers(1, 30), label_nc=st.integers(1, 300), top=st.integers(0, 400),
+       dontcare=st.one_of(st.none(), st.just(255)), shift=st.sampled_from((0, 1)), seed=st.integers(0, 2**16))
+def test_label_ids_convert_to_channels_or_name_the_bad_ids(h, w, label_nc, top, dontcare, shift, seed):
+    raw = np.random.default_rng(seed).integers(0, top + 1, (h, w))
+    try:
+        ids = LabelIds(label_nc, dontcare, shift).convert(raw, Path("map.png"))
+    except ImageFileError as e:
+        assert "map.png" in str(e) and f"data.label_nc={label_nc}" in str(e) and "Fix: set data.label_nc=" in str(e)
+        return
+    assert ids.shape == raw.shape and ids.min() >= 0 and ids.max() <= label_nc  # label_nc = the don't-care channel

@@ -297,3 +297,40 @@ def save_frames(frames: list[Image.Image], target: Path) -> None:
         strip.paste(frame, (i * w, 0))
     save_atomic(strip, target)
     frames[0].save(target.with_suffix(".gif"), save_all=True, append_images=frames[1:], duration=200, loop=0)
+
+
+# ----- label maps ---------------------------------------------------------------------------------
+def load_label_ids(path: str | Path, palette: dict | None = None, what: str = "label map") -> np.ndarray:
+    """The integer ids of a label or instance map (H, W), as stored: 8-bit, 16-bit, 32-bit or palette
+    indices. An RGB file is a colour mask: accepted only when it is grey (R = G = B) or `palette` maps
+    its colours."""
+    path = _existing(path)
+    with _reading(path), Image.open(path) as img:
+        _check_header(img, path)
+        # The photo is loaded upright (EXIF orientation applied): its map must turn with it.
+        img = ImageOps.exif_transpose(img)
+        mode = img.mode
+        a = np.asarray(img)
+    if mode.startswith("F") or a.dtype.kind == "f":
+        raise ImageFileError(path, f"the {what} holds floating-point values (mode {mode}), not integer ids",
+                             "save it as an 8- or 16-bit integer PNG of the class ids")
+    if a.ndim == 2:
+        return a.astype(np.int64)
+    rgb = a[..., :3].astype(np.int64)
+    if palette:
+        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        lut = {(r << 16) | (g << 8) | b: i for (r, g, b), i in palette.items()}
+        uniq, inv = np.unique(codes, return_inverse=True)
+        missing = [u for u in uniq if int(u) not in lut]
+        if missing:
+            shown = [((int(u) >> 16) & 255, (int(u) >> 8) & 255, int(u) & 255) for u in missing[:5]]
+            raise ImageFileError(path, f"colours {shown} are not in data.palette", "add them to the palette JSON")
+        return np.array([lut[int(u)] for u in uniq], dtype=np.int64)[inv].reshape(codes.shape)
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return rgb[..., 0]
+    raise ImageFileError(
+        path, f"the {what} is a colour image (mode {mode}), not a map of label ids",
+        "save one 8-bit grayscale PNG per map whose pixel values are the class ids (e.g. "
+        "Image.fromarray(ids.astype('uint8')).save(...)), or give data.palette=<json> mapping each colour "
+        "to its id ({\"0\": [r, g, b], ...})",
+    )

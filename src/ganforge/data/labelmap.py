@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
-from ganforge.imageio import image_to_tensor, list_images, load_image
+from ganforge.imageio import image_to_tensor, list_images, load_image, load_label_ids
 
 log = logging.getLogger(__name__)
 
@@ -51,41 +51,6 @@ def load_palette(path: str | Path) -> dict[tuple[int, int, int], int]:
         return {tuple(int(c) for c in rgb): int(i) for i, rgb in items}
     except (TypeError, ValueError):
         raise ConfigError(f"data.palette={path}: expected {{\"<id>\": [r, g, b], ...}} or a list of [r, g, b]") from None
-
-
-def read_ids(path: str | Path, palette: dict | None = None, what: str = "label map") -> np.ndarray:
-    """The integer ids of a label or instance map (H, W), as stored: 8-bit, 16-bit, 32-bit or palette
-    indices. An RGB file is a colour mask: accepted only when it is grey (R = G = B) or `palette` maps
-    its colours."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            a = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageFileError(path, f"cannot read the {what} ({type(e).__name__}: {e})",
-                             "delete or replace the file, or set data.on_bad_file=skip") from None
-    if a.ndim == 2:
-        return a.astype(np.int64)
-    rgb = a[..., :3].astype(np.int64)
-    if palette:
-        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-        lut = {(r << 16) | (g << 8) | b: i for (r, g, b), i in palette.items()}
-        uniq, inv = np.unique(codes, return_inverse=True)
-        missing = [u for u in uniq if int(u) not in lut]
-        if missing:
-            shown = [((int(u) >> 16) & 255, (int(u) >> 8) & 255, int(u) & 255) for u in missing[:5]]
-            raise ImageFileError(path, f"colours {shown} are not in data.palette", "add them to the palette JSON")
-        return np.array([lut[int(u)] for u in uniq], dtype=np.int64)[inv].reshape(codes.shape)
-    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-        return rgb[..., 0]
-    raise ImageFileError(
-        path, f"the {what} is a colour image (mode {mode}), not a map of label ids",
-        "save one 8-bit grayscale PNG per map whose pixel values are the class ids (e.g. "
-        "Image.fromarray(ids.astype('uint8')).save(...)), or give data.palette=<json> mapping each colour "
-        "to its id ({\"0\": [r, g, b], ...})",
-    )
 
 
 def label_edges(inst: torch.Tensor) -> torch.Tensor:
@@ -183,7 +148,7 @@ class LabelMapDataset(Dataset):
     def _item(self, index: int) -> dict:
         img_path, label_path, inst_path = self.triples[index]
         image = load_image(img_path)
-        label = self.ids.convert(read_ids(label_path, self.palette), label_path)
+        label = self.ids.convert(load_label_ids(label_path, self.palette), label_path)
         if label.shape != (image.size[1], image.size[0]):
             raise ImageFileError(
                 label_path, f"the label map is {label.shape[1]}x{label.shape[0]} but its photo {img_path} is "
@@ -198,7 +163,7 @@ class LabelMapDataset(Dataset):
         if self.use_instance:
             if inst_path is None:
                 raise ImageFileError(label_path, "has no instance map", "add it, or set data.use_instance=false")
-            inst = read_ids(inst_path, what="instance map")
+            inst = load_label_ids(inst_path, what="instance map")
             if inst.shape != label.shape:
                 raise ImageFileError(inst_path, f"the instance map is {inst.shape[1]}x{inst.shape[0]} but its label "
                                      f"map {label_path} is {label.shape[1]}x{label.shape[0]}", "give them the same size")

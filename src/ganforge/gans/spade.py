@@ -21,10 +21,10 @@ from PIL import Image
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ganforge.data.labelmap import label_edges, read_ids
+from ganforge.data.labelmap import label_edges
 from ganforge.errors import ConfigError, ImageFileError
 from ganforge.gans.base import GANModule
-from ganforge.imageio import image_to_tensor, load_image
+from ganforge.imageio import image_to_tensor, load_image, load_label_ids
 from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
 
@@ -237,7 +237,7 @@ class SPADEModel(GANModule):
     def predict_load(self, path: Path, opts) -> Image.Image:
         """The label ids of `path` (stored ids, converted as the training data: don't-care -> label_nc)."""
         data = (self.run_config or {}).get("data", {})
-        raw = read_ids(path)
+        raw = load_label_ids(path)
         dontcare, shift = data.get("dontcare_label"), int(data.get("label_shift", 0) or 0)
         from ganforge.data.labelmap import LabelIds
 
