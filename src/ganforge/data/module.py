@@ -8,9 +8,11 @@ from abc import ABCMeta, abstractmethod
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import RandomSampler
 
 from ganforge.data.datasets import download_and_extract, get_spec
 from ganforge.data.prescan import PreScan
@@ -66,6 +68,7 @@ class FolderDataModule(GANDataModule):
             raise ConfigError(f"data.load_size ({hp.load_size}) must be >= data.crop_size ({hp.crop_size}) for {hp.preprocess}")
         self.root = Path(hp.root).expanduser() if hp.root is not None else Path("data") / hp.name
         self.size_multiple = hp.size_multiple
+        self._sampler_state: torch.Tensor | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -132,7 +135,7 @@ class FolderDataModule(GANDataModule):
         if "test" in built:
             self.test_set = built["test"]
 
-    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset | None, batch_size: int, sampler=None) -> DataLoader:
         if ds is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
         # Workers are not persistent: each epoch's workers are seeded from the main random stream,
@@ -140,7 +143,7 @@ class FolderDataModule(GANDataModule):
         # A StatefulDataLoader: a checkpoint written inside an epoch (callbacks.mid_epoch_checkpoint)
         # resumes at the next batch, in the same order.
         return StatefulDataLoader(
-            ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
+            ds, batch_size=batch_size, sampler=sampler, num_workers=self.hparams.num_workers,
             persistent_workers=False, pin_memory=False, drop_last=False,
         )
 
@@ -148,16 +151,35 @@ class FolderDataModule(GANDataModule):
         return True
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=self._shuffle_train())
+        sampler = None
+        if self._shuffle_train():
+            # One generator draws every epoch's order (torchdata's RandomSampler). Its state goes into
+            # checkpoints (state_dict below): a run resumed at an epoch end draws the next epoch's order
+            # from it, as the uninterrupted run does, instead of seeding anew from the restored stream.
+            generator = torch.Generator()
+            if self._sampler_state is not None:
+                generator.set_state(self._sampler_state)
+            else:
+                generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+            sampler = RandomSampler(self.train_set, generator=generator)
+        self._train_sampler = sampler
+        return self._loader(self.train_set, self.hparams.batch_size, sampler)
+
+    def state_dict(self) -> dict:
+        sampler = getattr(self, "_train_sampler", None)
+        return {"train_sampler": sampler.generator.get_state()} if sampler is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._sampler_state = state_dict.get("train_sampler")
 
     def _eval_batch_size(self) -> int:
         return self.hparams.val_batch_size or self.hparams.batch_size
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self._eval_batch_size(), shuffle=False)
+        return self._loader(self.val_set, self._eval_batch_size())
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self._eval_batch_size(), shuffle=False)
+        return self._loader(self.test_set, self._eval_batch_size())
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
