@@ -4,6 +4,7 @@ download, split fallbacks, loaders."""
 from __future__ import annotations
 
 import logging
+import warnings
 from abc import ABCMeta, abstractmethod
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from ganforge.data.transforms import check_preprocess
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError
 
 BAD_FILE_CHOICES = ("error", "skip")
+
+# torchdata 0.11's StatefulDataLoader calls torch's deprecated set_vital on every construction; the
+# warning is about torchdata's code, not the user's, and would print in every run.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
 class GANDataModule(L.LightningDataModule, metaclass=ABCMeta):
