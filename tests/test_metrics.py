@@ -264,7 +264,7 @@ def test_callback_metrics_of_pix2pix_do_not_depend_on_its_batch_size():
     torch.manual_seed(0)
     model = tiny_pix2pix()
     val = torch.utils.data.DataLoader([{"A": a, "B": b} for a, b in zip(eight_images(), eight_images().flip(0))])
-    trainer = SimpleNamespace(val_dataloaders=val, global_rank=0, world_size=1)
+    trainer = SimpleNamespace(val_dataloaders=val, global_rank=0, world_size=1, callbacks=[])
     values = []
     for batch_size in (1, 8):
         callback = GenerativeMetrics(metrics=["psnr", "ssim"], num_samples=8, batch_size=batch_size)

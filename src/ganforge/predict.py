@@ -65,6 +65,7 @@ def predict(cfg: DictConfig) -> dict:
         return report
 
     data_cfg = run_cfg["data"]
+    model.predict_direction(cfg)  # a bad direction= is one error before any file, not one per file
     multiple = model.input_size_multiple
     files = list_inputs(cfg.input)
     written, failed = [], {}
