@@ -4,7 +4,6 @@ swap restores the trained weights, an exact resume carries it, and predict uses 
 from __future__ import annotations
 
 import shutil
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

@@ -17,7 +17,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ganforge.errors import ConfigError
 from ganforge.nets.init import init_weights
-from ganforge.nets.norms import SPADE, SPADE_PARAM_FREE_NORMS
+from ganforge.nets.norms import SPADE
 
 UPSAMPLING_CHOICES = {"normal": 5, "more": 6, "most": 7}  # generator.py compute_latent_vector_size
 
