@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
-from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule
+from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule, item_or_next_good
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
 from ganforge.imageio import image_to_tensor, list_images, load_image, load_label_ids
 
@@ -172,17 +172,7 @@ class LabelMapDataset(Dataset):
         return out
 
     def __getitem__(self, index: int) -> dict:
-        if self.on_bad_file == "error":
-            return self._item(index)
-        for i in (j % len(self) for j in range(index, index + len(self))):
-            if i in self._bad:
-                continue
-            try:
-                return self._item(i)
-            except ImageFileError as e:
-                self._bad.add(i)
-                log.warning("Skipping a bad file (data.on_bad_file=skip): %s", e)
-        raise DataLayoutError(f"Every item of this split is unusable ({len(self)} items, e.g. {self.triples[0][1]})")
+        return item_or_next_good(self, index, self.triples[0][1])
 
 
 # ----- layouts -----------------------------------------------------------------------------------

@@ -18,13 +18,29 @@ from torchdata.stateful_dataloader.sampler import RandomSampler
 from ganforge.data.datasets import download_and_extract, get_spec
 from ganforge.data.prescan import PreScan
 from ganforge.data.transforms import check_preprocess
-from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError
+from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
 
 BAD_FILE_CHOICES = ("error", "skip")
 
 # torchdata 0.11's StatefulDataLoader calls torch's deprecated set_vital on every construction; the
 # warning is about torchdata's code, not the user's, and would print in every run.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+
+
+def item_or_next_good(ds, index: int, example) -> dict:
+    """Item `index` of a dataset with `_item`, `_bad` and `on_bad_file`: with skip, the next readable
+    item instead, each bad file warned about once (per worker)."""
+    if ds.on_bad_file == "error":
+        return ds._item(index)
+    for i in (j % len(ds) for j in range(index, index + len(ds))):
+        if i in ds._bad:
+            continue
+        try:
+            return ds._item(i)
+        except ImageFileError as e:
+            ds._bad.add(i)
+            logging.getLogger(type(ds).__module__).warning("Skipping a bad file (data.on_bad_file=skip): %s", e)
+    raise DataLayoutError(f"Every file in this split is unreadable ({len(ds)} files, e.g. {example})")
 
 
 class GANDataModule(L.LightningDataModule, metaclass=ABCMeta):

@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ganforge.imageio import is_image_file, list_images, load_image
-from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
+from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, item_or_next_good, split_name
 from ganforge.data.prescan import FileCheck
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
@@ -154,18 +154,7 @@ class PairedDataset(Dataset):
         return {**out, "A_path": a_path, "B_path": b_path}
 
     def __getitem__(self, index: int) -> dict:
-        if self.on_bad_file == "error":
-            return self._item(index)
-        # skip: the next good pair instead, each bad file reported once (per worker).
-        for i in (j % len(self) for j in range(index, index + len(self))):
-            if i in self._bad:
-                continue
-            try:
-                return self._item(i)
-            except ImageFileError as e:
-                self._bad.add(i)
-                log.warning("Skipping a bad file (data.on_bad_file=skip): %s", e)
-        raise DataLayoutError(f"Every file in this split is unreadable ({len(self)} files, e.g. {self.pairs[0][0]})")
+        return item_or_next_good(self, index, self.pairs[0][0])
 
 
 class PairedDataModule(FolderDataModule):
