@@ -279,3 +279,9 @@ def test_vae_trains_and_predict_encodes_a_style_or_draws_n_styles(tmp_path):
     drawn = run("n_samples=2")
     assert [Path(p).name for p in drawn["written"]] == ["000000000139_0.png", "000000000139_1.png"]
     assert Image.open(drawn["written"][0]).size == Image.open(label).size
+
+
+def test_spade_on_data_without_label_maps_names_the_data_configs_that_have_them(tmp_path):
+    cfg = compose_train(tmp_path, ["model=spade", "debug=tiny"])  # the default data=sample: paired photos
+    with pytest.raises(ConfigError, match=r"model=spade reads data.label_nc, which data=sample does not set; .*data=coco_stuff.*data=labelmaps"):
+        train(cfg)

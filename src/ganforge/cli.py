@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import hydra
 import lightning.pytorch as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationKeyError
 
-from ganforge.app import entry_point
+from ganforge.app import CONF_DIR, entry_point
 from ganforge.checkpoint import check_resumable
 from ganforge.errors import ConfigError
 from ganforge.utils.instantiate import instantiate_all
@@ -41,8 +44,29 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+def check_model_fits_data(cfg: DictConfig) -> None:
+    """A model reading a data key its data config lacks (model=spade on the default paired sample has no
+    label_nc) would stop in OmegaConf's interpolation error: name the data configs that do set it."""
+    try:
+        OmegaConf.to_container(cfg.model, resolve=True)
+    except InterpolationKeyError as e:
+        found = re.search(r"'data\.(\w+)'", str(e))
+        if found is None:
+            raise
+        key = found.group(1)
+        fitting = sorted(p.stem for p in (Path(CONF_DIR) / "data").glob("*.yaml") if key in OmegaConf.load(p).keys())
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+        raise ConfigError(
+            f"model={choices.get('model', '?')} reads data.{key}, which data={choices.get('data', '?')} does not set; "
+            f"choose data that has it: {', '.join('data=' + f for f in fitting) or '(no data config sets it)'}"
+        ) from None
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build everything from the config, fit (and optionally test); return metrics and the objects."""
+    check_model_fits_data(cfg)
+    if cfg.get("print_config"):
+        print_config(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("ignore_warnings"):
@@ -103,8 +127,6 @@ def _finish(loggers: list) -> None:
 
 @entry_point("train")
 def train_main(cfg: DictConfig) -> float | None:
-    if cfg.get("print_config"):
-        print_config(cfg)
     metrics, _ = train(cfg)
     name = cfg.get("optimized_metric")
     if name is None:
