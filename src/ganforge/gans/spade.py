@@ -27,6 +27,7 @@ from ganforge.gans.base import GANModule
 from ganforge.imageio import image_to_tensor, load_image, load_label_ids
 from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
+from ganforge.nets.norms import synchronize_batchnorm
 
 
 def label_colormap(n: int) -> torch.Tensor:
@@ -89,7 +90,7 @@ class SPADEModel(GANModule):
             self._vgg.append(VGGLoss(load_vgg19(self.hparams.vgg_weights).features))
         if stage == "fit" and self._trainer is not None and isinstance(self.trainer.strategy, DDPStrategy):
             # The reference's synchronized BatchNorm: statistics over every process's batch.
-            self.netG = nn.SyncBatchNorm.convert_sync_batchnorm(self.netG)
+            self.netG = synchronize_batchnorm(self.netG, self.trainer.strategy.root_device)
 
     def configure_optimizers(self):
         """TTUR (train_options.py, pix2pix_model.py create_optimizers): G lr/2, D lr*2, betas (0, 0.9);

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganforge.errors import ConfigError
@@ -71,9 +75,8 @@ class SPADE(nn.Module):
     norm(x) * (1 + gamma(seg)) + beta(seg), with a parameter-free norm and gamma, beta from a shared
     3x3 conv (`nhidden` channels, ReLU) on the label map resized (nearest) to x's size.
 
-    `batch` is BatchNorm2d(affine=False): under DDP the module converts it to SyncBatchNorm
-    (`torch.nn.SyncBatchNorm.convert_sync_batchnorm`), which is the reference's synchronized
-    default; `syncbatch` builds SyncBatchNorm directly (it then needs a process group to train).
+    `batch` is BatchNorm2d(affine=False): under DDP the model synchronizes it (`synchronize_batchnorm`),
+    which is the reference's synchronized default; `syncbatch` builds torch's SyncBatchNorm directly.
     """
 
     def __init__(self, norm_nc: int, label_nc: int, param_free_norm: str = "batch", nhidden: int = 128):
@@ -97,3 +100,50 @@ class SPADE(nn.Module):
         segmap = nn.functional.interpolate(segmap, size=x.shape[2:], mode="nearest")
         actv = self.mlp_shared(segmap)
         return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+
+
+class CrossProcessBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the global batch, on any backend.
+
+    torch's SyncBatchNorm refuses CPU tensors (its statistics kernels are GPU-only), so DDP on gloo
+    would train each process on its own half-batch statistics. Here each process sums x and x^2 per
+    channel, and a differentiable all_reduce (torch.distributed.nn) adds them over the processes: the
+    output and its gradient are those of one BatchNorm over the whole batch, and so are the running
+    statistics (unbiased variance over all N samples).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        c = x.shape[1]
+        stats = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), x.new_full((1,), x.numel() // c)])
+        stats = dist_fn.all_reduce(stats)
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), m)
+        y = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        return y
+
+
+def synchronize_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm in `module` normalizing by the statistics of all DDP processes: torch's
+    SyncBatchNorm on GPUs, CrossProcessBatchNorm elsewhere (same statistics; state copied over)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, _BatchNorm) and not isinstance(module, CrossProcessBatchNorm):
+        converted = CrossProcessBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                          module.track_running_stats)
+        converted.load_state_dict(module.state_dict())
+        converted.train(module.training)
+        return converted
+    for name, child in module.named_children():
+        module.add_module(name, synchronize_batchnorm(child, device))
+    return module
