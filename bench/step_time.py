@@ -1,9 +1,13 @@
-"""Time one pix2pix training step through ganforge and through a plain PyTorch loop on the same nets.
+"""Time one training step through ganforge and through a plain PyTorch loop on the same nets (pix2pix, SPADE).
 
     .venv/bin/python bench/step_time.py model=pix2pix [precision=32-true|bf16-mixed] [steps=5] [warmup=3]
         [rounds=4] [size=256] [any Hydra override of src/ganforge/conf/train.yaml]
+    .venv/bin/python bench/step_time.py model=spade data=coco_stuff [random_vgg=true] [...]
 
-ganforge: the real Pix2Pix LightningModule driven by a real Trainer (no logger, checkpointing, progress bar
+SPADE's VGG loss needs vgg19-dcbb9e9d.pth (docs/evaluation.md); `random_vgg=true` times it with randomly
+initialised VGG19 weights instead (a temporary TORCH_HOME), which costs the same.
+
+ganforge: the real LightningModule driven by a real Trainer (no logger, checkpointing, progress bar
 or validation); a callback times each batch from on_train_batch_start to on_train_batch_end, so Lightning's
 per-batch hooks and the module's logging are included but data loading is not.
 plain: the same nets (built from the same config, same initial weights), the same optimizers and the same
@@ -29,30 +33,30 @@ import hydra
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
+import torchvision
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from ganforge.app import CONF_DIR
+from ganforge.losses import VGGLoss
+from ganforge.metrics.weights import WEIGHTS, load_vgg19
 
-OPTIONS = {"precision": "32-true", "steps": "5", "warmup": "3", "rounds": "4", "size": "256"}
+OPTIONS = {"precision": "32-true", "steps": "5", "warmup": "3", "rounds": "4", "size": "256", "random_vgg": "false"}
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
 class SameBatch(Dataset):
-    """`length` copies of one random A/B pair: loading costs the same (and almost nothing) for both loops."""
+    """`length` copies of one sample: loading costs the same (and almost nothing) for both loops."""
 
-    def __init__(self, length: int, channels_a: int, channels_b: int, size: int):
-        g = torch.Generator().manual_seed(0)
-        self.a = torch.rand(channels_a, size, size, generator=g) * 2 - 1
-        self.b = torch.rand(channels_b, size, size, generator=g) * 2 - 1
-        self.length = length
+    def __init__(self, length: int, sample: dict[str, torch.Tensor]):
+        self.sample, self.length = sample, length
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i):
-        return {"A": self.a, "B": self.b}
+        return self.sample
 
 
 def autocast_for(precision: str):
@@ -63,15 +67,12 @@ def autocast_for(precision: str):
     return contextlib.nullcontext()
 
 
-class PlainPix2Pix:
-    """The reference pix2pix iteration (Isola et al.'s train.py order), hand-written in plain PyTorch."""
+class PlainLoop:
+    """A model's reference iteration, hand-written in plain PyTorch: `train_step(batch)` in the subclass."""
 
     def __init__(self, cfg: DictConfig, loader: DataLoader, precision: str):
         self.netG = hydra.utils.instantiate(cfg.model.netG).train()
         self.netD = hydra.utils.instantiate(cfg.model.netD).train()
-        self.opt_g = hydra.utils.instantiate(cfg.model.optimizer_g)(params=self.netG.parameters())
-        self.opt_d = hydra.utils.instantiate(cfg.model.optimizer_d)(params=self.netD.parameters())
-        self.lambda_l1 = float(cfg.model.lambda_l1)
         self.precision = precision
         self.batches = self._forever(loader)
         self.times: list[float] = []
@@ -85,7 +86,32 @@ class PlainPix2Pix:
         for p in self.netD.parameters():
             p.requires_grad_(flag)
 
-    def train_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> None:
+    def run(self, n: int, record: bool = True) -> None:
+        for _ in range(n):
+            batch = next(self.batches)  # fetched outside the timed region, as Lightning's loop does
+            t0 = time.perf_counter()
+            self.train_step(batch)
+            if record:
+                self.times.append(time.perf_counter() - t0)
+
+
+class PlainPix2Pix(PlainLoop):
+    """The reference pix2pix iteration (Isola et al.'s train.py order)."""
+
+    def __init__(self, cfg: DictConfig, loader: DataLoader, precision: str):
+        super().__init__(cfg, loader, precision)
+        self.opt_g = hydra.utils.instantiate(cfg.model.optimizer_g)(params=self.netG.parameters())
+        self.opt_d = hydra.utils.instantiate(cfg.model.optimizer_d)(params=self.netD.parameters())
+        self.lambda_l1 = float(cfg.model.lambda_l1)
+
+    @staticmethod
+    def sample(cfg: DictConfig, size: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        return {"A": torch.rand(cfg.data.input_nc, size, size, generator=g) * 2 - 1,
+                "B": torch.rand(cfg.data.output_nc, size, size, generator=g) * 2 - 1}
+
+    def train_step(self, batch: dict) -> None:
+        real_A, real_B = batch["A"], batch["B"]
         with autocast_for(self.precision):
             fake_B = self.netG(real_A)
             # D: fake (detached) then real, averaged.
@@ -106,19 +132,87 @@ class PlainPix2Pix:
             loss_g.backward()
             self.opt_g.step()
 
-    def run(self, n: int, record: bool = True) -> None:
-        for _ in range(n):
-            batch = next(self.batches)  # fetched outside the timed region, as Lightning's loop does
-            t0 = time.perf_counter()
-            self.train_step(batch["A"], batch["B"])
-            if record:
-                self.times.append(time.perf_counter() - t0)
+
+class PlainSPADE(PlainLoop):
+    """NVlabs/SPADE's iteration (pix2pix_model.py, trainers/pix2pix_trainer.py): the G step (hinge, feature
+    matching x lambda_feat / num_D, VGG x lambda_vgg) on [fake; real] through D as one batch, then the D step
+    on a fake made without grad. Adam with TTUR: G lr/2, D lr*2, betas (0, 0.9). No VAE."""
+
+    def __init__(self, cfg: DictConfig, loader: DataLoader, precision: str):
+        super().__init__(cfg, loader, precision)
+        m = cfg.model
+        self.opt_g = torch.optim.Adam(self.netG.parameters(), lr=m.lr / 2, betas=(0.0, 0.9))
+        self.opt_d = torch.optim.Adam(self.netD.parameters(), lr=m.lr * 2, betas=(0.0, 0.9))
+        self.nc = int(m.label_nc) + int(m.contain_dontcare_label)
+        self.use_instance, self.lambda_feat, self.lambda_vgg = bool(m.use_instance), float(m.lambda_feat), float(m.lambda_vgg)
+        self.vgg = VGGLoss(load_vgg19(m.vgg_weights).features) if self.lambda_vgg > 0 else None
+
+    @staticmethod
+    def sample(cfg: DictConfig, size: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        nc = int(cfg.model.label_nc)
+        label = torch.randint(0, nc, (1, size // 16, size // 16), generator=g)
+        label = F.interpolate(label[None].float(), size=(size, size), mode="nearest")[0].long()  # regions, not noise
+        sample = {"label": label, "image": torch.rand(cfg.data.output_nc, size, size, generator=g) * 2 - 1}
+        if cfg.model.use_instance:
+            sample["instance"] = label.clone()
+        return sample
+
+    def semantics(self, batch: dict) -> torch.Tensor:
+        label = batch["label"]
+        onehot = torch.zeros(label.shape[0], self.nc, *label.shape[2:]).scatter_(1, label, 1.0)
+        if self.use_instance:
+            inst = batch["instance"]
+            edge = torch.zeros_like(inst, dtype=torch.bool)
+            edge[:, :, :, 1:] |= inst[:, :, :, 1:] != inst[:, :, :, :-1]
+            edge[:, :, :, :-1] |= inst[:, :, :, 1:] != inst[:, :, :, :-1]
+            edge[:, :, 1:, :] |= inst[:, :, 1:, :] != inst[:, :, :-1, :]
+            edge[:, :, :-1, :] |= inst[:, :, 1:, :] != inst[:, :, :-1, :]
+            onehot = torch.cat([onehot, edge.float()], 1)
+        return onehot
+
+    def discriminate(self, sem, fake, real):
+        out = self.netD(torch.cat([torch.cat([sem, fake], 1), torch.cat([sem, real], 1)], 0))
+        n = fake.shape[0]
+        return [[t[:n] for t in scale] for scale in out], [[t[n:] for t in scale] for scale in out]
+
+    def train_step(self, batch: dict) -> None:
+        sem, real = self.semantics(batch), batch["image"]
+        with autocast_for(self.precision):
+            set_requires_grad(self.netD, False)
+            self.opt_g.zero_grad(set_to_none=True)
+            fake = self.netG(sem)
+            pred_fake, pred_real = self.discriminate(sem, fake, real)
+            loss_g = sum(-scale[-1].mean() for scale in pred_fake) / len(pred_fake)
+            feat = sum(F.l1_loss(f, r.detach()) for fs, rs in zip(pred_fake, pred_real) for f, r in zip(fs[:-1], rs[:-1]))
+            loss_g = loss_g + feat / len(pred_fake) * self.lambda_feat
+            if self.vgg is not None:
+                loss_g = loss_g + self.vgg(fake, real) * self.lambda_vgg
+            loss_g.backward()
+            self.opt_g.step()
+            set_requires_grad(self.netD, True)
+            self.opt_d.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                fake = self.netG(sem)
+            pred_fake, pred_real = self.discriminate(sem, fake, real)
+            loss_d = (sum(F.relu(1 + scale[-1]).mean() for scale in pred_fake) / len(pred_fake)
+                      + sum(F.relu(1 - scale[-1]).mean() for scale in pred_real) / len(pred_real))
+            loss_d.backward()
+            self.opt_d.step()
+
+
+def set_requires_grad(net: torch.nn.Module, flag: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(flag)
+
+
+PLAIN_LOOPS = {"ganforge.gans.pix2pix.Pix2Pix": PlainPix2Pix, "ganforge.gans.spade.SPADEModel": PlainSPADE}
 
 
 class StepTimer(L.Callback):
     """Times ganforge's batches and runs a plain block after the warm-up and after each ganforge block."""
 
-    def __init__(self, plain: PlainPix2Pix, warmup: int, steps: int):
+    def __init__(self, plain: PlainLoop, warmup: int, steps: int):
         self.plain, self.warmup, self.steps = plain, warmup, steps
         self.times: list[float] = []
         self.gaps: list[float] = []  # Lightning's work between one batch's end hook and the next start hook
@@ -169,20 +263,27 @@ def main(argv: list[str]) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     out_dir = tempfile.mkdtemp(prefix="ganforge_bench_")
+    if opts["random_vgg"] == "true":
+        os.environ["TORCH_HOME"] = out_dir
+        os.makedirs(os.path.join(out_dir, "hub", "checkpoints"))
+        torch.save(torchvision.models.vgg19(weights=None).state_dict(),
+                   os.path.join(out_dir, "hub", "checkpoints", WEIGHTS["vgg19"].file))
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
-            "train", overrides=[f"trainer.precision={opts['precision']}", f"paths.output_dir={out_dir}", *overrides]
+            "train", overrides=[f"trainer.precision={opts['precision']}", f"paths.output_dir={out_dir}",
+                            f"data.crop_size={size}", *overrides]
         )
-    if cfg.model._target_ != "ganforge.gans.pix2pix.Pix2Pix":
-        sys.exit(f"this benchmark's plain loop is pix2pix's; got model._target_={cfg.model._target_}")
+    loop = PLAIN_LOOPS.get(cfg.model._target_)
+    if loop is None:
+        sys.exit(f"no plain loop for model._target_={cfg.model._target_}; this benchmark has {', '.join(PLAIN_LOOPS)}")
     precision = str(cfg.trainer.precision)
 
-    data = SameBatch(warmup + steps * rounds, cfg.data.input_nc, cfg.data.output_nc, size)
+    data = SameBatch(warmup + steps * rounds, loop.sample(cfg, size))
     batch_size = 1
     L.seed_everything(cfg.seed, verbose=False)
     model = hydra.utils.instantiate(cfg.model)
     torch.manual_seed(cfg.seed)  # the same seed before the same nets: the same initial weights
-    plain = PlainPix2Pix(cfg, DataLoader(data, batch_size=batch_size), precision)
+    plain = loop(cfg, DataLoader(data, batch_size=batch_size), precision)
     for net, twin in ((model.netG, plain.netG), (model.netD, plain.netD)):
         if not all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), twin.state_dict().values())):
             sys.exit("the ganforge and plain nets were not initialised identically")
@@ -205,7 +306,7 @@ def main(argv: list[str]) -> None:
 
     med_g, med_p = statistics.median(timer.times), statistics.median(plain.times)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
-    print(f"pix2pix {size}px batch {batch_size}, precision {precision}, torch threads {torch.get_num_threads()}, "
+    print(f"{cfg.model._target_.rsplit('.', 1)[-1]} {size}px batch {batch_size}, precision {precision}, torch threads {torch.get_num_threads()}, "
           f"warm-up {warmup}, {rounds} rounds x {steps} steps each")
     for name, times in (("ganforge", timer.times), ("plain", plain.times)):
         med = statistics.median(times)
