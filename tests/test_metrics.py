@@ -271,3 +271,40 @@ def test_callback_metrics_of_pix2pix_do_not_depend_on_its_batch_size():
         callback.setup(trainer, model, "fit")
         values.append(callback.evaluate(trainer, model))
     assert values[0] == pytest.approx(values[1], rel=1e-5)
+
+
+def test_miou_is_the_mean_over_present_classes_with_dont_care_ignored():
+    from tests.segmenters import FixedPrediction
+
+    # 4 classes (ids 0..3), don't-care = 4. Label and prediction on a 4x4 map, at 2x2 blocks:
+    label = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 4, 4], [2, 2, 4, 4]])
+    pred = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [2, 2, 2, 2], [2, 2, 2, 2]])
+    # class 0: |∩| 4, |∪| 8 -> 0.5; class 1: 0 / 4 -> 0; class 2: 4 / 4 (the don't-care pixels do not count) -> 1;
+    # class 3: absent from both -> left out. mIoU = (0.5 + 0 + 1) / 3
+    suite = MetricSuite(["miou"], segmenter=FixedPrediction(pred, 4), label_classes=4)
+    fake = torch.zeros(2, 3, 4, 4)
+    suite.update(fake, fake, label=torch.stack([label, label])[:, None])
+    assert suite.compute()["miou"] == pytest.approx(0.5, abs=1e-6)
+    proto = suite.protocol()["miou"]
+    assert proto["segmenter"] == "tests.segmenters.FixedPrediction" and proto["samples"] == 2 and proto["classes"] == 4
+
+
+def test_miou_needs_a_label_map_model_and_a_segmenter_with_one_score_per_class():
+    from tests.segmenters import BrightnessSegmenter
+
+    class LabelModel:
+        metric_paired = metric_multimodal = metric_single_image = False
+        metric_label_classes = 3
+
+    class ImageModel(LabelModel):
+        metric_label_classes = None
+
+    assert "miou" not in check_metrics("auto", LabelModel())  # auto leaves it out without a segmenter
+    assert "miou" in check_metrics("auto", LabelModel(), segmenter=True)
+    with pytest.raises(ConfigError, match=r"needs a segmentation model.*segmenter=\{_target_"):
+        check_metrics(["miou"], LabelModel())
+    with pytest.raises(ConfigError, match="does not generate from label maps"):
+        check_metrics(["miou"], ImageModel(), segmenter=True)
+    suite = MetricSuite(["miou"], segmenter=BrightnessSegmenter(5), label_classes=3)
+    with pytest.raises(ConfigError, match=r"returned shape \(2, 5, 8, 8\); mIoU needs class scores \(B, 3, H, W\)"):
+        suite.update(torch.zeros(2, 3, 8, 8), None, label=torch.zeros(2, 8, 8))

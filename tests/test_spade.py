@@ -285,3 +285,25 @@ def test_spade_on_data_without_label_maps_names_the_data_configs_that_have_them(
     cfg = compose_train(tmp_path, ["model=spade", "debug=tiny"])  # the default data=sample: paired photos
     with pytest.raises(ConfigError, match=r"model=spade reads data.label_nc, which data=sample does not set; .*data=coco_stuff.*data=labelmaps"):
         train(cfg)
+
+
+@pytest.mark.slow
+def test_eval_scores_miou_with_a_user_supplied_segmenter(tmp_path):
+    import json
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ganforge.app import CONF_DIR
+    from ganforge.evaluate import evaluate
+
+    train(compose_train(tmp_path / "run", [*SAMPLE, "trainer.max_epochs=1", "callbacks.image_grid=null"]))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=[f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+                                         f"output={tmp_path / 'eval'}", "metrics=[miou]", "split=val", "save_images=false",
+                                         "segmenter={_target_: tests.segmenters.BrightnessSegmenter, num_classes: 182}"])
+    evaluate(cfg)
+    miou = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]["miou"]
+    assert 0 <= miou["value"] <= 1 and miou["classes"] == 182 and miou["samples"] == 2  # debug=tiny keeps 2 val maps
+    assert miou["segmenter"] == "tests.segmenters.BrightnessSegmenter"

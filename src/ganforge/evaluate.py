@@ -44,12 +44,15 @@ def reference_loader(datamodule, split: str):
 
 def evaluate(cfg: DictConfig) -> dict:
     model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")), use_ema=bool(cfg.get("use_ema", True)))
-    names = check_metrics(OmegaConf.to_object(cfg.metrics) if OmegaConf.is_list(cfg.metrics) else cfg.metrics, model)
+    segmenter = hydra.utils.instantiate(cfg.segmenter) if cfg.get("segmenter") is not None else None
+    names = check_metrics(OmegaConf.to_object(cfg.metrics) if OmegaConf.is_list(cfg.metrics) else cfg.metrics, model,
+                          segmenter=segmenter is not None)
     n = cfg.get("num_samples")
     if n is not None and n < (2 if {"fid", "kid"} & set(names) else 1):
         raise ConfigError(f"num_samples={n}: FID/KID need at least 2 images (covariance); use >= 2048 for published protocols")
     suite_args = {k: OmegaConf.to_object(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in SUITE_KEYS}
-    suite = MetricSuite(names, batch_size=cfg.batch_size, seed=cfg.seed, **suite_args)  # loads every network first
+    suite = MetricSuite(names, batch_size=cfg.batch_size, seed=cfg.seed, segmenter=segmenter,
+                        label_classes=model.metric_label_classes, **suite_args)  # loads every network first
     dcfg = data_config(run_cfg, cfg.get("data"))
     datamodule = hydra.utils.instantiate(dcfg, batch_size=cfg.batch_size, num_workers=0)
     datamodule.size_multiple = model.input_size_multiple
@@ -75,12 +78,13 @@ def evaluate(cfg: DictConfig) -> dict:
             if n is not None and seen >= n:
                 break
             out = model.metric_batch(batch, direction)
-            fake, real = out["fake"], out.get("real")
+            fake, real, label = out["fake"], out.get("real"), out.get("label")
             if n is not None:
                 fake, real = fake[: n - seen], real[: n - seen] if real is not None else None
+                label = label[: len(fake)] if label is not None else None
                 batch = {k: v[: len(fake)] for k, v in batch.items()}
             diverse = model.sample_diverse(batch, n_div) if n_div else None
-            suite.update(fake, real, diverse=diverse)
+            suite.update(fake, real, diverse=diverse, label=label)
             if cfg.save_images:
                 for i, img in enumerate(to_uint8(fake, rgb=True)):
                     save_atomic(Image.fromarray(img.permute(1, 2, 0).cpu().numpy()), img_dir / f"{seen + i:05d}.png")

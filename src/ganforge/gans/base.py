@@ -99,6 +99,9 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     metric_multimodal: bool = False
     #: trained on one image (SinGAN): SIFID against it applies
     metric_single_image: bool = False
+    #: generated from label maps of this many classes (SPADE): `metric_batch` also returns "label" (ids,
+    #: don't-care = the class count), and mIoU of a user-supplied segmenter applies
+    metric_label_classes: int | None = None
     #: the translation directions `metric_batch`, `translate` and predict accept
     directions: tuple[str, ...] = ("AtoB",)
     #: the `app=` names `run_app` accepts
@@ -137,8 +140,9 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     @abstractmethod
     def metric_batch(self, batch: dict, direction: str = "AtoB") -> dict[str, torch.Tensor]:
         """{"fake": generated images, "real": the real images they are compared with}, both in
-        [-1, 1], for FID, KID, IS (and LPIPS/PSNR/SSIM when `metric_paired`). Generated on the
-        reference's test protocol (see `metric_protocol`)."""
+        [-1, 1], for FID, KID, IS (and LPIPS/PSNR/SSIM when `metric_paired`; with `metric_label_classes`,
+        "label": the label maps the fakes were made from). Generated on the reference's test protocol
+        (see `metric_protocol`)."""
 
     # ----- optional hooks, with defaults -----------------------------------------------------------
     @property

@@ -214,10 +214,14 @@ class SPADEModel(GANModule):
                 z = z.expand(sem.shape[0], -1) if z.shape[0] == 1 else z
             return self.netG(sem, z)
 
+    @property
+    def metric_label_classes(self) -> int:
+        return self.hparams.label_nc
+
     def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
         """The reference protocol (test.py): G(val label map) at crop size, the style (VAE) encoded from
-        the val photo; compared with the val photos."""
-        return {"fake": self.synthesize(batch, style=batch["image"]), "real": batch["image"]}
+        the val photo; compared with the val photos, and with the label maps for mIoU."""
+        return {"fake": self.synthesize(batch, style=batch["image"]), "real": batch["image"], "label": batch["label"]}
 
     def colorize(self, label: torch.Tensor) -> torch.Tensor:
         """Label ids (B, 1, H, W) as colours in [-1, 1]; don't-care black."""

@@ -11,13 +11,19 @@ from dataclasses import dataclass
 
 from ganforge.errors import ConfigError
 
-#: requirement -> (model check, what is missing, said in the error)
+#: requirement -> (check of the model and whether a segmenter is given, what is missing, said in the error)
 REQUIREMENTS = {
-    "images": (lambda m: True, ""),
-    "pairs": (lambda m: m.metric_paired, "its outputs have no paired ground truth"),
-    "diverse": (lambda m: m.metric_multimodal, "it is not multimodal (one output per input)"),
+    "images": (lambda m, seg: True, ""),
+    "pairs": (lambda m, seg: m.metric_paired, "its outputs have no paired ground truth"),
+    "diverse": (lambda m, seg: m.metric_multimodal, "it is not multimodal (one output per input)"),
+    "labels": (lambda m, seg: getattr(m, "metric_label_classes", None) is not None, "it does not generate from label maps"),
+    "segmenter": (
+        lambda m, seg: seg,
+        "it needs a segmentation model, which ganforge does not ship: give segmenter={_target_: <your class>, ...} "
+        "(docs/evaluation.md, mIoU)",
+    ),
     "single_image": (
-        lambda m: m.metric_single_image,
+        lambda m, seg: m.metric_single_image,
         "SIFID compares with the one training image of a single-image model (SinGAN); this model trains on a "
         "multi-image dataset",
     ),
@@ -44,20 +50,23 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("ssim", ("images", "pairs"), None, True, "SSIM between each output and its target"),
         MetricSpec("diversity", ("images", "diverse"), None, True, "BicycleGAN's LPIPS diversity score"),
         MetricSpec("sifid", ("images", "single_image"), "64", False, "Single-Image FID (SinGAN)"),
+        MetricSpec("miou", ("images", "labels", "segmenter"), None, True,
+                   "mean IoU of a user-supplied segmenter's prediction on the outputs against their label maps"),
     )
 }
 
 
-def supported(model) -> list[str]:
+def supported(model, segmenter: bool = False) -> list[str]:
     """Every metric the model can supply, in registry order (what `metrics: auto` computes)."""
-    return [n for n, s in METRICS.items() if all(REQUIREMENTS[r][0](model) for r in s.needs)]
+    return [n for n, s in METRICS.items() if all(REQUIREMENTS[r][0](model, segmenter) for r in s.needs)]
 
 
-def check_metrics(names, model) -> list[str]:
-    """The requested metric names (`auto` = all supported), or a ConfigError before any work starts."""
+def check_metrics(names, model, segmenter: bool = False) -> list[str]:
+    """The requested metric names (`auto` = all supported), or a ConfigError before any work starts.
+    `segmenter`: whether a segmentation model is given (mIoU needs one)."""
     model_name = type(model).__name__
     if names in (None, "auto"):
-        return supported(model)
+        return supported(model, segmenter)
     names = [names] if isinstance(names, str) else [str(n).lower() for n in names]
     unknown = [n for n in names if n not in METRICS]
     if unknown:
@@ -67,9 +76,9 @@ def check_metrics(names, model) -> list[str]:
     for n in names:
         for req in METRICS[n].needs:
             ok, why = REQUIREMENTS[req]
-            if not ok(model):
+            if not ok(model, segmenter):
                 raise ConfigError(
                     f"metric {n!r} cannot be computed for {model_name}: {why}. "
-                    f"Metrics this model supports: {supported(model)}"
+                    f"Metrics this model supports: {supported(model, segmenter)}"
                 )
     return list(dict.fromkeys(names))

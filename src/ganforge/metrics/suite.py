@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
+from torchmetrics.classification import MulticlassJaccardIndex
 from torchmetrics.image import (
     FrechetInceptionDistance,
     InceptionScore,
@@ -82,6 +83,8 @@ class MetricSuite:
         batch_size: int = 32,
         feature_extractor: torch.nn.Module | None = None,
         seed: int = 0,
+        segmenter: torch.nn.Module | None = None,
+        label_classes: int | None = None,
     ):
         unknown = [n for n in names if n not in METRICS]
         if unknown:
@@ -97,6 +100,9 @@ class MetricSuite:
         self.kid_subsets, self.kid_subset_size, self.is_splits = kid_subsets, kid_subset_size, is_splits
         self.weights = dict(weights or {})
         self.batch_size, self.seed = batch_size, seed
+        if "miou" in self.names and (segmenter is None or not label_classes):
+            raise ConfigError("mIoU needs a segmenter and the label maps' class count (a label-map model such as SPADE)")
+        self.segmenter, self.label_classes = (segmenter.eval() if segmenter is not None else None), label_classes
         self.layers = sorted({self._layer(n) for n in self.names if self._layer(n) is not None and n != "sifid"})
         self.extractor, self.injected = None, feature_extractor is not None
         if any(METRICS[n].inception for n in self.names):
@@ -122,6 +128,10 @@ class MetricSuite:
             return PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
         if name == "ssim":
             return StructuralSimilarityIndexMeasure(data_range=1.0)
+        if name == "miou":
+            # Don't-care pixels (id = label_classes) are left out; classes absent from a map and its
+            # prediction do not count (torchmetrics' macro average skips an empty union).
+            return MulticlassJaccardIndex(num_classes=self.label_classes + 1, ignore_index=self.label_classes, average="macro")
         return SIFID(self.extractor)
 
     def _layer(self, name: str) -> str | None:
@@ -133,6 +143,8 @@ class MetricSuite:
         self.device = torch.device(device)
         if self.extractor is not None:
             self.extractor.to(self.device)
+        if self.segmenter is not None:
+            self.segmenter.to(self.device)
         for m in self.metrics.values():
             m.to(self.device)
         return self
@@ -140,7 +152,7 @@ class MetricSuite:
     def reset(self) -> None:
         for m in self.metrics.values():
             m.reset()
-        self.n_fake = self.n_real = self.n_pairs = self.n_diverse_inputs = 0
+        self.n_fake = self.n_real = self.n_pairs = self.n_diverse_inputs = self.n_labelled = 0
         self.sizes: set[tuple[int, int]] = set()
         self.pairs_resized = False
 
@@ -158,11 +170,13 @@ class MetricSuite:
         return {layer: torch.cat(fs) for layer, fs in out.items()}
 
     @torch.no_grad()
-    def update(self, fake: Images, real: Images | None = None, diverse: torch.Tensor | None = None) -> None:
+    def update(self, fake: Images, real: Images | None = None, diverse: torch.Tensor | None = None,
+               label: torch.Tensor | None = None) -> None:
         """fake: generated images; real: the real images (for paired metrics, fake[i]'s target);
-        diverse: (n, B, C, H, W) outputs of n latents per input, for `diversity`."""
+        diverse: (n, B, C, H, W) outputs of n latents per input, for `diversity`; label: the label maps
+        (B, [1,] H, W) the fakes were generated from, for `miou`."""
         self.n_fake += len(fake)
-        needs_real = [n for n in self.names if n not in ("is", "diversity")]
+        needs_real = [n for n in self.names if n not in ("is", "diversity", "miou")]
         if needs_real and real is None:
             raise ValueError(f"metrics {needs_real} need real images")
         if real is not None:
@@ -179,6 +193,8 @@ class MetricSuite:
         if {"lpips", "psnr", "ssim", "sifid"} & set(self.names):
             for f, r in zip(items(fake), items(real)):
                 self._update_pair(f, r)
+        if "miou" in self.metrics:
+            self._update_miou(fake, label)
         if "diversity" in self.metrics:
             if diverse is None or diverse.shape[0] != self.diversity_samples:
                 raise ValueError(f"diversity needs (n={self.diversity_samples}, B, C, H, W) samples")
@@ -186,6 +202,21 @@ class MetricSuite:
                 s = to_rgb(diverse[:, b])
                 self.metrics["diversity"].update(s[:-1], s[1:])
             self.n_diverse_inputs += diverse.shape[1]
+
+    def _update_miou(self, fake: torch.Tensor, label: torch.Tensor | None) -> None:
+        if label is None:
+            raise ValueError("miou needs the label maps the images were generated from")
+        label = (label.squeeze(1) if label.dim() == 4 else label).long()
+        logits = self.segmenter(fake.float())
+        if logits.dim() != 4 or logits.shape[1] != self.label_classes:
+            raise ConfigError(
+                f"the segmenter returned shape {tuple(logits.shape)}; mIoU needs class scores (B, {self.label_classes}, H, W), "
+                f"one channel per label class of the model"
+            )
+        if logits.shape[-2:] != label.shape[-2:]:
+            logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
+        self.metrics["miou"].update(logits.argmax(1), label.to(logits.device))
+        self.n_labelled += len(label)
 
     def _update_pair(self, fake: torch.Tensor, real: torch.Tensor) -> None:
         if "sifid" in self.metrics:
@@ -257,6 +288,12 @@ class MetricSuite:
             "sifid": {
                 **inception, "feature_layer": LAYER_NAMES["64"] + ", every spatial position a sample",
                 "resize": "none (native resolution, as SinGAN)", "samples": self.n_pairs,
+            },
+            "miou": {
+                "segmenter": f"{type(self.segmenter).__module__}.{type(self.segmenter).__qualname__}",
+                "classes": self.label_classes, "samples": self.n_labelled,
+                "reduction": "mean over classes present in a label map or a prediction; don't-care pixels ignored",
+                "resize": "segmenter scores resized to the label map (bilinear) when their sizes differ",
             },
         }
         return {n: {"higher_is_better": METRICS[n].higher_is_better, **per[n]} for n in self.names}
