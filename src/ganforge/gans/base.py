@@ -29,6 +29,7 @@ from ganforge.checkpoint import FORMAT_VERSION, check_state_dict_matches, plain_
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.imageio import image_to_tensor, load_image
 from ganforge.losses import GANLoss
+from ganforge.metrics.swd import patch_swd
 
 SCHEDULER_POLICIES = ("linear", "step", "plateau", "cosine")
 DIRECTIONS = ("AtoB", "BtoA")
@@ -113,6 +114,8 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
 
     def __init__(self, scheduler: Mapping[str, Any] | None = None):
         super().__init__()
+        self._swd_fake: list[torch.Tensor] = []
+        self._swd_real: list[torch.Tensor] = []
         self.automatic_optimization = False
         self.scheduler_cfg = dict(scheduler or {})
         #: the resolved run config, stored in checkpoints so predict/eval rebuild the model (set by the CLI)
@@ -281,7 +284,22 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
                 while sched.last_epoch < to_epoch:
                     sched.step()
 
+    def collect_for_swd(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        """Keep a validation batch's outputs and real images; at the epoch's end their patch SWD
+        (ganforge.metrics.swd) is logged as val/swd, a distribution distance needing no pretrained net."""
+        self._swd_fake.append(fake.detach().float().cpu())
+        self._swd_real.append(real.detach().float().cpu())
+
+    def _log_patch_swd(self) -> None:
+        fake, real = torch.cat(self._swd_fake), torch.cat(self._swd_real)
+        self._swd_fake, self._swd_real = [], []
+        patch_size = self.hparams.get("swd_patch_size", 7)
+        if min(fake.shape[-2:]) >= patch_size:
+            self.log("val/swd", torch.tensor(patch_swd(fake, real, patch_size=patch_size)), prog_bar=True, sync_dist=True)
+
     def on_validation_epoch_end(self) -> None:
+        if self._swd_real:
+            self._log_patch_swd()
         if self.trainer.sanity_checking:
             return
         for sched in self._schedulers():

@@ -23,7 +23,6 @@ from ganforge.errors import ConfigError
 from ganforge.gans.base import GANModule
 from ganforge.imageio import save_atomic, tensor_to_image
 from ganforge.losses import GANLoss
-from ganforge.metrics.swd import patch_swd
 
 #: what the paired models log and this one cannot (no target image)
 PAIRED_ONLY_KEYS = ("val/psnr", "val/ssim", "val/l1")
@@ -64,8 +63,6 @@ class DCGAN(GANModule):
         self.criterion_gan = GANLoss(gan_mode)
         # main.py's fixed_noise: the grids show the same latents all run long (and after a resume).
         self.register_buffer("fixed_noise", torch.randn(num_fixed_noise, self.nz, 1, 1))
-        self._val_fake: list[torch.Tensor] = []
-        self._val_real: list[torch.Tensor] = []
 
     def setup(self, stage: str) -> None:
         # Lightning would stop at the first epoch end with a traceback: say it before training.
@@ -114,17 +111,7 @@ class DCGAN(GANModule):
         real = batch["real"]
         # Seeded by the batch index: every validation draws the same latents, so epochs compare.
         z = self.noise(len(real), torch.Generator().manual_seed(batch_idx))
-        self._val_fake.append(self.sample(z).cpu())
-        self._val_real.append(real.cpu())
-
-    def on_validation_epoch_end(self) -> None:
-        if self._val_real:
-            fake, real = torch.cat(self._val_fake), torch.cat(self._val_real)
-            self._val_fake, self._val_real = [], []
-            if min(fake.shape[-2:]) >= self.hparams.swd_patch_size:
-                swd = patch_swd(fake, real, patch_size=self.hparams.swd_patch_size)
-                self.log("val/swd", torch.tensor(swd), prog_bar=True, sync_dist=True)
-        super().on_validation_epoch_end()
+        self.collect_for_swd(self.sample(z), real)
 
     # ----- sampling -------------------------------------------------------------------------------
     def sample(self, z: torch.Tensor) -> torch.Tensor:

@@ -193,8 +193,10 @@ class SPADEModel(GANModule):
         """val/l1 and val/psnr between the output and the photo of its label map (eval mode; with the VAE
         the style is E's mean of that photo, so both are deterministic). The output is not meant to copy the
         photo pixel for pixel, but an untrained G is far from it in colour and layout: both measure how well
-        G renders each class where the label map puts it."""
+        G renders each class where the label map puts it. val/swd (patch SWD against the val photos) asks
+        whether the outputs have the photos' local colour and texture statistics, with no pretrained net."""
         fake = self.synthesize(batch, style=batch["image"], use_mean=True)
+        self.collect_for_swd(fake, batch["image"])
         self.val_psnr((fake.float() + 1) / 2, (batch["image"].float() + 1) / 2)
         self.log("val/l1", F.l1_loss(fake.float(), batch["image"].float()), prog_bar=True, sync_dist=True,
                  batch_size=len(fake))
