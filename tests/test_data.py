@@ -443,3 +443,20 @@ def test_registry():
     assert "data=paired data.root=<dir>" in msg
     with pytest.raises(ConfigError, match="horse2zebra.*data=unpaired"):
         get_spec("edges2shoes", "unpaired")
+
+
+@pytest.mark.parametrize("cores, devices, workers", [(2, 1, 1), (16, 1, 8), (16, 2, 7), (16, 8, 1), (64, "auto", 8), (1, 1, 1)])
+def test_default_workers_follow_the_cores_of_each_training_process(monkeypatch, cores, devices, workers):
+    from ganforge.utils import resolvers
+
+    monkeypatch.setattr(resolvers.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert resolvers.default_workers(devices) == workers
+
+
+def test_the_data_configs_default_workers_come_from_the_machine(tmp_path, monkeypatch):
+    from ganforge.utils import resolvers
+    from tests.conftest import compose_train
+
+    monkeypatch.setattr(resolvers.os, "sched_getaffinity", lambda pid: set(range(12)))
+    assert compose_train(tmp_path).data.num_workers == 8
+    assert compose_train(tmp_path, ["trainer=ddp_cpu"]).data.num_workers == 5  # 12 cores / 2 processes, less one

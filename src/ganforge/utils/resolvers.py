@@ -34,6 +34,15 @@ def _wandb_offline() -> bool:
     return False
 
 
+def default_workers(devices=1) -> int:
+    """DataLoader workers for each training process: the cores this process may run on, shared by the
+    `devices` processes of one machine, less one for the training loop itself; at most 8 (beyond that a
+    GAN's per-image decode and crop stops being the bottleneck). 2 cores -> 1 worker, 16 cores and 1 GPU -> 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // devices if isinstance(devices, int) and devices > 0 else cores
+    return max(1, min(8, per_process - 1))
+
+
 def merge(base, changes) -> DictConfig:
     """`${merge:${model.netG_A},{input_nc: 1}}`: a copy of a config node with some keys changed, so a
     config says a net once and its twin (G_B, D_B) follows every override of it."""
@@ -44,5 +53,6 @@ def merge(base, changes) -> DictConfig:
 def register() -> None:
     OmegaConf.register_new_resolver("sum", lambda *xs: sum(xs), replace=True)
     OmegaConf.register_new_resolver("merge", merge, replace=True)
+    OmegaConf.register_new_resolver("default_workers", default_workers, replace=True)
     OmegaConf.register_new_resolver("package_dir", lambda: str(PACKAGE_DIR), replace=True)
     OmegaConf.register_new_resolver("wandb_offline", _wandb_offline, replace=True, use_cache=True)
