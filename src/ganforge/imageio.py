@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from contextlib import contextmanager
@@ -132,7 +133,7 @@ _TAIL = 4096  # the end marker is normally in the last bytes; the rest is the ra
 
 def _check_complete(img: Image.Image, path: Path) -> None:
     """Truncation heuristics that read no pixels: the end marker, and pixel data inside the file."""
-    size = path.stat().st_size
+    size = len(path.data) if isinstance(path, MemoryFile) else path.stat().st_size
     offsets = [t[2] for t in getattr(img, "tile", []) or []]
     if offsets and max(offsets) >= size:
         raise ImageFileError(
@@ -141,7 +142,7 @@ def _check_complete(img: Image.Image, path: Path) -> None:
     marker = _END_MARKERS.get(img.format or "")
     if marker is None:
         return
-    with open(path, "rb") as f:
+    with _source(path) if isinstance(path, MemoryFile) else open(path, "rb") as f:
         f.seek(max(0, size - _TAIL))
         if marker in f.read():
             return
@@ -175,13 +176,52 @@ def _reading(path: Path):
         raise ImageFileError(path, f"truncated or corrupt image ({type(e).__name__}: {e})", SKIP_HINT) from None
 
 
-def _existing(path: str | Path) -> Path:
+class MemoryFile:
+    """An image file's bytes held in memory (read from a shard, ganforge.data.shards), named by the path it
+    had in the dataset. The readers below take it wherever they take a path."""
+
+    def __init__(self, name: str, data: bytes):
+        self.name, self.data = name, data
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"MemoryFile({self.name!r}, {len(self.data)} bytes)"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, MemoryFile) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.name).suffix
+
+    def open(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def _existing(path: str | Path | MemoryFile) -> Path | MemoryFile:
+    if isinstance(path, MemoryFile):
+        if not path.data:
+            raise ImageFileError(path, "file is empty (0 bytes)", SKIP_HINT)
+        return path
     path = Path(path)
     if not path.is_file():
         raise ImageFileError(path, "file not found", "check the path and the dataset folder")
     if path.stat().st_size == 0:
         raise ImageFileError(path, "file is empty (0 bytes)", SKIP_HINT)
     return path
+
+
+def _source(path: Path | MemoryFile):
+    return path.open() if isinstance(path, MemoryFile) else path
 
 
 def _target(channels: int) -> str:
@@ -198,7 +238,7 @@ def read_header(path: str | Path) -> tuple[int, int]:
     to decode: only `load_image` reads every pixel.
     """
     path = _existing(path)
-    with _reading(path), Image.open(path) as img:
+    with _reading(path), Image.open(_source(path)) as img:
         size = _check_header(img, path)
         _check_complete(img, path)
         return size
@@ -215,7 +255,7 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
     """
     target = _target(channels)
     path = _existing(path)
-    with _reading(path), Image.open(path) as img:
+    with _reading(path), Image.open(_source(path)) as img:
         _check_header(img, path)
         if getattr(img, "n_frames", 1) > 1:
             if str(path) not in _warned_multiframe:
@@ -305,7 +345,7 @@ def load_label_ids(path: str | Path, palette: dict | None = None, what: str = "l
     indices. An RGB file is a colour mask: accepted only when it is grey (R = G = B) or `palette` maps
     its colours."""
     path = _existing(path)
-    with _reading(path), Image.open(path) as img:
+    with _reading(path), Image.open(_source(path)) as img:
         _check_header(img, path)
         # The photo is loaded upright (EXIF orientation applied): its map must turn with it.
         img = ImageOps.exif_transpose(img)

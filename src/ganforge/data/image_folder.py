@@ -19,6 +19,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
+from ganforge.data.shards import FORMATS, ShardSplit, check_shards
+from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 from ganforge.imageio import IMG_EXTENSIONS, image_to_tensor, is_image_file, load_image
@@ -181,18 +183,46 @@ class UnconditionalDataModule(GANDataModule):
 
 
 class ImageFolderDataModule(UnconditionalDataModule):
-    def __init__(self, root: str | None = None, val_root: str | None = None, **kwargs):
+    def __init__(self, root: str | None = None, val_root: str | None = None, format: str = "folders", **kwargs):
         super().__init__(**kwargs)
-        self.root, self.val_root = root, val_root
+        if format not in FORMATS:
+            raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {format!r}")
+        self.root, self.val_root, self.shards = root, val_root, format == "shards"
 
-    def _dataset(self, train: bool) -> Dataset:
+    def _files(self, train: bool) -> tuple[list[Path], list[int]]:
         if not self.root:
             raise ConfigError("data.root=<folder of images> is required, e.g. data.root=../shared/data/cifar10_frog/train")
         root = Path(self.val_root if (self.val_root and not train) else self.root).expanduser()
         files, labels = find_images(root, self.classes)
         names = sorted(set(labels))
-        ids = [names.index(c) for c in labels]
+        return files, [names.index(c) for c in labels]
+
+    def _dataset(self, train: bool) -> Dataset:
+        if self.shards:
+            check_shards(self.root)
+            split = ShardSplit(self.root, "val" if not train and has_shard_split(self.root, "val") else "train", single=True)
+            return self._wrap(len(split), _ShardLoader(split, self.channels), train)
+        files, ids = self._files(train)
         return self._wrap(len(files), _FileLoader(files, ids, self.channels), train)
+
+    def shard_splits(self) -> dict[str, tuple[list, list[int]]]:
+        """What ganforge-prepare writes: the images of data.root (train) and data.val_root (val), with their
+        class ids; `data.classes` chooses the classes at this point."""
+        splits = {}
+        for split, train in (("train", True),) + ((("val", False),) if self.val_root else ()):
+            files, ids = self._files(train)
+            splits[split] = ([(f,) for f in files], ids)
+        return splits
+
+
+class _ShardLoader:
+    """Item i of a prepared split: its image and the class id stored with it."""
+
+    def __init__(self, split: ShardSplit, channels: int):
+        self.split, self.channels = split, channels
+
+    def __call__(self, i: int) -> tuple[Image.Image, int]:
+        return load_image(self.split[i], channels=self.channels), self.split.label(i)
 
 
 class _FileLoader:

@@ -27,6 +27,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
+from ganforge.data.shards import FORMATS, ShardSplit, check_shards
+from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule, item_or_next_good
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
 from ganforge.imageio import image_to_tensor, list_images, load_image, load_label_ids
@@ -277,9 +279,13 @@ class LabelMapDataModule(GANDataModule):
         max_dataset_size: int | None = None,
         num_val_images: int | None = None,
         download: bool = True,
+        format: str = "folders",
     ):
         super().__init__()
         self.save_hyperparameters()
+        if format not in FORMATS:
+            raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {format!r}")
+        self.shards = format == "shards"
         if output_nc != 3:
             raise ConfigError(f"data.output_nc={output_nc}: label-map data holds RGB photos (output_nc=3)")
         if layout not in LAYOUTS:
@@ -306,6 +312,9 @@ class LabelMapDataModule(GANDataModule):
         self.val_set: Dataset | None = None
 
     def prepare_data(self) -> None:
+        if self.shards:
+            check_shards(self.root)
+            return
         marker = layout_marker(self.hparams.layout, self.root)
         if marker is None or marker.is_dir():
             return
@@ -319,16 +328,33 @@ class LabelMapDataModule(GANDataModule):
 
     def _dataset(self, split: str, train: bool) -> LabelMapDataset:
         hp = self.hparams
-        triples = find_triples(hp.layout, self.root, split, hp.image_dir, hp.label_dir, hp.instance_dir,
-                               hp.use_instance)[: hp.max_dataset_size]
-        if hp.use_instance and any(t[2] is None for t in triples):
-            first = next(t for t in triples if t[2] is None)
-            raise DataLayoutError(f"No instance map for {first[1]} (data.use_instance=true): add the "
-                                  f"{split}_inst/ maps, or set data.use_instance=false")
+        if self.shards:
+            triples = ShardSplit(self.root, split)[: hp.max_dataset_size]
+        else:
+            triples = find_triples(hp.layout, self.root, split, hp.image_dir, hp.label_dir, hp.instance_dir,
+                                   hp.use_instance)[: hp.max_dataset_size]
+            if hp.use_instance and any(t[2] is None for t in triples):
+                first = next(t for t in triples if t[2] is None)
+                raise DataLayoutError(f"No instance map for {first[1]} (data.use_instance=true): add the "
+                                      f"{split}_inst/ maps, or set data.use_instance=false")
         return LabelMapDataset(triples, self.ids, hp.preprocess, hp.load_size, hp.crop_size, hp.aspect_ratio,
                                hp.flip, hp.use_instance, self.size_multiple, hp.on_bad_file, self.palette_map, train)
 
+    def shard_splits(self) -> dict[str, tuple[list, None]]:
+        """What ganforge-prepare writes: each split's (photo, label map, instance map or None)."""
+        hp, splits = self.hparams, {}
+        for split in ("train", "val"):
+            try:
+                splits[split] = (find_triples(hp.layout, self.root, split, hp.image_dir, hp.label_dir, hp.instance_dir,
+                                              hp.use_instance), None)
+            except DataLayoutError:
+                if split == "train":
+                    raise
+        return splits
+
     def _val_split(self) -> str:
+        if self.shards:
+            return "val" if has_shard_split(self.root, "val") else "train"
         if self.hparams.layout == "folders":
             return "train"
         try:

@@ -17,6 +17,7 @@ from torchdata.stateful_dataloader.sampler import RandomSampler
 
 from ganforge.data.datasets import download_and_extract, get_spec
 from ganforge.data.prescan import PreScan
+from ganforge.data.shards import FORMATS, check_shards
 from ganforge.data.transforms import check_preprocess
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
 
@@ -85,6 +86,9 @@ class FolderDataModule(GANDataModule):
         if hp.on_bad_file not in BAD_FILE_CHOICES:
             raise ConfigError(f"data.on_bad_file must be 'error' or 'skip', got {hp.on_bad_file!r}")
         self.prescan = PreScan(hp.on_bad_file, hp.verify)
+        if hp.format not in FORMATS:
+            raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {hp.format!r}")
+        self.shards = hp.format == "shards"
         if hp.preprocess in ("resize_and_crop", "scale_width_and_crop") and hp.load_size < hp.crop_size:
             raise ConfigError(f"data.load_size ({hp.load_size}) must be >= data.crop_size ({hp.crop_size}) for {hp.preprocess}")
         self.root = Path(hp.root).expanduser() if hp.root is not None else Path("data") / hp.name
@@ -114,6 +118,9 @@ class FolderDataModule(GANDataModule):
     # ----- Lightning hooks ----------------------------------------------------------------------
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before `setup` on every process.
+        if self.shards:
+            check_shards(self.root)
+            return
         if self._has_data():
             return
         name = self.hparams.name
@@ -143,8 +150,10 @@ class FolderDataModule(GANDataModule):
             built["val"] = self._dataset(self._resolve("val", ("test", "train")), train=False)
         if stage in (None, "test", "predict"):
             built["test"] = self._dataset(self._resolve("test", ("val", "train")), train=False)
-        # Before any step, not in a worker mid-epoch: see data/prescan.py.
-        bad = self.prescan.bad_paths([c for ds in built.values() for c in ds.file_checks()], self.root)
+        # Before any step, not in a worker mid-epoch: see data/prescan.py. Shards were checked when
+        # ganforge-prepare wrote them.
+        checks = [] if self.shards else [c for ds in built.values() for c in ds.file_checks()]
+        bad = self.prescan.bad_paths(checks, self.root)
         if bad:
             for ds in built.values():
                 ds.drop(bad)

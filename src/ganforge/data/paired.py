@@ -8,6 +8,7 @@ Two layouts work, the reference ones:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
@@ -17,6 +18,8 @@ from torch.utils.data import Dataset
 from ganforge.imageio import is_image_file, list_images, load_image
 from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, item_or_next_good, split_name
 from ganforge.data.prescan import FileCheck
+from ganforge.data.shards import ShardSplit
+from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 
@@ -92,13 +95,15 @@ class PairedDataset(Dataset):
         on_bad_file: str = "error",
         max_dataset_size: int | None = None,
         train: bool = True,
+        pairs: Sequence[tuple] | None = None,
     ):
+        """`pairs`: the (A, B) files, when they are not found in `root`/`split` (shards)."""
         check_preprocess(preprocess, fit)
         if direction not in DIRECTIONS:
             raise ConfigError(f"direction must be AtoB or BtoA, got {direction!r}")
         if on_bad_file not in BAD_FILE_CHOICES:
             raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
-        self.pairs = find_pairs(Path(root), split)[:max_dataset_size]
+        self.pairs = (pairs if pairs is not None else find_pairs(Path(root), split))[:max_dataset_size]
         self.direction, self.preprocess, self.crop_size = direction, preprocess, crop_size
         # The reference tests with load_size = crop_size: resize_and_crop becomes a plain resize
         # to crop_size, scale_width_and_crop scales the width to crop_size (then a centre crop).
@@ -184,6 +189,7 @@ class PairedDataModule(FolderDataModule):
         max_dataset_size: int | None = None,
         val_batch_size: int | None = None,
         num_val_images: int | None = None,
+        format: str = "folders",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -192,7 +198,7 @@ class PairedDataModule(FolderDataModule):
         self._check()
 
     def _has_split(self, split: str) -> bool:
-        return has_split(self.root, split)
+        return has_shard_split(self.root, split) if self.shards else has_split(self.root, split)
 
     def _has_data(self) -> bool:
         return has_split(self.root, "train") or has_loose_images(self.root)
@@ -214,4 +220,9 @@ class PairedDataModule(FolderDataModule):
         return PairedDataset(
             self.root, split, hp.direction, hp.load_size, hp.crop_size, hp.preprocess, hp.flip,
             hp.input_nc, hp.output_nc, self.size_multiple, hp.fit, hp.on_bad_file, hp.max_dataset_size, train,
+            pairs=ShardSplit(self.root, split) if self.shards else None,
         )
+
+    def shard_splits(self) -> dict[str, tuple[list, None]]:
+        """What ganforge-prepare writes: each split's (A, B) file pairs."""
+        return {split: (find_pairs(self.root, split), None) for split in ("train", "val", "test") if has_split(self.root, split)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -24,6 +25,8 @@ from torch.utils.data import Dataset
 from ganforge.imageio import list_images, load_image
 from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
 from ganforge.data.prescan import FileCheck
+from ganforge.data.shards import ShardSplit
+from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 
@@ -57,14 +60,17 @@ class UnpairedDataset(Dataset):
         train: bool = True,
         epoch_length: str = "max",
         batch_size: int = 1,
+        files: dict[str, Sequence] | None = None,
     ):
+        """`files`: each domain's files, when they are not found in `root` (shards)."""
         check_preprocess(preprocess, fit)
         if on_bad_file not in BAD_FILE_CHOICES:
             raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
         if epoch_length not in EPOCH_LENGTHS:
             raise ConfigError(f"data.epoch_length must be 'max' (CycleGAN) or 'min' (DiscoGAN, DualGAN), got {epoch_length!r}")
         self.folders = {d: Path(root) / f"{split}{d}" for d in "AB"}
-        self.files = {d: list_images(folder)[:max_dataset_size] for d, folder in self.folders.items()}
+        self.files = {d: (files[d] if files is not None else list_images(folder))[:max_dataset_size]
+                      for d, folder in self.folders.items()}
         self.channels = {"A": input_nc, "B": output_nc}
         self.preprocess, self.crop_size = preprocess, crop_size
         # Reference test time: load_size = crop_size, so resize_and_crop is a plain resize.
@@ -170,6 +176,7 @@ class UnpairedDataModule(FolderDataModule):
         val_batch_size: int | None = None,
         num_val_images: int | None = None,
         epoch_length: str = "max",
+        format: str = "folders",
     ):
         super().__init__()
         if epoch_length not in EPOCH_LENGTHS:
@@ -178,6 +185,8 @@ class UnpairedDataModule(FolderDataModule):
         self._check()
 
     def _has_split(self, split: str) -> bool:
+        if self.shards:
+            return has_shard_split(self.root, f"{split}A") and has_shard_split(self.root, f"{split}B")
         return has_split(self.root, split)
 
     def _layout_error(self, wanted: str) -> DataLayoutError:
@@ -189,7 +198,13 @@ class UnpairedDataModule(FolderDataModule):
             self.root, split, hp.load_size, hp.crop_size, hp.preprocess, hp.flip, hp.input_nc, hp.output_nc,
             self.size_multiple, hp.fit, hp.on_bad_file, hp.max_dataset_size, hp.serial_batches, train,
             hp.epoch_length, hp.batch_size,
+            files={d: ShardSplit(self.root, f"{split}{d}", single=True) for d in "AB"} if self.shards else None,
         )
+
+    def shard_splits(self) -> dict[str, tuple[list, None]]:
+        """What ganforge-prepare writes: each split's domains, trainA, trainB, ... (one file an entry)."""
+        return {f"{split}{d}": ([(p,) for p in list_images(self.root / f"{split}{d}")], None)
+                for split in ("train", "val", "test") if has_split(self.root, split) for d in "AB"}
 
     def _shuffle_train(self) -> bool:
         # The reference shuffles unless serial_batches (then A and B are both in order).
