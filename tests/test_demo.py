@@ -251,30 +251,50 @@ def chromium_driver():
     return webdriver.Chrome(options=opts, service=service), None
 
 
-def test_browser_uploads_translates_and_reads_the_output_back(serve):
+def test_browser_uploads_translates_and_reads_the_output_back(serve, tmp_path):
     driver, reason = chromium_driver()
     if driver is None:
         pytest.skip(reason)
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     _, url, _ = serve("pix2pix")
+    pair = Image.open(PHOTO)  # photo | label map; the model translates labels to photos (data.direction=BtoA)
+    label = tmp_path / "facade_label.png"
+    pair.crop((pair.width // 2, 0, pair.width, pair.height)).save(label)
     try:
         driver.get(url)
         wait = WebDriverWait(driver, 60)
-        upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#input-image input[type=file]")))
-        upload.send_keys(str(PHOTO))
-        time.sleep(2)  # the editor draws the upload onto its canvas
-        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#run"))).click()
-        img = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#output-image img")))
-        wait.until(lambda d: img.get_attribute("src") and img.get_attribute("complete"))
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#run")))
+        state = "return document.querySelector('#output-image img') ? 'output' : " \
+                "(document.querySelector('.toast-body') || {}).innerText || null;"
+        # The page re-renders the editor while it settles (an upload into the old one is lost) and takes
+        # a moment to draw an upload onto its canvas; until then it says the input is empty. So: upload
+        # and press again while it says so; any other message is a failure.
+        for _ in range(20):
+            try:
+                driver.find_element(By.CSS_SELECTOR, "#input-image input[type=file]").send_keys(str(label))
+                time.sleep(1)
+                driver.find_element(By.CSS_SELECTOR, "#run").click()
+            except StaleElementReferenceException:
+                continue
+            outcome = wait.until(lambda d: d.execute_script(state))
+            if outcome == "output":
+                break
+            assert "upload an image or draw" in outcome, outcome
+            driver.execute_script("document.querySelectorAll('.toast-body').forEach(t => t.remove())")
+        # Gradio re-renders the <img> as it loads: read it in the page, not through a held element
+        src = wait.until(lambda d: d.execute_script(
+            "const i = document.querySelector('#output-image img');"
+            "return i && i.complete && i.naturalWidth > 0 ? i.src : null;"))
         data = driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "fetch(arguments[0]).then(r => r.blob()).then(b => { const f = new FileReader();"
-            " f.onload = () => done(f.result); f.readAsDataURL(b); });", img.get_attribute("src"))
+            " f.onload = () => done(f.result); f.readAsDataURL(b); });", src)
         out = Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1])))
-        assert out.size == Image.open(PHOTO).size
+        assert out.size == Image.open(label).size
         # offline: every resource the page loaded came from the demo's own server
         resources = json.loads(driver.execute_script(
             "return JSON.stringify(performance.getEntriesByType('resource').map(e => e.name))"))

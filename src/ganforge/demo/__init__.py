@@ -30,6 +30,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 def check_port_free(host: str, port: int) -> None:
     """Stop with one sentence when `port` is taken (Gradio's own error is a traceback that says little)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As uvicorn binds: a port left in TIME_WAIT by a server that just stopped is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as e:
@@ -73,6 +75,7 @@ def launch(blocks, host: str, port: int, allowed_paths=(), block: bool = True) -
 
 @entry_point("demo")
 def main(cfg: DictConfig) -> None:
+    check_port_free(str(cfg.host), int(cfg.port))  # before the model loads: a taken port is known at once
     blocks, backend = create(cfg)
     print(f"ganforge demo of {backend.name} on http://{cfg.host}:{int(cfg.port)}/ (Ctrl+C stops it)")
     launch(blocks, str(cfg.host), int(cfg.port), allowed_paths=[backend.work_dir], block=True)

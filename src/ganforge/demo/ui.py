@@ -60,6 +60,11 @@ def gallery_items(outputs: dict[str, list[Image.Image]]) -> list[tuple[Image.Ima
             for suffix, frames in outputs.items() for i, frame in enumerate(frames)]
 
 
+def show_if_several(items) -> gr.Gallery:
+    """The gallery of all outputs, shown only when there is more than the one output image."""
+    return gr.Gallery(visible=len(items or []) > 1)
+
+
 def composite(value, what: str):
     """The flattened canvas of an ImageEditor value; a clear message when nothing is there."""
     img = value.get("composite") if isinstance(value, dict) else value
@@ -100,7 +105,7 @@ def translation_page(backend: CheckpointBackend) -> None:
             button = gr.Button("Translate", variant="primary", elem_id="run")
         with gr.Column():
             output = gr.Image(type="pil", format="png", label="output", elem_id="output-image", interactive=False)
-            outputs = gr.Gallery(format="png", label="all outputs", columns=4, elem_id="outputs")
+            outputs = gr.Gallery(format="png", label="all outputs", columns=4, height="auto", visible=False, elem_id="outputs")
 
     names = list(controls)
 
@@ -116,7 +121,8 @@ def translation_page(backend: CheckpointBackend) -> None:
         items = gallery_items(out)
         return items[0][0], items
 
-    button.click(translate, [source, *controls.values()], [output, outputs], api_name="translate")
+    button.click(translate, [source, *controls.values()], [output, outputs], api_name="translate").then(
+        show_if_several, outputs, outputs, api_name=False)
 
 
 # ----- label maps (SPADE) -------------------------------------------------------------------------------
@@ -149,7 +155,7 @@ def label_page(backend: CheckpointBackend) -> None:
             button = gr.Button("Synthesize", variant="primary", elem_id="run")
         with gr.Column():
             output = gr.Image(type="pil", format="png", label="output", elem_id="output-image", interactive=False)
-            outputs = gr.Gallery(format="png", label="all outputs", columns=4, elem_id="outputs")
+            outputs = gr.Gallery(format="png", label="all outputs", columns=4, height="auto", visible=False, elem_id="outputs")
             gr.HTML(legend(classes), label="classes")
 
     paint.change(lambda i: gr.ImageEditor(brush=brush(int(i))), paint, canvas, api_name=False)
@@ -172,7 +178,8 @@ def label_page(backend: CheckpointBackend) -> None:
         items = gallery_items(out)
         return items[0][0], items
 
-    button.click(synthesize, [canvas, upload, *controls.values()], [output, outputs], api_name="synthesize")
+    button.click(synthesize, [canvas, upload, *controls.values()], [output, outputs], api_name="synthesize").then(
+        show_if_several, outputs, outputs, api_name=False)
 
 
 def legend(classes: list[tuple[str, tuple[int, int, int]]]) -> str:
