@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 from ganforge.app import entry_point
 from ganforge.errors import ConfigError
 
-log = logging.getLogger("ganforge.demo")
 
 # Before gradio is imported: no usage statistics, no Hugging Face telemetry.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -58,6 +57,7 @@ def create(cfg: DictConfig):
 
 def launch(blocks, host: str, port: int, allowed_paths=(), block: bool = True) -> str:
     """Serve `blocks` on host:port (files under `allowed_paths` may be served); the local URL.
+    Gradio's own start-up lines are silenced (`main` prints the address; there is no public link).
     `block=False` returns at once (the caller closes the app)."""
     from ganforge.demo.ui import THEME
 
@@ -65,7 +65,7 @@ def launch(blocks, host: str, port: int, allowed_paths=(), block: bool = True) -
     try:
         blocks.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False, mcp_server=False,
-            prevent_thread_lock=not block, quiet=not block, theme=THEME, show_error=True,
+            prevent_thread_lock=not block, quiet=True, theme=THEME, show_error=True,
             allowed_paths=[str(p) for p in allowed_paths],
         )
     except OSError as e:  # taken between the check and Gradio's own bind
@@ -76,6 +76,7 @@ def launch(blocks, host: str, port: int, allowed_paths=(), block: bool = True) -
 @entry_point("demo")
 def main(cfg: DictConfig) -> None:
     check_port_free(str(cfg.host), int(cfg.port))  # before the model loads: a taken port is known at once
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's requests to itself at start-up
     blocks, backend = create(cfg)
     print(f"ganforge demo of {backend.name} on http://{cfg.host}:{int(cfg.port)}/ (Ctrl+C stops it)")
     launch(blocks, str(cfg.host), int(cfg.port), allowed_paths=[backend.work_dir], block=True)
