@@ -52,6 +52,14 @@ def network_size(size_opt, orig: tuple[int, int], train_crop: int, multiple: int
     return fit_size(side, side, multiple)
 
 
+def load_model(opts: Mapping):
+    """The model of `opts.ckpt_path` as predict runs it (trust_checkpoint, use_ema, test_dropout)."""
+    model, _ = build_model(opts["ckpt_path"], trust=bool(opts.get("trust_checkpoint")), use_ema=bool(opts.get("use_ema", True)))
+    if opts.get("test_dropout") is not None:
+        model.hparams.test_dropout = bool(opts["test_dropout"])
+    return model
+
+
 def load_input(model, path: Path, opts: Mapping) -> Image.Image:
     """An input file as the model reads it (`predict_load`); with `pair`, the half of an A|B pair that
     the model translates. Raises a GanforgeError naming the file when it cannot be used."""
@@ -79,9 +87,7 @@ def translate_image(model, img: Image.Image, opts: Mapping) -> dict[str, list[Im
 def predict(cfg: DictConfig) -> dict:
     """Translate every input image; models add outputs through `predict_outputs` and whole
     applications (SinGAN's `app=...`) through `run_app`."""
-    model, _ = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")), use_ema=bool(cfg.get("use_ema", True)))
-    if cfg.get("test_dropout") is not None:
-        model.hparams.test_dropout = bool(cfg.test_dropout)
+    model = load_model(cfg)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("app") or not model.needs_input:

@@ -51,7 +51,7 @@ def create(cfg: DictConfig):
         raise ConfigError(f"ganforge-demo needs {e.name}: pip install -e \".[demo]\" (or pip install gradio)") from None
     work_dir = Path(cfg.output)
     work_dir.mkdir(parents=True, exist_ok=True)
-    backend = CheckpointBackend(cfg.ckpt_path, cfg, work_dir)
+    backend = CheckpointBackend(cfg, work_dir)
     return build_app(backend), backend
 
 

@@ -1,6 +1,6 @@
 """What the demo's pages call: one trained model behind the predict code path.
 
-`CheckpointBackend` rebuilds a checkpoint (`checkpoint.build_model`) and runs every request through
+`CheckpointBackend` loads a checkpoint as ganforge-predict does (`predict.load_model`) and runs every request through
 the functions `ganforge-predict` runs: `predict.load_input` + `predict.translate_image` for an input
 image, `predict_samples` for a model that samples from noise and `run_app` for a SinGAN application,
 with the predict options (ganforge/conf/predict.yaml) a request overrides. The pages (`demo.ui`) read
@@ -20,10 +20,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from ganforge.checkpoint import build_model
 from ganforge.errors import ConfigError
 from ganforge.imageio import load_image
-from ganforge.predict import load_input, translate_image
+from ganforge.predict import load_input, load_model, translate_image
 
 #: what a request may set: the predict options the pages expose
 REQUEST_OPTIONS = ("direction", "reconstruct", "n_samples", "seed", "num_samples", "interp", "interp_steps",
@@ -34,12 +33,11 @@ REQUEST_OPTIONS = ("direction", "reconstruct", "n_samples", "seed", "num_samples
 class CheckpointBackend:
     """A ganforge checkpoint, loaded once, answering the demo's requests one at a time."""
 
-    def __init__(self, ckpt_path: str | Path, opts: Mapping, work_dir: str | Path):
-        trust, use_ema = bool(opts.get("trust_checkpoint")), bool(opts.get("use_ema", True))
-        self.model, self.run_config = build_model(ckpt_path, trust=trust, use_ema=use_ema)
-        if opts.get("test_dropout") is not None:
-            self.model.hparams.test_dropout = bool(opts["test_dropout"])
-        self.name = f"{type(self.model).__name__} ({Path(ckpt_path).name})"
+    def __init__(self, opts: Mapping, work_dir: str | Path):
+        """`opts`: the predict options (ckpt_path, use_ema, ...) every request starts from."""
+        self.model = load_model(opts)
+        self.run_config = self.model.run_config
+        self.name = f"{type(self.model).__name__} ({Path(opts['ckpt_path']).name})"
         self.base_opts = OmegaConf.create(OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts))
         self.work_dir = Path(work_dir)
         self._requests = itertools.count()
@@ -122,4 +120,4 @@ class CheckpointBackend:
 
 def read_images(paths: list[Path]) -> list[tuple[Image.Image, str]]:
     """(image, file name) for the images among written files (reports such as sifid.json are skipped)."""
-    return [(load_image(p), p.name) for p in paths if p.suffix.lower() in (".png", ".jpg", ".gif")]
+    return [(load_image(p), p.name) for p in paths if p.suffix.lower() == ".png"]

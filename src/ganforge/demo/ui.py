@@ -207,7 +207,7 @@ def samples_page(backend: CheckpointBackend) -> None:
     @user_errors
     def draw(seed_value, n):
         files = backend.samples(seed=int(seed_value), num_samples=int(n), grid=True)
-        return dict((name, img) for img, name in read_images(files))["grid.png"]
+        return read_images([p for p in files if p.name == "grid.png"])[0][0]
 
     @user_errors
     def walk(seed_value, seed_end, n_steps):
