@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: top to bottom; a module may import its own layer (without a cycle) or any layer below
 LAYERS = [
     ("entry points", ("ganforge.cli",)),
-    ("tasks", ("ganforge.predict", "ganforge.evaluate", "ganforge.prepare")),
+    ("tasks", ("ganforge.predict", "ganforge.evaluate", "ganforge.prepare", "ganforge.demo")),
     ("callbacks", ("ganforge.callbacks",)),
     ("gans", ("ganforge.gans",)),
     ("building blocks", ("ganforge.nets", "ganforge.losses", "ganforge.data", "ganforge.metrics", "ganforge.checkpoint")),

@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import DictConfig
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
 from ganforge.app import entry_point
 from ganforge.checkpoint import build_model
 from ganforge.data.transforms import fit_size
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.errors import ConfigError, GanforgeError, ImageFileError
 from ganforge.imageio import IMG_EXTENSIONS, save_frames, tensor_to_image
 
 log = logging.getLogger("ganforge.predict")
@@ -50,12 +52,42 @@ def network_size(size_opt, orig: tuple[int, int], train_crop: int, multiple: int
     return fit_size(side, side, multiple)
 
 
+def load_model(opts: Mapping):
+    """The model of `opts.ckpt_path` as predict runs it (trust_checkpoint, use_ema, test_dropout)."""
+    model, _ = build_model(opts["ckpt_path"], trust=bool(opts.get("trust_checkpoint")), use_ema=bool(opts.get("use_ema", True)))
+    if opts.get("test_dropout") is not None:
+        model.hparams.test_dropout = bool(opts["test_dropout"])
+    return model
+
+
+def load_input(model, path: Path, opts: Mapping) -> Image.Image:
+    """An input file as the model reads it (`predict_load`); with `pair`, the half of an A|B pair that
+    the model translates. Raises a GanforgeError naming the file when it cannot be used."""
+    img = model.predict_load(path, opts)
+    if not opts.get("pair"):
+        return img
+    w, h = img.size
+    if w % 2:
+        raise ImageFileError(path, f"an A|B pair must have an even width, got {w}")
+    halves = (img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w, h)))
+    return halves[1] if model.predict_direction(opts) == "BtoA" else halves[0]
+
+
+def translate_image(model, img: Image.Image, opts: Mapping) -> dict[str, list[Image.Image]]:
+    """The outputs for one loaded input (`load_input`), at the input's size: {file-name suffix: frames}
+    (one frame, or several for a latent walk). ganforge-predict and ganforge-demo both call this."""
+    orig = img.size
+    train_crop = int((model.run_config or {}).get("data", {}).get("crop_size", 256))
+    size = network_size(opts.get("size"), orig, train_crop, model.input_size_multiple)
+    x = model.predict_tensor(img, size)
+    return {suffix: [tensor_to_image(o, orig) for o in out]
+            for suffix, out in model.predict_outputs(x.to(model.device), opts).items()}
+
+
 def predict(cfg: DictConfig) -> dict:
     """Translate every input image; models add outputs through `predict_outputs` and whole
     applications (SinGAN's `app=...`) through `run_app`."""
-    model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")), use_ema=bool(cfg.get("use_ema", True)))
-    if cfg.get("test_dropout") is not None:
-        model.hparams.test_dropout = bool(cfg.test_dropout)
+    model = load_model(cfg)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("app") or not model.needs_input:
@@ -64,31 +96,19 @@ def predict(cfg: DictConfig) -> dict:
         _print_report(report, out_dir)
         return report
 
-    data_cfg = run_cfg["data"]
     model.predict_direction(cfg)  # a bad direction= is one error before any file, not one per file
-    multiple = model.input_size_multiple
     files = list_inputs(cfg.input)
     written, failed = [], {}
     for path in files:
         try:
-            img = model.predict_load(path, cfg)
+            img = load_input(model, path, cfg)
         except GanforgeError as e:
             failed[str(path)] = str(e)
             log.warning("skipped %s", e)
             continue
-        if cfg.get("pair"):
-            w, h = img.size
-            if w % 2:
-                failed[str(path)] = f"{path}: an A|B pair must have an even width, got {w}"
-                continue
-            halves = (img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w, h)))
-            img = halves[1] if model.predict_direction(cfg) == "BtoA" else halves[0]
-        orig = img.size
-        size = network_size(cfg.get("size"), orig, int(data_cfg.get("crop_size", 256)), multiple)
-        x = model.predict_tensor(img, size)
-        for suffix, out in model.predict_outputs(x.to(model.device), cfg).items():
+        for suffix, frames in translate_image(model, img, cfg).items():
             target = out_dir / f"{path.stem}{suffix}.png"
-            save_frames([tensor_to_image(o, orig) for o in out], target)
+            save_frames(frames, target)
             written.append(str(target))
 
     report = {"checkpoint": str(cfg.ckpt_path), "written": written, "failed": failed}

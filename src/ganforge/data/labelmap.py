@@ -265,6 +265,7 @@ class LabelMapDataModule(GANDataModule):
         label_shift: int = 0,
         use_instance: bool = True,
         palette: str | None = None,
+        class_names: list[str] | None = None,
         preprocess: str = "resize_and_crop",
         load_size: int = 286,
         crop_size: int = 256,
@@ -307,6 +308,9 @@ class LabelMapDataModule(GANDataModule):
         self.root = Path(root).expanduser() if root is not None else None
         self.ids = LabelIds(label_nc, dontcare_label, label_shift)
         self.palette_map = load_palette(palette) if palette else None
+        # The class of each id: not used in training (SPADE's `label_classes` reads it from the run config).
+        # A plain list, as checkpoints (datamodule_hyper_parameters) must load with weights_only=True.
+        self.hparams.class_names = [str(n) for n in class_names] if class_names is not None else None
         self.size_multiple = size_multiple
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None

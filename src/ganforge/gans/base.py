@@ -109,6 +109,10 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     apps: tuple[str, ...] = ()
     #: False for a model that generates from noise alone (DCGAN): predict calls `predict_samples`
     needs_input: bool = True
+    #: the predict option that names a style image whose latent code the outputs take (BicycleGAN
+    #: `z_from`, SPADE with its VAE `style`); None: no latent code. A model with one also draws its
+    #: code from `seed` and gives `n_samples` outputs per input (predict and the demo offer both).
+    style_option: str | None = None
     #: the generator modules, by attribute name: what an EMA copy averages (callbacks.ema)
     generator_names: tuple[str, ...] = ("netG",)
 
@@ -194,6 +198,11 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     def predict_tensor(self, img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         """The (1, C, h, w) network input for `img` at size=(w, h) (photos: bicubic, in [-1, 1])."""
         return image_to_tensor(img, size).unsqueeze(0)
+
+    def label_classes(self) -> list[tuple[str, tuple[int, int, int]]] | None:
+        """For a model whose input is a label map (SPADE): (name, RGB colour) of each class, indexed by
+        the id `predict_tensor` takes (the demo paints with these colours); None: inputs are images."""
+        return None
 
     def predict_samples(self, opts: Mapping, out_dir: Path) -> list[Path]:
         """The files predict writes for a model with `needs_input=False` (samples from noise)."""

@@ -33,6 +33,7 @@ class BicycleGAN(PairedGAN):
     #: random-z outputs have no per-pixel ground truth, so no PSNR/SSIM/LPIPS against the target
     #: (validation logs the encoded output's val/psnr instead); several outputs per input
     metric_multimodal = True
+    style_option = "z_from"
 
     def __init__(
         self,

@@ -241,6 +241,21 @@ class SPADEModel(GANModule):
         return self.netG.size_multiple
 
     # predict: label maps in, photos out -------------------------------------------------------------
+    @property
+    def style_option(self) -> str | None:
+        """`style=<image>` when the model has its VAE style encoder."""
+        return "style" if self.netE is not None else None
+
+    def label_classes(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """The label_nc classes (names from data.class_names, else "class <id>") in `colorize`'s colours,
+        then the don't-care class (black) when the model has its channel."""
+        names = list((self.run_config or {}).get("data", {}).get("class_names") or [])
+        cmap = label_colormap(self.hparams.label_nc).tolist()
+        classes = [(names[i] if i < len(names) else f"class {i}", tuple(cmap[i])) for i in range(self.hparams.label_nc)]
+        if self.hparams.contain_dontcare_label:
+            classes.append(("don't care", (0, 0, 0)))
+        return classes
+
     def predict_load(self, path: Path, opts) -> Image.Image:
         """The label ids of `path` (stored ids, converted as the training data: don't-care -> label_nc)."""
         data = (self.run_config or {}).get("data", {})

@@ -1,0 +1,123 @@
+"""What the demo's pages call: one trained model behind the predict code path.
+
+`CheckpointBackend` loads a checkpoint as ganforge-predict does (`predict.load_model`) and runs every request through
+the functions `ganforge-predict` runs: `predict.load_input` + `predict.translate_image` for an input
+image, `predict_samples` for a model that samples from noise and `run_app` for a SinGAN application,
+with the predict options (ganforge/conf/predict.yaml) a request overrides. The pages (`demo.ui`) read
+only the attributes and methods below, so another backend with the same surface (e.g. one running an
+exported model) serves the same pages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from ganforge.errors import ConfigError
+from ganforge.imageio import load_image
+from ganforge.predict import load_input, load_model, translate_image
+
+#: what a request may set: the predict options the pages expose
+REQUEST_OPTIONS = ("direction", "reconstruct", "n_samples", "seed", "num_samples", "interp", "interp_steps",
+                   "app", "scale_h", "scale_w", "gen_start_scale", "ref", "mask", "inject_scale", "sifid",
+                   "z_from", "style", "grid")
+
+
+class CheckpointBackend:
+    """A ganforge checkpoint, loaded once, answering the demo's requests one at a time."""
+
+    def __init__(self, opts: Mapping, work_dir: str | Path):
+        """`opts`: the predict options (ckpt_path, use_ema, ...) every request starts from."""
+        self.model = load_model(opts)
+        self.run_config = self.model.run_config
+        self.name = f"{type(self.model).__name__} ({Path(opts['ckpt_path']).name})"
+        self.base_opts = OmegaConf.create(OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts))
+        self.work_dir = Path(work_dir)
+        self._requests = itertools.count()
+        self._lock = threading.Lock()  # one request at a time: the model and the torch streams are shared
+
+    # ----- what the model is: the GAN contract's flags, for the pages --------------------------------
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return tuple(self.model.directions)
+
+    @property
+    def needs_input(self) -> bool:
+        return bool(self.model.needs_input)
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        return tuple(self.model.apps)
+
+    @property
+    def style_option(self) -> str | None:
+        return self.model.style_option
+
+    def label_classes(self) -> list[tuple[str, tuple[int, int, int]]] | None:
+        return self.model.label_classes()
+
+    @property
+    def input_channels(self) -> int:
+        return int(self.model.predict_input_nc(self.base_opts))
+
+    @property
+    def train_size(self) -> tuple[int, int]:
+        """(w, h) of the training crop: the size of a blank canvas."""
+        data = self.run_config.get("data", {})
+        side = int(data.get("crop_size") or data.get("image_size") or 256)
+        return side, int(side / float(data.get("aspect_ratio") or 1.0))
+
+    def options(self, **request: Any) -> DictConfig:
+        """The predict options for one request: predict.yaml's values, those of the command line, and the request's."""
+        unknown = sorted(set(request) - set(REQUEST_OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown demo request options {unknown}; known: {', '.join(REQUEST_OPTIONS)}")
+        opts = self.base_opts.copy()
+        for key, value in request.items():
+            opts[key] = value
+        return opts
+
+    # ----- requests ---------------------------------------------------------------------------------
+    def translate(self, path: str | Path, **request: Any) -> dict[str, list[Image.Image]]:
+        """The outputs for an image file, as ganforge-predict computes them: {file-name suffix: frames}."""
+        opts = self.options(**request)
+        with self._lock:
+            self.model.predict_direction(opts)
+            return translate_image(self.model, load_input(self.model, Path(path), opts), opts)
+
+    def translate_label_ids(self, ids: np.ndarray, **request: Any) -> dict[str, list[Image.Image]]:
+        """The outputs for a painted label map of class ids (indices of `label_classes`)."""
+        opts = self.options(**request)
+        with self._lock:
+            return translate_image(self.model, Image.fromarray(np.asarray(ids, dtype=np.int32), "I"), opts)
+
+    def samples(self, **request: Any) -> list[Path]:
+        """The files `predict_samples` writes (a model without inputs), in a fresh folder under `work_dir`."""
+        opts = self.options(**request)
+        with self._lock:
+            return [Path(p) for p in self.model.predict_samples(opts, self._request_dir("samples"))]
+
+    def run_app(self, app: str, **request: Any) -> list[Path]:
+        """The files `run_app` writes for one of `apps`, in a fresh folder under `work_dir`."""
+        if app not in self.apps:
+            raise ConfigError(f"app={app!r} is not one of this model's apps ({', '.join(self.apps) or 'none'})")
+        opts = self.options(app=app, **request)
+        with self._lock:
+            return [Path(p) for p in self.model.run_app(opts, self._request_dir(app))]
+
+    def _request_dir(self, what: str) -> Path:
+        out = self.work_dir / f"{next(self._requests):04d}_{what}"
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+
+
+def read_images(paths: list[Path]) -> list[tuple[Image.Image, str]]:
+    """(image, file name) for the images among written files (reports such as sifid.json are skipped)."""
+    return [(load_image(p), p.name) for p in paths if p.suffix.lower() == ".png"]
