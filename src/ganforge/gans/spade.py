@@ -23,10 +23,11 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.data.labelmap import label_edges
 from ganforge.errors import ConfigError, ImageFileError
-from ganforge.gans.base import GANModule
+from ganforge.gans.base import ExportGraph, GANModule, image_io
 from ganforge.imageio import image_to_tensor, load_image, load_label_ids
 from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
+from ganforge.nets.export import LabelMapToImage, eval_copy
 
 
 def label_colormap(n: int) -> torch.Tensor:
@@ -284,3 +285,32 @@ class SPADEModel(GANModule):
         if n == 1:
             return {"": self.synthesize(batch, z=zs[:1])}
         return {f"_{k}": self.synthesize(batch, z=zs[k:k + 1]) for k in range(n)}
+
+    # ----- export: label ids (+ z) -> photo ------------------------------------------------------------
+    def export_graphs(self, opts) -> list[ExportGraph]:
+        """G in eval mode on label ids (one-hot inside the graph, no instance edges, as predict); with the
+        VAE a z input (N(0, 1) or E's mean of a style image) and a fixed grid; without it any multiple of
+        the G's size multiple works."""
+        g, hp = self.netG, self.hparams
+        nc = hp.label_nc + int(hp.contain_dontcare_label)
+        w, h = g.sw * g.size_multiple, g.sh * g.size_multiple
+        if opts.get("size") and not g.use_vae:
+            w = h = int(opts.get("size"))
+        dyn = not g.use_vae
+        label_io = {"name": "label", "kind": "label", "shape": ["batch", 1, "height" if dyn else h, "width" if dyn else w],
+                    "dtype": "int64", "classes": nc, "meaning": "class ids as the training data (don't-care: label_nc)"}
+        inputs, example = [label_io], (torch.randint(0, nc, (1, 1, h, w)),)
+        dynamic = {"label": {0: "batch", 2: "height", 3: "width"} if dyn else {0: "batch"}}
+        if g.use_vae:
+            inputs.append({"name": "z", "kind": "z", "shape": ["batch", g.z_dim], "dtype": "float32", "distribution": "N(0, 1)"})
+            example += (torch.randn(1, g.z_dim),)
+            dynamic["z"] = {0: "batch"}
+        out = image_io("image", int(g.conv_img.out_channels), w, dynamic_hw=dyn)
+        if not dyn:
+            out["shape"] = ["batch", out["channels"], h, w]
+        dynamic["image"] = dynamic["label"]
+        graph = ExportGraph(
+            name="G", module=LabelMapToImage(eval_copy(g), nc, hp.use_instance, g.use_vae), example_inputs=example,
+            inputs=inputs, output=out, dynamic=dynamic, meta={"generator_mode": "eval", "label_nc": hp.label_nc},
+        )
+        return [graph]
