@@ -1,5 +1,7 @@
 """`ganforge-predict ckpt_path=<ckpt> input=<image or folder> output=<folder>`: translate images.
 
+`model=<file.onnx or export folder>` instead of ckpt_path runs a `ganforge-export` ONNX export with
+onnxruntime alone (ganforge.runtime: no torch, no Lightning, no checkpoint), through the same loop.
 Every input is translated and saved as `<output>/<stem>.png` at the input's original size. A file
 that cannot be read goes into `<output>/predict_report.json` (and the printed report) instead of
 stopping the run; each output is written atomically, so nothing already written is lost.
@@ -17,10 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ganforge.app import entry_point
-from ganforge.checkpoint import build_model
-from ganforge.data.transforms import fit_size
 from ganforge.errors import ConfigError, GanforgeError
-from ganforge.imageio import IMG_EXTENSIONS, save_frames, tensor_to_image
+from ganforge.imageio import IMG_EXTENSIONS, fit_size, save_frames
 
 log = logging.getLogger("ganforge.predict")
 
@@ -50,21 +50,55 @@ def network_size(size_opt, orig: tuple[int, int], train_crop: int, multiple: int
     return fit_size(side, side, multiple)
 
 
+class CheckpointModel:
+    """A checkpoint's GAN as the predict loop drives it (OnnxModel in ganforge.runtime is the other kind)."""
+
+    def __init__(self, cfg: DictConfig):
+        from ganforge.checkpoint import build_model  # torch and Lightning: not needed for model=<onnx>
+
+        self.gan, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")), use_ema=bool(cfg.get("use_ema", True)))
+        if cfg.get("test_dropout") is not None:
+            self.gan.hparams.test_dropout = bool(cfg.test_dropout)
+        self.train_size = int(run_cfg["data"].get("crop_size", 256))
+        self.needs_input = self.gan.needs_input
+        self.input_size_multiple = self.gan.input_size_multiple
+        self.predict_direction, self.predict_load = self.gan.predict_direction, self.gan.predict_load
+        self.predict_samples, self.run_app = self.gan.predict_samples, self.gan.run_app
+
+    def predict_images(self, img, size: tuple[int, int], orig: tuple[int, int], opts) -> dict[str, list]:
+        from ganforge.imageio import tensor_to_image
+
+        x = self.gan.predict_tensor(img, size).to(self.gan.device)
+        return {suffix: [tensor_to_image(o, orig) for o in out] for suffix, out in self.gan.predict_outputs(x, opts).items()}
+
+
+def load_model(cfg: DictConfig):
+    """The checkpoint's GAN (ckpt_path=) or an ONNX export (model=), and the report's name for it."""
+    if cfg.get("model_path") and cfg.get("ckpt_path"):
+        raise ConfigError("give ckpt_path=<checkpoint> or model=<file.onnx or export folder>, not both")
+    if cfg.get("model_path"):
+        from ganforge.runtime import OnnxModel
+
+        return OnnxModel(cfg.model_path), str(cfg.model_path)
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path=<checkpoint> (or model=<file.onnx or export folder>) is required")
+    return CheckpointModel(cfg), str(cfg.ckpt_path)
+
+
 def predict(cfg: DictConfig) -> dict:
     """Translate every input image; models add outputs through `predict_outputs` and whole
     applications (SinGAN's `app=...`) through `run_app`."""
-    model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")), use_ema=bool(cfg.get("use_ema", True)))
-    if cfg.get("test_dropout") is not None:
-        model.hparams.test_dropout = bool(cfg.test_dropout)
+    model, source = load_model(cfg)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("app") or not model.needs_input:
+        if cfg.get("app") and not isinstance(model, CheckpointModel):
+            raise ConfigError("app= runs from a checkpoint (ckpt_path=); an ONNX export writes samples (num_samples=, seed=)")
         written = model.run_app(cfg, out_dir) if cfg.get("app") else model.predict_samples(cfg, out_dir)
-        report = {"checkpoint": str(cfg.ckpt_path), "written": [str(p) for p in written], "failed": {}}
+        report = {"checkpoint": source, "written": [str(p) for p in written], "failed": {}}
         _print_report(report, out_dir)
         return report
 
-    data_cfg = run_cfg["data"]
     model.predict_direction(cfg)  # a bad direction= is one error before any file, not one per file
     multiple = model.input_size_multiple
     files = list_inputs(cfg.input)
@@ -84,14 +118,13 @@ def predict(cfg: DictConfig) -> dict:
             halves = (img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w, h)))
             img = halves[1] if model.predict_direction(cfg) == "BtoA" else halves[0]
         orig = img.size
-        size = network_size(cfg.get("size"), orig, int(data_cfg.get("crop_size", 256)), multiple)
-        x = model.predict_tensor(img, size)
-        for suffix, out in model.predict_outputs(x.to(model.device), cfg).items():
+        size = network_size(cfg.get("size"), orig, model.train_size, multiple)
+        for suffix, frames in model.predict_images(img, size, orig, cfg).items():
             target = out_dir / f"{path.stem}{suffix}.png"
-            save_frames([tensor_to_image(o, orig) for o in out], target)
+            save_frames(frames, target)
             written.append(str(target))
 
-    report = {"checkpoint": str(cfg.ckpt_path), "written": written, "failed": failed}
+    report = {"checkpoint": source, "written": written, "failed": failed}
     (out_dir / "predict_report.json").write_text(json.dumps(report, indent=2))
     _print_report(report, out_dir)
     return report
@@ -111,7 +144,14 @@ def _print_report(report: dict, out_dir: Path) -> None:
 
 
 @entry_point("predict")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     report = predict(cfg)
     if report["failed"]:
         sys.exit(3)
+
+
+def main() -> None:
+    """`model=<file.onnx or folder>` is read as `model_path=`: Hydra takes `model=` for the model config
+    group (conf/model/) that every ganforge command shares."""
+    sys.argv = [f"model_path={a.split('=', 1)[1]}" if a.startswith("model=") else a for a in sys.argv]
+    _main()
