@@ -41,6 +41,7 @@ def tiny_model(tmp_path: Path, name: str, extra: list[str] = ()):
 
 
 def tiny_checkpoint(tmp_path: Path, name: str, extra: list[str] = ()) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     model = tiny_model(tmp_path, name, extra)
     path = tmp_path / f"{name}.ckpt"
     torch.save(model.weights_checkpoint(), path)

@@ -159,11 +159,14 @@ def _export_torchscript(graph: ExportGraph, path: Path, meta: dict) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(graph.module, graph.example_inputs, check_trace=False)
-    torch.jit.save(traced, str(path), _extra_files={"ganforge.json": json.dumps(meta)})
+        # torch 2.14 marks torch.jit deprecated (in favour of torch.export); it still writes and reads .pt graphs
+        torch.jit.save(traced, str(path), _extra_files={"ganforge.json": json.dumps(meta)})
 
 
 def _torchscript_runner(path: Path):
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
 
     def run(*inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
