@@ -134,7 +134,7 @@ def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Map
     out, missing, shapes = {}, [], []
     for k, (src, fn) in mapping.items():
         if src not in source:
-            missing.append(f"{src} (for {k})")
+            missing.append(src if src == k else f"{src} (for {k})")
             continue
         value = fn(source[src])
         if tuple(value.shape) != tuple(target[k].shape):
