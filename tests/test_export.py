@@ -175,6 +175,25 @@ def test_predict_on_an_onnx_export_matches_predict_on_the_checkpoint(tmp_path, n
         assert (np.abs(ia - ib) <= 1).mean() >= 0.999
 
 
+@pytest.mark.parametrize("name", ["spade", "bicyclegan"])
+def test_predict_on_label_map_and_style_code_exports_matches_the_checkpoint(tmp_path, name):
+    """SPADE without the VAE (deterministic) and BicycleGAN with z_from (E's code): the same images."""
+    ckpt = tiny_checkpoint(tmp_path, name)
+    export(export_cfg(ckpt, tmp_path / "exp"))
+    shared = REPO.parent / "shared" / "data"
+    if name == "spade":
+        src, extra = shared / "coco_stuff_sample" / "val_label", {}
+    else:
+        src, extra = PAIRS, {"pair": True, "z_from": str(next(PAIRS.glob("*.jpg")))}
+    a = predict(predict_cfg(tmp_path / "ckpt", ckpt_path=str(ckpt), input=str(src), **extra))
+    b = predict(predict_cfg(tmp_path / "onnx", model_path=str(tmp_path / "exp"), input=str(src), **extra))
+    assert len(a["written"]) == len(b["written"]) > 0 and not b["failed"]
+    for pa, pb in zip(sorted(a["written"]), sorted(b["written"])):
+        ia, ib = np.asarray(Image.open(pa)).astype(int), np.asarray(Image.open(pb)).astype(int)
+        assert ia.shape == ib.shape
+        assert (np.abs(ia - ib) <= 1).mean() >= 0.999
+
+
 def test_predict_samples_of_noise_exports(tmp_path):
     for name in ("dcgan", "singan"):
         export(export_cfg(tiny_checkpoint(tmp_path / name, name), tmp_path / name / "exp"))

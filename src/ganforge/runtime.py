@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ganforge.errors import ConfigError
-from ganforge.imageio import load_image, save_atomic
+from ganforge.imageio import LabelIds, load_image, load_label_ids, save_atomic
 
 EXTRA_HINT = "install the export extra: pip install 'ganforge[export]' (or just onnxruntime)"
 
@@ -55,7 +55,8 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
         raise ConfigError(f"model={path} is an ONNX model without ganforge's metadata (not written by ganforge-export), "
                           "so its inputs and value range are unknown")
     entry = json.loads(props["ganforge"])
-    graph_keys = ("name", "file", "inputs", "output", "dynamic_axes", "direction", "generator_mode", "nz")
+    graph_keys = ("name", "file", "inputs", "output", "dynamic_axes", "direction", "generator_mode", "nz", "label_ids",
+                  "train_label_size", "fixed_size")
     manifest = {k: v for k, v in entry.items() if k not in graph_keys}
     manifest["graphs"] = [{k: entry[k] for k in graph_keys if k in entry} | {"file": path.name}]
     return manifest, path.parent
@@ -161,11 +162,16 @@ class OnnxModel:
     def train_size(self) -> int:
         return int(self.manifest.get("train_size", 256))
 
+    @property
+    def label_graph(self) -> dict | None:
+        """SPADE's G on label ids, if this is such an export."""
+        return next((g for g in self.graphs.values() if g["inputs"][0]["kind"] == "label"), None)
+
     def predict_direction(self, opts: Mapping) -> str:
-        if any(g["inputs"][0]["kind"] == "label" for g in self.graphs.values()):
-            raise ConfigError(f"model={self.path} is a label-map export ({self.manifest.get('model')}): ganforge-predict model= "
-                              "runs image and noise exports; run its G with onnxruntime on one-hot ids as docs/export.md shows, "
-                              "or predict from the checkpoint (ckpt_path=)")
+        if self.label_graph is not None:
+            if opts.get("direction") not in (None, "AtoB"):
+                raise ConfigError(f"direction must be AtoB for a label-map export, got {opts.get('direction')!r}")
+            return "AtoB"
         found = self.image_graphs
         wanted = opts.get("direction")
         if wanted is None:
@@ -175,10 +181,16 @@ class OnnxModel:
         return wanted
 
     def predict_load(self, path: Path, opts: Mapping) -> Image.Image:
+        label = self.label_graph
+        if label is not None:  # as SPADEModel.predict_load: stored ids converted as the training data
+            ids = LabelIds(**label["label_ids"]).convert(load_label_ids(path), Path(path))
+            return Image.fromarray(ids.astype(np.int32), "I")
         return load_image(path, channels=int(self.image_graphs[self.predict_direction(opts)]["inputs"][0]["channels"]))
 
     def predict_images(self, img: Image.Image, size: tuple[int, int], orig: tuple[int, int], opts: Mapping) -> dict[str, list[Image.Image]]:
         """Named outputs of one input image at the network size `size`, resized back to `orig`."""
+        if self.label_graph is not None:
+            return self._label_images(img, size, orig, opts)
         direction = self.predict_direction(opts)
         graph = self.image_graphs[direction]
         x = image_to_array(img, size)
@@ -196,6 +208,25 @@ class OnnxModel:
                     raise ConfigError(f"reconstruct=true needs the {back} graph, which model={self.path} does not have")
                 out["_rec"] = [self._run(self.image_graphs[back], image=first)[0]]
         return {k: [array_to_image(o, orig) for o in v] for k, v in out.items()}
+
+    def _label_images(self, img: Image.Image, size: tuple[int, int], orig: tuple[int, int], opts: Mapping) -> dict[str, list[Image.Image]]:
+        """SPADE: as SPADEModel.predict_tensor / predict_outputs (label ids resized NEAREST; with the VAE,
+        n_samples codes from numpy, `<stem>_<k>` when more than one)."""
+        graph = self.label_graph
+        train = tuple(graph["train_label_size"])
+        if graph["fixed_size"] or tuple(size) == (train[0], train[0]):
+            size = train
+        ids = np.asarray(img.resize(tuple(size), Image.Resampling.NEAREST), dtype=np.int64)[None, None]
+        if opts.get("style"):
+            raise ConfigError("style= encodes with SPADE's E, which the export does not include; predict from the checkpoint")
+        if len(graph["inputs"]) == 1:
+            return {"": [array_to_image(self._run(graph, label=ids)[0], orig)]}
+        n = int(opts.get("n_samples", 1))
+        if n < 1:
+            raise ConfigError(f"n_samples must be >= 1, got {n}")
+        zs = np.random.default_rng(int(opts.get("seed", 0))).standard_normal((n, graph["inputs"][1]["shape"][-1])).astype(np.float32)
+        outs = {f"_{k}": [array_to_image(self._run(graph, label=ids, z=zs[k:k + 1])[0], orig)] for k in range(n)}
+        return {"": outs["_0"]} if n == 1 else outs
 
     def predict_samples(self, opts: Mapping, out_dir: Path) -> list[Path]:
         """Samples of a noise-only export (DCGAN's G(z), SinGAN's pyramid): `num_samples` images from

@@ -24,7 +24,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from ganforge.data.labelmap import label_edges
 from ganforge.errors import ConfigError, ImageFileError
 from ganforge.gans.base import ExportGraph, GANModule, image_io
-from ganforge.imageio import image_to_tensor, load_image, load_label_ids
+from ganforge.imageio import LabelIds, image_to_tensor, load_image, load_label_ids
 from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
 from ganforge.nets.export import LabelMapToImage, eval_copy
@@ -235,14 +235,15 @@ class SPADEModel(GANModule):
         return self.netG.size_multiple
 
     # predict: label maps in, photos out -------------------------------------------------------------
+    def _label_ids_settings(self) -> dict:
+        data = (self.run_config or {}).get("data", {})
+        return {"label_nc": self.hparams.label_nc, "dontcare_id": data.get("dontcare_label"),
+                "shift": int(data.get("label_shift", 0) or 0)}
+
     def predict_load(self, path: Path, opts) -> Image.Image:
         """The label ids of `path` (stored ids, converted as the training data: don't-care -> label_nc)."""
-        data = (self.run_config or {}).get("data", {})
         raw = load_label_ids(path)
-        dontcare, shift = data.get("dontcare_label"), int(data.get("label_shift", 0) or 0)
-        from ganforge.data.labelmap import LabelIds
-
-        ids = LabelIds(self.hparams.label_nc, dontcare, shift).convert(raw, Path(path))
+        ids = LabelIds(**self._label_ids_settings()).convert(raw, Path(path))
         return Image.fromarray(ids.astype(np.int32), "I")
 
     def predict_tensor(self, img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
@@ -311,6 +312,10 @@ class SPADEModel(GANModule):
         dynamic["image"] = dynamic["label"]
         graph = ExportGraph(
             name="G", module=LabelMapToImage(eval_copy(g), nc, hp.use_instance, g.use_vae), example_inputs=example,
-            inputs=inputs, output=out, dynamic=dynamic, meta={"generator_mode": "eval", "label_nc": hp.label_nc},
+            inputs=inputs, output=out, dynamic=dynamic,
+            meta={"generator_mode": "eval", "label_ids": self._label_ids_settings(),
+                  # predict_tensor's rule, for ganforge.runtime: label maps go in at the training geometry
+                  # when the grid is fixed (VAE) or the size asked is the square training crop
+                  "train_label_size": [g.sw * g.size_multiple, g.sh * g.size_multiple], "fixed_size": bool(g.use_vae)},
         )
         return [graph]
