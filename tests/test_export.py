@@ -22,7 +22,7 @@ from ganforge.errors import ConfigError, ExportError
 from ganforge.export import export
 from ganforge.predict import predict
 from ganforge.runtime import array_to_image
-from tests.conftest import PAIRED_MINI, REPO
+from tests.conftest import PAIRED_MINI, REPO, run_cli
 from tests.export_helpers import tiny_checkpoint
 
 PAIRS = PAIRED_MINI / "test"
@@ -148,6 +148,14 @@ def test_bad_options_and_files_give_one_clear_message(tmp_path):
     junk.write_bytes(b"\x00\x01 not a model")
     with pytest.raises(ConfigError, match="is not an ONNX model"):
         predict(predict_cfg(tmp_path / "p", model_path=str(junk), input=str(PAIRS)))
+
+
+def test_export_cli_on_a_file_that_is_no_checkpoint_prints_one_error(tmp_path):
+    bad = tmp_path / "model.ckpt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    proc = run_cli([f"ckpt_path={bad}", f"output={tmp_path / 'o'}"], script=str(Path(sys.executable).parent / "ganforge-export"))
+    assert proc.returncode == 2
+    assert "is not a readable checkpoint" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_array_to_image_resizes_as_torch_bicubic():

@@ -5,9 +5,10 @@ BtoA; BicycleGAN: G(image, z) and E; SPADE: G(label ids[, z]); DCGAN: G(z); SinG
 pyramid with its noises as inputs) becomes one file, beside `manifest.json` (model, direction,
 inputs and outputs, input size multiple, channels, normalisation, ganforge version).
 
-* ONNX: the TorchScript-based `torch.onnx.export` (the dynamo exporter fails on these nets' size checks
-  on torch 2.14), opset >= 17, a dynamic batch axis and dynamic H and W for fully convolutional Gs; the
-  manifest entry of each graph is also in its metadata_props ("ganforge"), so a lone .onnx file runs.
+* ONNX: the TorchScript-based `torch.onnx.export` (on torch 2.14 it exports every model here with plain
+  named dynamic axes; docs/export.md says what was tried with the dynamo one), opset >= 17, a dynamic
+  batch axis and dynamic H and W for fully convolutional Gs; the manifest entry of each graph is also in
+  its metadata_props ("ganforge"), so a lone .onnx file runs.
 * Every ONNX and TorchScript file is checked at export: its output for random inputs (a second batch size
   and, for dynamic H/W, a second size too) may differ from PyTorch's by at most `tolerance`, else the
   export fails and the file is removed.
