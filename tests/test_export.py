@@ -232,3 +232,19 @@ def test_an_exported_pix2pix_runs_without_torch_or_lightning(tmp_path):
                           env={**os.environ, "HYDRA_FULL_ERROR": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "p").glob("*.png"))) == len(list(PAIRS.glob("*.jpg")))
+
+
+def test_use_ema_exports_the_averaged_generator(tmp_path):
+    ckpt_path = tiny_checkpoint(tmp_path, "dcgan")
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    g = {k.removeprefix("netG."): v for k, v in ckpt["state_dict"].items() if k.startswith("netG.")}
+    ema = {f"module.{k}": (v + 0.05 if v.is_floating_point() else v) for k, v in g.items()}
+    ckpt["callbacks"] = {"GeneratorEMA": {"nets": {"netG": {"n_averaged": torch.tensor(3), **ema}}}}
+    torch.save(ckpt, ckpt_path)
+    z = np.random.default_rng(0).standard_normal((2, 100, 1, 1)).astype(np.float32)
+    outs = {}
+    for flag in (True, False):
+        manifest = export(export_cfg(ckpt_path, tmp_path / str(flag), use_ema=flag))
+        assert manifest["use_ema"] is flag
+        outs[flag] = ort.InferenceSession(str(tmp_path / str(flag) / "G.onnx")).run(None, {"z": z})[0]
+    assert np.abs(outs[True] - outs[False]).max() > 1e-3
