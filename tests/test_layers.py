@@ -14,11 +14,12 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: top to bottom; a module may import its own layer (without a cycle) or any layer below
 LAYERS = [
     ("entry points", ("ganforge.cli",)),
-    ("tasks", ("ganforge.predict", "ganforge.evaluate", "ganforge.prepare", "ganforge.demo")),
+    ("tasks", ("ganforge.predict", "ganforge.evaluate", "ganforge.prepare", "ganforge.demo", "ganforge.export",
+               "ganforge.import_weights")),
     ("callbacks", ("ganforge.callbacks",)),
     ("gans", ("ganforge.gans",)),
     ("building blocks", ("ganforge.nets", "ganforge.losses", "ganforge.data", "ganforge.metrics", "ganforge.checkpoint")),
-    ("plumbing", ("ganforge.imageio", "ganforge.app", "ganforge.utils", "ganforge.errors")),
+    ("plumbing", ("ganforge.runtime", "ganforge.imageio", "ganforge.app", "ganforge.utils", "ganforge.errors")),
 ]
 
 

@@ -120,6 +120,14 @@ def build_model(ckpt_path: str | Path, trust: bool = False, map_location: str = 
     return model, cfg
 
 
+def load_weights(model: nn.Module, ckpt_path: str | Path) -> None:
+    """`init_from=`: the weights of a ganforge checkpoint (a trained run's or ganforge-import's) into a
+    freshly built model, names and shapes checked; optimizer, schedule and epoch start anew."""
+    ckpt = read_checkpoint(ckpt_path)
+    check_state_dict_matches(model.state_dict(), ckpt["state_dict"], where=type(model).__name__)
+    model.load_state_dict(ckpt["state_dict"])
+
+
 #: where ganforge.callbacks.GeneratorEMA keeps its state in a checkpoint's "callbacks"
 EMA_STATE_KEY = "GeneratorEMA"
 

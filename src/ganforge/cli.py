@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationKeyError
 
 from ganforge.app import CONF_DIR, entry_point
-from ganforge.checkpoint import check_resumable
+from ganforge.checkpoint import check_resumable, load_weights
 from ganforge.errors import ConfigError
 from ganforge.utils.instantiate import instantiate_all
 from ganforge.utils.print_config import print_config
@@ -78,6 +78,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     with open_dict(cfg):
         cfg.model.update(datamodule.model_settings())
     model = hydra.utils.instantiate(cfg.model)
+    if cfg.get("init_from"):
+        if cfg.get("ckpt_path"):
+            raise ConfigError("init_from= starts a new run from a checkpoint's weights; ckpt_path= resumes one: give one of them")
+        load_weights(model, cfg.init_from)
     datamodule.size_multiple = model.input_size_multiple
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
 

@@ -38,3 +38,7 @@ class ConfigError(GanforgeError):
 
 class CheckpointError(GanforgeError):
     """A checkpoint that does not match the model or config it is loaded into."""
+
+
+class ExportError(GanforgeError):
+    """An export that cannot be written or does not reproduce the PyTorch model (the parity check)."""

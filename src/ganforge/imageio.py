@@ -9,23 +9,27 @@
   `image_to_tensor` / `tensor_to_image` convert one image, `to_uint8` a batch, and
   `uint8_grid` lays out sample grids. `save_atomic` writes through a temporary file, so an
   interrupted run never leaves a half-written image.
+* Reading and writing files needs PIL and numpy alone (torch is imported by the tensor conversions
+  when they are called), so `ganforge-predict model=<file.onnx>` runs where torch is not installed.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
-from torchvision.utils import make_grid
 
-from ganforge.errors import DataLayoutError, ImageFileError
+if TYPE_CHECKING:
+    import torch
+
+from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -270,8 +274,18 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
 
 
 # ----- tensors ----------------------------------------------------------------------------------
+def fit_size(w: int, h: int, multiple: int, fit: str = "resize") -> tuple[int, int]:
+    """Smallest change of (w, h) to multiples of `multiple`: the nearest multiple (at least
+    one) for fit="resize", the next multiple up for fit="pad"."""
+    if fit == "pad":
+        return math.ceil(w / multiple) * multiple, math.ceil(h / multiple) * multiple
+    return max(multiple, round(w / multiple) * multiple), max(multiple, round(h / multiple) * multiple)
+
+
 def image_to_tensor(img: Image.Image, size: tuple[int, int] | None = None) -> torch.Tensor:
     """8-bit PIL image -> float tensor (C, H, W) in [-1, 1], resized (bicubic) to (w, h) if given."""
+    import torch
+
     if size is not None and img.size != tuple(size):
         img = img.resize(tuple(size), Image.Resampling.BICUBIC)
     a = np.asarray(img, dtype=np.float32)
@@ -282,6 +296,8 @@ def image_to_tensor(img: Image.Image, size: tuple[int, int] | None = None) -> to
 
 def to_uint8(x: torch.Tensor, rgb: bool = False) -> torch.Tensor:
     """A [-1, 1] float batch -> uint8 (the values a PNG of it holds); rgb=True repeats grayscale."""
+    import torch
+
     x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     if rgb:
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
@@ -290,6 +306,8 @@ def to_uint8(x: torch.Tensor, rgb: bool = False) -> torch.Tensor:
 
 def tensor_to_image(t: torch.Tensor, size: tuple[int, int] | None = None) -> Image.Image:
     """One image (C, H, W) or (1, C, H, W) in [-1, 1] -> PIL, resized (bicubic) to (w, h) if given."""
+    import torch.nn.functional as F
+
     t = t.detach().float()
     if t.dim() == 3:
         t = t.unsqueeze(0)
@@ -304,6 +322,10 @@ def uint8_grid(rows: dict[str, torch.Tensor]) -> torch.Tensor:
 
     uint8, not float: W&B renders float [0, 1] image tensors black.
     """
+    import torch
+    import torch.nn.functional as F
+    from torchvision.utils import make_grid
+
     images = []
     for batch in rows.values():
         batch = batch.detach().float().cpu()
@@ -374,3 +396,30 @@ def load_label_ids(path: str | Path, palette: dict | None = None, what: str = "l
         "Image.fromarray(ids.astype('uint8')).save(...)), or give data.palette=<json> mapping each colour "
         "to its id ({\"0\": [r, g, b], ...})",
     )
+
+
+class LabelIds:
+    """How a dataset's stored ids become training ids: `shift` (ADE20K: id - 1, so its 0 'other'
+    becomes don't-care), `dontcare_id` (COCO-Stuff's 255), both mapped to `label_nc` (the extra
+    don't-care channel, pix2pix_dataset.py). Checks every id against `label_nc`."""
+
+    def __init__(self, label_nc: int, dontcare_id: int | None = None, shift: int = 0):
+        if label_nc < 1:
+            raise ConfigError(f"data.label_nc must be >= 1, got {label_nc}")
+        self.label_nc, self.dontcare_id, self.shift = label_nc, dontcare_id, shift
+
+    def convert(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        dontcare = raw == self.dontcare_id if self.dontcare_id is not None else np.zeros(raw.shape, bool)
+        ids = raw - self.shift
+        dontcare |= ids < 0
+        bad = np.unique(ids[~dontcare & (ids >= self.label_nc)])
+        if bad.size:
+            shown = ", ".join(str(int(b + self.shift)) for b in bad[:10]) + (" ..." if bad.size > 10 else "")
+            fix = f"data.label_nc={int(bad.max()) + 1}"
+            if self.dontcare_id is None:
+                fix += " (or data.dontcare_label=<id> if one of them marks unlabelled pixels)"
+            raise ImageFileError(
+                path, f"label ids {shown} are >= data.label_nc={self.label_nc}"
+                + (f" (after subtracting {self.shift})" if self.shift else ""), f"set {fix}, or data.on_bad_file=skip",
+            )
+        return np.where(dontcare, self.label_nc, ids)

@@ -31,7 +31,7 @@ from ganforge.data.shards import FORMATS, ShardSplit, check_shards
 from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule, item_or_next_good
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
-from ganforge.imageio import image_to_tensor, list_images, load_image, load_label_ids
+from ganforge.imageio import LabelIds, image_to_tensor, list_images, load_image, load_label_ids
 
 log = logging.getLogger(__name__)
 
@@ -65,33 +65,6 @@ def label_edges(inst: torch.Tensor) -> torch.Tensor:
     edge[..., 1:, :] |= dy
     edge[..., :-1, :] |= dy
     return edge.float()
-
-
-class LabelIds:
-    """How a dataset's stored ids become training ids: `shift` (ADE20K: id - 1, so its 0 'other'
-    becomes don't-care), `dontcare_id` (COCO-Stuff's 255), both mapped to `label_nc` (the extra
-    don't-care channel, pix2pix_dataset.py). Checks every id against `label_nc`."""
-
-    def __init__(self, label_nc: int, dontcare_id: int | None = None, shift: int = 0):
-        if label_nc < 1:
-            raise ConfigError(f"data.label_nc must be >= 1, got {label_nc}")
-        self.label_nc, self.dontcare_id, self.shift = label_nc, dontcare_id, shift
-
-    def convert(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        dontcare = raw == self.dontcare_id if self.dontcare_id is not None else np.zeros(raw.shape, bool)
-        ids = raw - self.shift
-        dontcare |= ids < 0
-        bad = np.unique(ids[~dontcare & (ids >= self.label_nc)])
-        if bad.size:
-            shown = ", ".join(str(int(b + self.shift)) for b in bad[:10]) + (" ..." if bad.size > 10 else "")
-            fix = f"data.label_nc={int(bad.max()) + 1}"
-            if self.dontcare_id is None:
-                fix += " (or data.dontcare_label=<id> if one of them marks unlabelled pixels)"
-            raise ImageFileError(
-                path, f"label ids {shown} are >= data.label_nc={self.label_nc}"
-                + (f" (after subtracting {self.shift})" if self.shift else ""), f"set {fix}, or data.on_bad_file=skip",
-            )
-        return np.where(dontcare, self.label_nc, ids)
 
 
 # ----- the dataset -------------------------------------------------------------------------------

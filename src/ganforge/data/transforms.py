@@ -9,7 +9,6 @@ is not a multiple of 256.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ import torch
 from PIL import Image
 
 from ganforge.errors import ConfigError
+from ganforge.imageio import fit_size
 
 PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 FIT_CHOICES = ("resize", "pad")
@@ -80,14 +80,6 @@ def center_params(preprocess: str, load_size: int, crop_size: int, size: tuple[i
     """Deterministic params for validation/test: centre crop, no flip."""
     new_w, new_h = preprocessed_size(preprocess, load_size, crop_size, *size)
     return {"crop_pos": (max(0, new_w - crop_size) // 2, max(0, new_h - crop_size) // 2), "flip": False}
-
-
-def fit_size(w: int, h: int, multiple: int, fit: str = "resize") -> tuple[int, int]:
-    """Smallest change of (w, h) to multiples of `multiple`: the nearest multiple (at least
-    one) for fit="resize", the next multiple up for fit="pad"."""
-    if fit == "pad":
-        return math.ceil(w / multiple) * multiple, math.ceil(h / multiple) * multiple
-    return max(multiple, round(w / multiple) * multiple), max(multiple, round(h / multiple) * multiple)
 
 
 def _crop(img: Image.Image, pos: tuple[int, int], size: int) -> Image.Image:

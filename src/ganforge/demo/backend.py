@@ -1,6 +1,6 @@
 """What the demo's pages call: one trained model behind the predict code path.
 
-`CheckpointBackend` loads a checkpoint as ganforge-predict does (`predict.load_model`) and runs every request through
+`CheckpointBackend` loads a checkpoint as ganforge-predict does (`predict.CheckpointModel`) and runs every request through
 the functions `ganforge-predict` runs: `predict.load_input` + `predict.translate_image` for an input
 image, `predict_samples` for a model that samples from noise and `run_app` for a SinGAN application,
 with the predict options (ganforge/conf/predict.yaml) a request overrides. The pages (`demo.ui`) read
@@ -22,7 +22,7 @@ from PIL import Image
 
 from ganforge.errors import ConfigError
 from ganforge.imageio import load_image
-from ganforge.predict import load_input, load_model, translate_image
+from ganforge.predict import CheckpointModel, load_input, translate_image
 
 #: what a request may set: the predict options the pages expose
 REQUEST_OPTIONS = ("direction", "reconstruct", "n_samples", "seed", "num_samples", "interp", "interp_steps",
@@ -35,7 +35,8 @@ class CheckpointBackend:
 
     def __init__(self, opts: Mapping, work_dir: str | Path):
         """`opts`: the predict options (ckpt_path, use_ema, ...) every request starts from."""
-        self.model = load_model(opts)
+        self.predictor = CheckpointModel(opts)
+        self.model = self.predictor.gan
         self.run_config = self.model.run_config
         self.name = f"{type(self.model).__name__} ({Path(opts['ckpt_path']).name})"
         self.base_opts = OmegaConf.create(OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts))
@@ -90,13 +91,13 @@ class CheckpointBackend:
         opts = self.options(**request)
         with self._lock:
             self.model.predict_direction(opts)
-            return translate_image(self.model, load_input(self.model, Path(path), opts), opts)
+            return translate_image(self.predictor, load_input(self.predictor, Path(path), opts), opts)
 
     def translate_label_ids(self, ids: np.ndarray, **request: Any) -> dict[str, list[Image.Image]]:
         """The outputs for a painted label map of class ids (indices of `label_classes`)."""
         opts = self.options(**request)
         with self._lock:
-            return translate_image(self.model, Image.fromarray(np.asarray(ids, dtype=np.int32), "I"), opts)
+            return translate_image(self.predictor, Image.fromarray(np.asarray(ids, dtype=np.int32), "I"), opts)
 
     def samples(self, **request: Any) -> list[Path]:
         """The files `predict_samples` writes (a model without inputs), in a fresh folder under `work_dir`."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,32 @@ def build_scheduler(
     if policy == "plateau":
         config["monitor"] = monitor
     return config
+
+
+@dataclass
+class ExportGraph:
+    """One network as `ganforge-export` writes it: `module(*example_inputs)` returns one tensor.
+
+    `inputs` describes each input in order, as the manifest records it: {"name", "kind" (image |
+    label | z | noise | flag), "shape" (ints, or axis names for the dynamic ones), "dtype", and for
+    images the value range and channels}. `dynamic` names the axes that may change ({input or
+    output name: {axis: axis name}}). `meta` goes into the manifest as is (direction, mode, ...).
+    """
+
+    name: str
+    module: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    inputs: list[dict[str, Any]]
+    output: dict[str, Any]
+    dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def image_io(name: str, channels: int, side: int, dynamic_hw: bool, kind: str = "image") -> dict[str, Any]:
+    """The manifest entry of an image tensor in [-1, 1] (x / 127.5 - 1 of the 8-bit pixels)."""
+    hw = ["height", "width"] if dynamic_hw else [side, side]
+    return {"name": name, "kind": kind, "shape": ["batch", channels, *hw], "dtype": "float32",
+            "channels": channels, "range": [-1.0, 1.0], "normalisation": "pixel / 127.5 - 1"}
 
 
 def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:
@@ -212,6 +239,17 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         """Named outputs for one input batch; the key is the file-name suffix (`<stem><key>.png`)."""
         return {"": self.translate(x, self.predict_direction(opts))}
 
+    def export_side(self) -> int:
+        """The side of the example input an export traces with: the training crop."""
+        return int((self.run_config or {}).get("data", {}).get("crop_size", 256))
+
+    def export_graphs(self, opts: Mapping) -> list[ExportGraph]:
+        """The networks `ganforge-export` writes, one file each (the CycleGAN family: one per
+        direction), as inference modules in the predict protocol's mode with example inputs at
+        the training size (`opts.size` overrides the side). The modules are copies: exporting
+        changes nothing in the model."""
+        raise ConfigError(f"{type(self).__name__} has no export (export_graphs is not defined)")
+
     def run_app(self, opts: Mapping, out_dir: Path) -> list[Path]:
         """A whole application (`ganforge-predict app=<name>`, one of `apps`): the files it wrote."""
         raise ConfigError(f"app={opts.get('app')} is not available for {type(self).__name__} (it has no apps)")
@@ -349,6 +387,13 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
             # what a resumed finished run reports
             "metrics": {k: float(v) for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1},
         }
+
+    def weights_checkpoint(self) -> dict:
+        """A checkpoint of this module's weights and run config alone (no optimizer, schedule or loop
+        state), as ganforge-import writes: predict, eval, export and `init_from=` read it; resuming does not."""
+        checkpoint = {"state_dict": self.state_dict(), "hyper_parameters": dict(self.hparams)}
+        self.on_save_checkpoint(checkpoint)
+        return checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse a checkpoint of another model or architecture with a readable message."""

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.errors import ConfigError
-from ganforge.gans.base import frozen
+from ganforge.gans.base import ExportGraph, frozen, image_io
 from ganforge.gans.paired import PairedGAN
 from ganforge.imageio import image_to_tensor, load_image
 from ganforge.losses import GANLoss, kl_divergence
+from ganforge.nets.export import CodeOf, ImageAndCode, eval_copy
 
 GRID_RANDOM_SAMPLES = 3
 
@@ -254,3 +255,30 @@ class BicycleGAN(PairedGAN):
             frames = [self.translate(x[:1], z=torch.lerp(zs[:1], end, t)) for t in torch.linspace(0, 1, steps).tolist()]
             outputs["_interp"] = torch.cat(frames)
         return outputs
+
+    # ----- export: G(image, z) and E's mean code of a style image --------------------------------
+    def export_graphs(self, opts) -> list[ExportGraph]:
+        """G(image, z) in eval mode (as `translate`), and `E`: an image's style code (E's mean, as `encode`)."""
+        data = (self.run_config or {}).get("data", {})
+        in_nc, out_nc, nz = int(data.get("input_nc", 3)), int(data.get("output_nc", 3)), self.hparams.nz
+        side = int(opts.get("size") or self.export_side())
+        hw = {0: "batch", 2: "height", 3: "width"}
+        direction = self.predict_direction(opts)
+        z_io = {"name": "z", "kind": "z", "shape": ["batch", nz], "dtype": "float32", "distribution": "N(0, 1)"}
+        g = ExportGraph(
+            name=direction, module=ImageAndCode(eval_copy(self.netG)),
+            example_inputs=(torch.rand(1, in_nc, side, side) * 2 - 1, torch.randn(1, nz)),
+            inputs=[image_io("image", in_nc, side, dynamic_hw=True), z_io],
+            output=image_io("output", out_nc, side, dynamic_hw=True),
+            dynamic={"image": hw, "z": {0: "batch"}, "output": hw},
+            meta={"direction": direction, "generator_mode": "eval", "nz": nz},
+        )
+        e = ExportGraph(
+            name="E", module=CodeOf(eval_copy(self.netE)),
+            example_inputs=(torch.rand(1, out_nc, side, side) * 2 - 1,),
+            inputs=[image_io("image", out_nc, side, dynamic_hw=True, kind="style")],
+            output={"name": "z", "kind": "z", "shape": ["batch", nz], "dtype": "float32"},
+            dynamic={"image": hw, "z": {0: "batch"}},
+            meta={"role": "encoder: the style code (E's mean) of a B image, for G's z"},
+        )
+        return [g, e]

@@ -20,9 +20,10 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganforge.errors import ConfigError
-from ganforge.gans.base import GANModule
+from ganforge.gans.base import ExportGraph, GANModule, image_io
 from ganforge.imageio import save_atomic, tensor_to_image
 from ganforge.losses import GANLoss
+from ganforge.nets.export import ImageToImage, batch_stats_copy, eval_copy
 
 #: what the paired models log and this one cannot (no target image)
 PAIRED_ONLY_KEYS = ("val/psnr", "val/ssim", "val/l1")
@@ -164,3 +165,18 @@ class DCGAN(GANModule):
                 written.append(save_atomic(tensor_to_image(make_grid(strip, nrow=steps, padding=2, pad_value=1.0)),
                                            out_dir / f"interp_{name}.png"))
         return written
+
+    # ----- export: G(z) ---------------------------------------------------------------------------
+    def export_graphs(self, opts) -> list[ExportGraph]:
+        """G(z) in the mode `sample` uses (eval, or with sample_batch_stats BatchNorm on the batch's statistics)."""
+        net = batch_stats_copy(self.netG) if self.hparams.sample_batch_stats else eval_copy(self.netG)
+        with torch.no_grad():
+            probe = eval_copy(self.netG)(torch.zeros(1, self.nz, 1, 1))  # the output's channels and side
+        channels, side = probe.shape[1], probe.shape[-1]
+        return [ExportGraph(
+            name="G", module=ImageToImage(net), example_inputs=(torch.randn(2, self.nz, 1, 1),),
+            inputs=[{"name": "z", "kind": "z", "shape": ["batch", self.nz, 1, 1], "dtype": "float32", "distribution": "N(0, 1)"}],
+            output=image_io("image", int(channels), int(side), dynamic_hw=False),
+            dynamic={"z": {0: "batch"}, "image": {0: "batch"}},
+            meta={"generator_mode": self.metric_protocol()["generator_mode"], "batchnorm": self.metric_protocol()["batchnorm"]},
+        )]

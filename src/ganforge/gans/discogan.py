@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ganforge.gans.two_domain import TwoDomainGAN
 from ganforge.losses import GANLoss, feature_matching_loss
+from ganforge.nets.export import ImageToImage, eval_copy
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,10 @@ class DiscoGAN(TwoDomainGAN):
         net = self.netG_A if direction == "AtoB" else self.netG_B
         with self.inference(self.netG_A, self.netG_B):
             return from_unit(net(to_unit(x)))
+
+    def export_module(self, direction: str):
+        """The nets work on [0, 1]: the exported graph maps [-1, 1] in and out, as `translate`."""
+        return ImageToImage(eval_copy(self.netG_A if direction == "AtoB" else self.netG_B), unit_range=True)
 
     def rate(self) -> float:
         """Weight of the reconstruction loss: small while the GAN terms get started."""

@@ -13,8 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.errors import ConfigError
+from ganforge.gans.base import ExportGraph, image_io
 from ganforge.gans.paired import PairedGAN
 from ganforge.losses import GANLoss, gradient_penalty
+from ganforge.nets.export import DropoutGate, ImageToImage, eval_copy, has_dropout, reference_test_copy
+
+#: export modes of G (ganforge-export generator_mode=...)
+EXPORT_MODES = ("train", "eval")
 
 
 class Pix2Pix(PairedGAN):
@@ -103,3 +109,30 @@ class Pix2Pix(PairedGAN):
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """Rows of the sample grid: input | output | target."""
         return {"input": batch["A"], "output": self.translate(batch["A"]), "target": batch["B"]}
+
+    # ----- export ---------------------------------------------------------------------------------
+    def export_graphs(self, opts: Mapping) -> list[ExportGraph]:
+        """G in the mode predict runs it: `generator_mode=train` (the default when test_dropout is on,
+        as the reference test.py) normalises each image by its own statistics and adds a `dropout` input
+        (1: the reference's random dropout, 0: none); `eval` uses the running statistics, no dropout."""
+        mode = opts.get("generator_mode") or ("train" if self.hparams.test_dropout else "eval")
+        if mode not in EXPORT_MODES:
+            raise ConfigError(f"generator_mode must be one of {EXPORT_MODES}, got {mode!r}")
+        in_nc, side = self.predict_input_nc(opts), int(opts.get("size") or self.export_side())
+        out_nc = int((self.run_config or {}).get("data", {}).get("output_nc", 3))
+        gate = DropoutGate() if mode == "train" and has_dropout(self.netG) else None
+        net = reference_test_copy(self.netG, DropoutGate() if gate is None else gate) if mode == "train" else eval_copy(self.netG)
+        inputs = [image_io("image", in_nc, side, dynamic_hw=True)]
+        example = (torch.rand(1, in_nc, side, side) * 2 - 1,)
+        if gate is not None:
+            inputs.append({"name": "dropout", "kind": "flag", "shape": [], "dtype": "float32", "default": 1.0,
+                           "meaning": "1: dropout as the reference test.py (random masks), 0: no dropout"})
+            example += (torch.tensor(1.0),)
+        direction = self.predict_direction(opts)
+        return [ExportGraph(
+            name=direction, module=ImageToImage(net, gate), example_inputs=example, inputs=inputs,
+            output=image_io("output", out_nc, side, dynamic_hw=True),
+            dynamic={"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}},
+            meta={"direction": direction, "generator_mode": mode,
+                  "batchnorm": "each image's own statistics" if mode == "train" else "running statistics"},
+        )]

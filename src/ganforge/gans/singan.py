@@ -28,10 +28,33 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.data.single_image import resize
 from ganforge.errors import CheckpointError, ConfigError
-from ganforge.gans.base import GANModule, set_requires_grad
+from ganforge.gans.base import ExportGraph, GANModule, image_io, set_requires_grad
 from ganforge.gans.singan_apps import APPS, run_app
 from ganforge.losses import gradient_penalty
+from ganforge.nets.export import eval_copy
 from ganforge.nets.singan import SinGANDiscriminator, SinGANGenerator
+
+
+def scale_step(net: nn.Module, amp: torch.Tensor, z: torch.Tensor, prev: torch.Tensor, pad: int) -> torch.Tensor:
+    """One scale of the pyramid: G_n(noise * amp_n + prev, prev), both zero-padded so the output has prev's size."""
+    return net(F.pad(amp * z + prev, [pad] * 4), F.pad(prev, [pad] * 4))
+
+
+class PyramidSampler(nn.Module):
+    """`SinGAN.sample` as one module for export: the noises are inputs (scale 0's has one channel,
+    shared by all, as the reference), so the graph draws nothing; the sizes are fixed."""
+
+    def __init__(self, nets: nn.ModuleList, noise_amp: torch.Tensor, pad: int, sizes: list[tuple[int, int]], channels: int):
+        super().__init__()
+        self.nets, self.pad, self.sizes, self.channels = nets, pad, sizes, channels
+        self.register_buffer("noise_amp", noise_amp.detach().clone())
+
+    def forward(self, *noises: torch.Tensor) -> torch.Tensor:
+        x = torch.zeros_like(noises[0]).expand(-1, self.channels, -1, -1)
+        for n, net in enumerate(self.nets):
+            x = resize(x, self.sizes[n])
+            x = scale_step(net, self.noise_amp[n], noises[n].expand_as(x), x, self.pad)
+        return x
 
 
 class SinGAN(GANModule):
@@ -142,8 +165,7 @@ class SinGAN(GANModule):
 
     def scale_forward(self, n: int, z: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """G_n(noise * amp_n + prev, prev), both zero-padded so the output has prev's size."""
-        padded = F.pad(prev, [self.pad] * 4)
-        return self.netG[n](F.pad(self.noise_amp[n] * z + prev, [self.pad] * 4), padded)
+        return scale_step(self.netG[n], self.noise_amp[n], z, prev, self.pad)
 
     def chain(self, first: int, last: int, x: torch.Tensor, z_fn, sizes=None) -> torch.Tensor:
         """Run scales first..last on `x` (at scale `first`'s size), upsampling between scales;
@@ -304,3 +326,22 @@ class SinGAN(GANModule):
     # ----- applications (ganforge-predict app=..., gans/singan_apps.py) ---------------------------------
     def run_app(self, opts, out_dir) -> list[Path]:
         return run_app(self, opts, Path(out_dir))
+
+    # ----- export: the whole pyramid at one output size, its noises as inputs ---------------------------
+    def export_graphs(self, opts) -> list[ExportGraph]:
+        """One graph: random samples of (round(H * scale_h), round(W * scale_w)) from noise_0..noise_N
+        (N(0, 1), one per scale at its size; noise_0 has one channel), every scale in eval mode (as predict)."""
+        scale_h, scale_w = float(opts.get("scale_h") or 1.0), float(opts.get("scale_w") or 1.0)
+        sizes = [(max(1, round(h * scale_h)), max(1, round(w * scale_w))) for h, w in self.pyramid]
+        nc = self.hparams.channels
+        nets = nn.ModuleList(eval_copy(g) for g in self.netG)
+        module = PyramidSampler(nets, self.noise_amp, self.pad, sizes, nc)
+        example = tuple(torch.randn(1, 1 if n == 0 else nc, *s) for n, s in enumerate(sizes))
+        inputs = [{"name": f"noise_{n}", "kind": "noise", "shape": ["batch", 1 if n == 0 else nc, *s], "dtype": "float32",
+                   "distribution": "N(0, 1)"} for n, s in enumerate(sizes)]
+        out = image_io("image", nc, sizes[-1][1], dynamic_hw=False)
+        out["shape"] = ["batch", nc, *sizes[-1]]
+        dynamic = {f"noise_{n}": {0: "batch"} for n in range(len(sizes))} | {"image": {0: "batch"}}
+        return [ExportGraph(name="pyramid", module=module, example_inputs=example, inputs=inputs, output=out,
+                            dynamic=dynamic, meta={"generator_mode": "eval", "scales": len(sizes), "sizes": sizes,
+                                                   "scale_h": scale_h, "scale_w": scale_w})]

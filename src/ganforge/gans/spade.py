@@ -23,11 +23,12 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.data.labelmap import label_edges
 from ganforge.errors import ConfigError, ImageFileError
-from ganforge.gans.base import GANModule
-from ganforge.imageio import image_to_tensor, load_image, load_label_ids
+from ganforge.gans.base import ExportGraph, GANModule, image_io
+from ganforge.imageio import LabelIds, image_to_tensor, load_image, load_label_ids
 from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
 from ganforge.nets.norms import synchronize_batchnorm
+from ganforge.nets.export import LabelMapToImage, eval_copy
 
 
 def label_colormap(n: int) -> torch.Tensor:
@@ -256,14 +257,15 @@ class SPADEModel(GANModule):
             classes.append(("don't care", (0, 0, 0)))
         return classes
 
+    def _label_ids_settings(self) -> dict:
+        data = (self.run_config or {}).get("data", {})
+        return {"label_nc": self.hparams.label_nc, "dontcare_id": data.get("dontcare_label"),
+                "shift": int(data.get("label_shift", 0) or 0)}
+
     def predict_load(self, path: Path, opts) -> Image.Image:
         """The label ids of `path` (stored ids, converted as the training data: don't-care -> label_nc)."""
-        data = (self.run_config or {}).get("data", {})
         raw = load_label_ids(path)
-        dontcare, shift = data.get("dontcare_label"), int(data.get("label_shift", 0) or 0)
-        from ganforge.data.labelmap import LabelIds
-
-        ids = LabelIds(self.hparams.label_nc, dontcare, shift).convert(raw, Path(path))
+        ids = LabelIds(**self._label_ids_settings()).convert(raw, Path(path))
         return Image.fromarray(ids.astype(np.int32), "I")
 
     def predict_tensor(self, img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
@@ -306,3 +308,36 @@ class SPADEModel(GANModule):
         if n == 1:
             return {"": self.synthesize(batch, z=zs[:1])}
         return {f"_{k}": self.synthesize(batch, z=zs[k:k + 1]) for k in range(n)}
+
+    # ----- export: label ids (+ z) -> photo ------------------------------------------------------------
+    def export_graphs(self, opts) -> list[ExportGraph]:
+        """G in eval mode on label ids (one-hot inside the graph, no instance edges, as predict); with the
+        VAE a z input (N(0, 1) or E's mean of a style image) and a fixed grid; without it any multiple of
+        the G's size multiple works."""
+        g, hp = self.netG, self.hparams
+        nc = hp.label_nc + int(hp.contain_dontcare_label)
+        w, h = g.sw * g.size_multiple, g.sh * g.size_multiple
+        if opts.get("size") and not g.use_vae:
+            w = h = int(opts.get("size"))
+        dyn = not g.use_vae
+        label_io = {"name": "label", "kind": "label", "shape": ["batch", 1, "height" if dyn else h, "width" if dyn else w],
+                    "dtype": "int64", "classes": nc, "meaning": "class ids as the training data (don't-care: label_nc)"}
+        inputs, example = [label_io], (torch.randint(0, nc, (1, 1, h, w)),)
+        dynamic = {"label": {0: "batch", 2: "height", 3: "width"} if dyn else {0: "batch"}}
+        if g.use_vae:
+            inputs.append({"name": "z", "kind": "z", "shape": ["batch", g.z_dim], "dtype": "float32", "distribution": "N(0, 1)"})
+            example += (torch.randn(1, g.z_dim),)
+            dynamic["z"] = {0: "batch"}
+        out = image_io("image", int(g.conv_img.out_channels), w, dynamic_hw=dyn)
+        if not dyn:
+            out["shape"] = ["batch", out["channels"], h, w]
+        dynamic["image"] = dynamic["label"]
+        graph = ExportGraph(
+            name="G", module=LabelMapToImage(eval_copy(g), nc, hp.use_instance, g.use_vae), example_inputs=example,
+            inputs=inputs, output=out, dynamic=dynamic,
+            meta={"generator_mode": "eval", "label_ids": self._label_ids_settings(),
+                  # predict_tensor's rule, for ganforge.runtime: label maps go in at the training geometry
+                  # when the grid is fixed (VAE) or the size asked is the square training crop
+                  "train_label_size": [g.sw * g.size_multiple, g.sh * g.size_multiple], "fixed_size": bool(g.use_vae)},
+        )
+        return [graph]

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ganforge.gans.base import DIRECTIONS, GANModule
+from ganforge.gans.base import DIRECTIONS, ExportGraph, GANModule, image_io
+from ganforge.nets.export import ImageToImage, eval_copy
 
 NETS = ("netG_A", "netG_B", "netD_A", "netD_B")
 
@@ -93,3 +94,26 @@ class TwoDomainGAN(GANModule):
         return out
 
 
+
+    # ----- export: one graph per direction, as the seed's export_graph.py ---------------------------
+    def export_module(self, direction: str) -> nn.Module:
+        """The translation of `direction` as one module on [-1, 1] images (eval mode)."""
+        return ImageToImage(eval_copy(self.netG_A if direction == "AtoB" else self.netG_B))
+
+    def export_graphs(self, opts) -> list[ExportGraph]:
+        data = (self.run_config or {}).get("data", {})
+        nc = {"A": int(data.get("input_nc", 3)), "B": int(data.get("output_nc", 3))}
+        side = int(opts.get("size") or self.export_side())
+        hw = {0: "batch", 2: "height", 3: "width"}
+        graphs = []
+        for direction in self.directions:
+            src, dst = direction[0], direction[-1]
+            graphs.append(ExportGraph(
+                name=direction, module=self.export_module(direction),
+                example_inputs=(torch.rand(1, nc[src], side, side) * 2 - 1,),
+                inputs=[image_io("image", nc[src], side, dynamic_hw=True)],
+                output=image_io("output", nc[dst], side, dynamic_hw=True),
+                dynamic={"image": hw, "output": hw},
+                meta={"direction": direction, "generator_mode": "eval"},
+            ))
+        return graphs
