@@ -99,9 +99,7 @@ def translation_page(backend: CheckpointBackend) -> None:
                 controls["direction"] = gr.Radio(list(backend.directions), value=backend.directions[0], label="direction")
                 controls["reconstruct"] = gr.Checkbox(False, label="also show the cycle reconstruction")
             if style:
-                controls["seed"] = gr.Slider(0, 999, value=0, step=1, label="style seed (z ~ N(0, 1) drawn with it)")
-                controls["n_samples"] = gr.Slider(1, 8, value=1, step=1, label="samples side by side")
-                controls[style] = gr.Image(type="filepath", label="z from a style image (optional)", sources=("upload",))
+                controls.update(style_controls(style, "style seed (z ~ N(0, 1) drawn with it)", "z from a style image (optional)"))
             button = gr.Button("Translate", variant="primary", elem_id="run")
         with gr.Column():
             output = gr.Image(type="pil", format="png", label="output", elem_id="output-image", interactive=False)
@@ -123,6 +121,13 @@ def translation_page(backend: CheckpointBackend) -> None:
 
     button.click(translate, [source, *controls.values()], [output, outputs], api_name="translate").then(
         show_if_several, outputs, outputs, api_name=False)
+
+
+def style_controls(style: str, seed_label: str, image_label: str) -> dict:
+    """A multimodal model's controls: a style seed, how many samples, and the `style` image option."""
+    return {"seed": gr.Slider(0, 999, value=0, step=1, label=seed_label),
+            "n_samples": gr.Slider(1, 8, value=1, step=1, label="samples side by side"),
+            style: gr.Image(type="filepath", label=image_label, sources=("upload",))}
 
 
 # ----- label maps (SPADE) -------------------------------------------------------------------------------
@@ -147,11 +152,7 @@ def label_page(backend: CheckpointBackend) -> None:
             fill = gr.Button("Fill the canvas with this class")
             upload = gr.File(label="or a label-map file (class ids, as ganforge-predict reads)", file_types=["image"],
                              type="filepath")
-            controls = {}
-            if style:
-                controls["seed"] = gr.Slider(0, 999, value=0, step=1, label="style seed")
-                controls["n_samples"] = gr.Slider(1, 8, value=1, step=1, label="samples side by side")
-                controls[style] = gr.Image(type="filepath", label="style image (optional)", sources=("upload",))
+            controls = style_controls(style, "style seed", "style image (optional)") if style else {}
             button = gr.Button("Synthesize", variant="primary", elem_id="run")
         with gr.Column():
             output = gr.Image(type="pil", format="png", label="output", elem_id="output-image", interactive=False)
