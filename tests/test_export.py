@@ -201,6 +201,26 @@ def test_predict_on_label_map_and_style_code_exports_matches_the_checkpoint(tmp_
     assert_onnx_predict_matches(tmp_path, ckpt, src, extra)
 
 
+@pytest.mark.parametrize("name, extra, opts", [
+    ("dcgan", [], {"num_samples": 3, "seed": 5}),
+    ("bicyclegan", [], {"pair": True, "n_samples": 2, "seed": 5}),
+    ("spade", ["model.use_vae=true", "model.netE.load_size=32"], {"n_samples": 2, "seed": 5}),
+])
+def test_random_latents_of_an_export_are_the_checkpoints(tmp_path, name, extra, opts):
+    """predict draws z with numpy from `seed` in both runtimes, so an export writes the checkpoint's samples."""
+    ckpt = tiny_checkpoint(tmp_path, name, extra)
+    export(export_cfg(ckpt, tmp_path / "exp"))
+    shared = REPO.parent / "shared" / "data"
+    src = {"dcgan": None, "bicyclegan": PAIRS, "spade": shared / "coco_stuff_sample" / "val_label"}[name]
+    args = {**opts, **({"input": str(src)} if src else {})}
+    a = predict(predict_cfg(tmp_path / "ckpt", ckpt_path=str(ckpt), **args))
+    b = predict(predict_cfg(tmp_path / "onnx", model_path=str(tmp_path / "exp"), **args))
+    assert sorted(Path(p).name for p in a["written"]) == sorted(Path(p).name for p in b["written"]) and a["written"]
+    for pa, pb in zip(sorted(a["written"]), sorted(b["written"])):
+        ia, ib = np.asarray(Image.open(pa)).astype(int), np.asarray(Image.open(pb)).astype(int)
+        assert ia.shape == ib.shape and (np.abs(ia - ib) <= 1).mean() >= 0.999, pa
+
+
 def test_predict_samples_of_noise_exports(tmp_path):
     for name in ("dcgan", "singan"):
         export(export_cfg(tiny_checkpoint(tmp_path / name, name), tmp_path / name / "exp"))

@@ -7,8 +7,9 @@ in ganforge.predict. The pre- and post-processing are predict's: the 8-bit image
 to the network size, pixel / 127.5 - 1; the output resized back to the input's size with the bicubic
 kernel of torch's `interpolate` (align_corners=False, A = -0.75), clamped, (x + 1) * 127.5, rounded.
 
-Random inputs (BicycleGAN's z, DCGAN's z, SinGAN's noises) are drawn with numpy from `seed`: the
-same seed gives the same outputs run after run, but not the ones a checkpoint gives (torch's stream).
+Random inputs are drawn with numpy from `seed`, as the checkpoint's predict draws its latents
+(`gans.base.seeded_normal`): DCGAN's z, BicycleGAN's and SPADE's z give the checkpoint's images. SinGAN's
+noise pyramid is drawn scale by scale from torch's stream at a checkpoint, so its samples differ.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -99,6 +100,12 @@ def image_io(name: str, channels: int, side: int, dynamic_hw: bool, kind: str = 
     hw = ["height", "width"] if dynamic_hw else [side, side]
     return {"name": name, "kind": kind, "shape": ["batch", channels, *hw], "dtype": "float32",
             "channels": channels, "range": [-1.0, 1.0], "normalisation": "pixel / 127.5 - 1"}
+
+
+def seeded_normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """N(0, 1) latents for predict, drawn with numpy's default generator from `seed`: an ONNX export run
+    without torch (ganforge.runtime) draws the same ones, so it writes the checkpoint's samples."""
+    return torch.from_numpy(np.random.default_rng(int(seed)).standard_normal(shape).astype(np.float32))
 
 
 def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:

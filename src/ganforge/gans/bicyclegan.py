@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.errors import ConfigError
-from ganforge.gans.base import ExportGraph, frozen, image_io
+from ganforge.gans.base import ExportGraph, frozen, image_io, seeded_normal
 from ganforge.gans.paired import PairedGAN
 from ganforge.imageio import image_to_tensor, load_image
 from ganforge.losses import GANLoss, kl_divergence
@@ -240,8 +240,7 @@ class BicycleGAN(PairedGAN):
             raise ConfigError(f"n_samples must be >= 1, got {n}")
         if z_from and n > 1:
             raise ConfigError("z_from gives one code per input: drop n_samples (or use n_samples=1)")
-        gen = torch.Generator().manual_seed(int(opts.get("seed", 0)))
-        zs = self._style_code(z_from, x) if z_from else self.random_z(n, gen)
+        zs = self._style_code(z_from, x) if z_from else seeded_normal((n, self.hparams.nz), opts.get("seed", 0)).to(self.device)
         outputs = {f"_{k}": self.translate(x, z=z.expand(x.shape[0], -1)) for k, z in enumerate(zs[:, None])}
         interp = opts.get("interp")
         if interp is not None:
@@ -249,7 +248,7 @@ class BicycleGAN(PairedGAN):
             if steps < 2:
                 raise ConfigError(f"interp_steps must be >= 2, got {steps}")
             if isinstance(interp, int):
-                end = self.random_z(1, torch.Generator().manual_seed(interp))
+                end = seeded_normal((1, self.hparams.nz), interp).to(self.device)
             else:
                 end = self._style_code(str(interp), x)
             frames = [self.translate(x[:1], z=torch.lerp(zs[:1], end, t)) for t in torch.linspace(0, 1, steps).tolist()]

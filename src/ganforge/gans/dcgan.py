@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganforge.errors import ConfigError
-from ganforge.gans.base import ExportGraph, GANModule, image_io
+from ganforge.gans.base import ExportGraph, GANModule, image_io, seeded_normal
 from ganforge.imageio import save_atomic, tensor_to_image
 from ganforge.losses import GANLoss
 from ganforge.nets.export import ImageToImage, batch_stats_copy, eval_copy
@@ -146,7 +146,7 @@ class DCGAN(GANModule):
         n, seed = int(opts.get("num_samples") or 0), int(opts.get("seed") or 0)
         if n < 1:
             raise ConfigError(f"num_samples must be >= 1, got {opts.get('num_samples')}")
-        samples = self.sample(self.noise(n, torch.Generator().manual_seed(seed))).cpu()
+        samples = self.sample(seeded_normal((n, self.nz, 1, 1), seed)).cpu()
         written = []
         for i, x in enumerate(samples):
             written.append(save_atomic(tensor_to_image(x), out_dir / f"sample_{i:04d}.png"))
@@ -157,8 +157,8 @@ class DCGAN(GANModule):
             steps = int(opts.get("interp_steps") or 8)
             if steps < 2:
                 raise ConfigError(f"interp_steps must be >= 2, got {steps}")
-            z0 = self.noise(1, torch.Generator().manual_seed(seed))
-            z1 = self.noise(1, torch.Generator().manual_seed(int(opts["interp"])))
+            z0 = seeded_normal((1, self.nz, 1, 1), seed)
+            z1 = seeded_normal((1, self.nz, 1, 1), int(opts["interp"]))
             ts = [i / (steps - 1) for i in range(steps)]
             for name, path_fn in (("linear", lambda t: (1 - t) * z0 + t * z1), ("slerp", lambda t: slerp(z0, z1, t))):
                 strip = self.sample(torch.cat([path_fn(t) for t in ts])).cpu()

@@ -23,7 +23,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.data.labelmap import label_edges
 from ganforge.errors import ConfigError, ImageFileError
-from ganforge.gans.base import ExportGraph, GANModule, image_io
+from ganforge.gans.base import ExportGraph, GANModule, image_io, seeded_normal
 from ganforge.imageio import LabelIds, image_to_tensor, load_image, load_label_ids
 from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
@@ -303,8 +303,7 @@ class SPADEModel(GANModule):
             return {"": self.synthesize(batch, style=self._style(style), use_mean=True)}
         if self.netE is None:
             return {"": self.synthesize(batch)}
-        gen = torch.Generator().manual_seed(int(opts.get("seed", 0)))
-        zs = torch.randn(n, self.netG.z_dim, generator=gen).to(self.device)
+        zs = seeded_normal((n, self.netG.z_dim), opts.get("seed", 0)).to(self.device)
         if n == 1:
             return {"": self.synthesize(batch, z=zs[:1])}
         return {f"_{k}": self.synthesize(batch, z=zs[k:k + 1]) for k in range(n)}

@@ -123,7 +123,7 @@ class SPADEGenerator(nn.Module):
         if self.use_vae:
             if z is None:
                 z = torch.randn(seg.size(0), self.z_dim, device=seg.device, dtype=seg.dtype)
-            x = self.fc(z).view(-1, 16 * self.ngf, self.sh, self.sw)
+            x = self.fc(z).view(z.shape[0], 16 * self.ngf, self.sh, self.sw)  # the batch from z: ONNX keeps the channels static
         else:
             # The grid follows the label map, so a label map of any multiple of 2^n works at test time.
             h, w = seg.shape[2] // self.size_multiple, seg.shape[3] // self.size_multiple
