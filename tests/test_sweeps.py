@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import read_write
 
 from ganforge.cli import resolve_ckpt_path
-from tests.conftest import TINY, compose_train, run_cli
+from tests.conftest import SHARED_DATA, TINY, compose_train, run_cli
 
 SLURM = ["hydra/launcher=slurm", "trainer=slurm", "hydra.launcher.nodes=4", "hydra.launcher.partition=gpu"]
 
@@ -132,3 +132,15 @@ def test_fid_sweeps_optimise_their_metric_with_sqlite_and_pruning(tmp_path, mode
     assert (cb.model_checkpoint.monitor, cb.model_checkpoint.mode) == (metric, "min")
     assert cb.optuna_pruning.monitor == metric and cb.optuna_pruning.storage == cfg.hydra.sweeper.storage
     assert cb.optuna_pruning.study_name == model
+
+
+@pytest.mark.slow
+def test_singan_sifid_sweep_reports_every_epoch(tmp_path, fake_torch_home):
+    proc = run_cli(["-m", "debug=tiny", "logger=csv", "model=singan", "data=single_image",
+                    f"data.path={SHARED_DATA / 'singan' / 'Images' / 'balloons.png'}", "hparams_search=singan_optuna",
+                    "hydra.sweeper.n_trials=1", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={tmp_path / 'a'}"],
+                   env={"TORCH_HOME": str(fake_torch_home)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = optuna.load_study(study_name="singan", storage=f"sqlite:///{tmp_path / 'logs' / 'optuna' / 'singan.db'}").trials
+    # debug=tiny SinGAN: 3 scales x 16 iterations, 8 an epoch: SIFID of 2 samples (data.num_val_images) after each of 6 epochs
+    assert sorted(trial.intermediate_values) == list(range(6)) and trial.value == trial.intermediate_values[5] > 0
