@@ -12,6 +12,7 @@ import hydra
 import lightning.pytorch as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationKeyError
 
@@ -25,12 +26,21 @@ log = logging.getLogger("ganforge")
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`ckpt_path=last`: the newest checkpoints/last.ckpt of this task's runs (none yet: a fresh start),
-    so a preempted job is relaunched with its own command; a run folder: its last.ckpt."""
+    """`ckpt_path=last`: this run folder's own checkpoints/last.ckpt when it has one (a requeued SLURM job
+    runs again in its folder); else, in a single run, the newest last.ckpt of this task's runs, so a
+    preempted job is relaunched with its own command; none yet: a fresh start. A sweep job (-m) only
+    resumes its own folder: the other jobs' checkpoints are other settings. A run folder: its last.ckpt."""
     ckpt = cfg.get("ckpt_path")
     if ckpt is None:
         return None
     if str(ckpt) == "last":
+        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if own.is_file():
+            log.info("ckpt_path=last: resuming %s", own)
+            return str(own)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.info("ckpt_path=last: no last.ckpt in this sweep job's folder %s yet, starting a new run", own.parent.parent)
+            return None
         root = Path(cfg.paths.log_dir) / str(cfg.task_name)
         found = sorted(root.glob("*/*/**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
         if not found:

@@ -83,6 +83,19 @@ class _Iterations(torch.utils.data.Dataset):
         return i
 
 
+class _SampleIndices(torch.utils.data.Dataset):
+    """Validation items: {"index": i}, one per random sample that metrics (SIFID) draw from the model."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return {"index": i}
+
+
 class SingleImageDataModule(GANDataModule):
     def __init__(
         self,
@@ -97,7 +110,7 @@ class SingleImageDataModule(GANDataModule):
         # Keys of the crop-based datasets that `debug=tiny` sets; a single image is never cropped.
         load_size: int | None = None,
         crop_size: int | None = None,
-        num_val_images: int | None = None,
+        num_val_images: int | None = None,  # random samples the metrics callback scores (SIFID); null: 50
     ):
         super().__init__()
         self.path = path
@@ -105,6 +118,7 @@ class SingleImageDataModule(GANDataModule):
         self.min_size, self.max_size, self.scale_factor = min_size, max_size, scale_factor
         self.scale_rounding = scale_rounding
         self.iters_per_epoch = iters_per_epoch
+        self.num_val_samples = num_val_images or 50
         self.pyramid: list[tuple[int, int]] = []
         self.reals: list[torch.Tensor] = []
 
@@ -137,7 +151,9 @@ class SingleImageDataModule(GANDataModule):
         return StatefulDataLoader(_Iterations(self.iters_per_epoch), batch_size=1)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_Iterations(1), batch_size=1)
+        # One batch, so validation_step (the reconstruction PSNR) runs once an epoch; the metrics callback
+        # draws its random samples from these items, one per index.
+        return DataLoader(_SampleIndices(self.num_val_samples), batch_size=self.num_val_samples)
 
     def fixed_val_batch(self, n: int) -> dict:
         """n sample rows for the image grid (the module draws them; the batch only counts them)."""

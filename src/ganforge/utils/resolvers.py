@@ -50,9 +50,18 @@ def merge(base, changes) -> DictConfig:
     return OmegaConf.merge(OmegaConf.to_container(base, resolve=True), changes)
 
 
+def sqlite_url(path: str) -> str:
+    """`${sqlite_url:<file>}`: an SQLAlchemy URL for a sqlite file, its folder created (sqlite does not
+    create folders), so an Optuna study can live under logs/ before the sweep has written anything."""
+    file = Path(path).expanduser().resolve()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{file}"
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("sum", lambda *xs: sum(xs), replace=True)
     OmegaConf.register_new_resolver("merge", merge, replace=True)
     OmegaConf.register_new_resolver("default_workers", default_workers, replace=True)
+    OmegaConf.register_new_resolver("sqlite_url", sqlite_url, replace=True)
     OmegaConf.register_new_resolver("package_dir", lambda: str(PACKAGE_DIR), replace=True)
     OmegaConf.register_new_resolver("wandb_offline", _wandb_offline, replace=True, use_cache=True)
