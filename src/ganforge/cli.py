@@ -24,6 +24,11 @@ from ganforge.utils.print_config import print_config
 
 log = logging.getLogger("ganforge")
 
+# Lightning 2.6's own loop code (lightning/pytorch/utilities/_pytree.py) builds torch's deprecated
+# LeafSpec on every fit; torch 2.14 warns about that code, not ganforge's or the user's, once a run.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                        category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """`ckpt_path=last`: this run folder's own checkpoints/last.ckpt when it has one (a requeued SLURM job
