@@ -97,14 +97,19 @@ def test_bf16_mixed_trains(tiny_cfg, tmp_path):
     assert metrics["val/psnr"] == metrics["val/psnr"]
 
 
-def test_logger_many_writes_csv_tensorboard_and_an_offline_wandb_run(tmp_path):
+def test_logger_many_writes_csv_tensorboard_and_an_offline_wandb_run(tmp_path, capfd):
     from tests.conftest import compose_train
 
-    train(compose_train(tmp_path, [*TINY, "logger=many", "trainer.max_epochs=1"]))
+    _, objects = train(compose_train(tmp_path, [*TINY, "logger=many", "trainer.max_epochs=1"]))
     assert (tmp_path / "csv" / "metrics.csv").is_file()
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].glob("*.wandb"))
+    # Lightning's WandbLogger passes anonymous=None, which wandb warns about on every run; ours does not.
+    (wandb_logger,) = [lg for lg in objects["trainer"].loggers if lg.__class__.__name__ == "WandbLogger"]
+    assert "anonymous" not in wandb_logger._wandb_init
+    out, err = capfd.readouterr()
+    assert "anonymous setting" not in out + err
 
 
 @pytest.mark.parametrize("debug", ["fast_dev_run", "overfit", "limit"])
