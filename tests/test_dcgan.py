@@ -7,7 +7,6 @@ import csv
 import functools
 import math
 
-import hydra
 import numpy as np
 import lightning as L
 import pytest
@@ -21,7 +20,7 @@ from ganforge.errors import ConfigError
 from ganforge.gans.dcgan import DCGAN, slerp
 from ganforge.metrics.swd import patch_swd
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
-from tests.conftest import SHARED_DATA, compose_train
+from tests.conftest import SHARED_DATA, compose_train, train_from_untrained
 
 FROGS = SHARED_DATA / "cifar10_frog"
 UNCOND = ["model=dcgan", "data=image_folder", f"data.root={FROGS / 'train'}",
@@ -127,17 +126,10 @@ def test_the_paired_checkpoint_monitor_is_refused_before_training(tmp_path):
 def test_a_short_run_on_frogs_lowers_the_patch_swd_against_held_out_frogs(tmp_path):
     """160 batches of 64, ngf=ndf=16, 32 px: the Laplacian-band patch SWD between EMA samples and the 100 held-out
     test frogs must fall well below the untrained G's (measured: see docs/dcgan.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # on 2 shared cores one thread runs these tiny convs ~4x faster
-    try:
-        cfg = compose_train(tmp_path, [*UNCOND, "model.netG.ngf=16", "model.netD.ndf=16", "data.image_size=32",
-                                       "model.scheduler.n_epochs=10", "callbacks.image_grid.every_n_batches=0",
-                                       "callbacks.model_summary=null", "callbacks.rich_progress_bar=null"])
-        L.seed_everything(cfg.seed)
-        untrained = hydra.utils.instantiate(cfg.model)
-        _, objects = train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    cfg = compose_train(tmp_path, [*UNCOND, "model.netG.ngf=16", "model.netD.ndf=16", "data.image_size=32",
+                                   "model.scheduler.n_epochs=10", "callbacks.image_grid.every_n_batches=0",
+                                   "callbacks.model_summary=null", "callbacks.rich_progress_bar=null"])
+    untrained, objects = train_from_untrained(cfg)
     real = torch.stack([objects["datamodule"].val_set[i]["real"] for i in range(100)])
     z = torch.randn(100, 100, 1, 1, generator=torch.Generator().manual_seed(1))
     before = patch_swd(untrained.sample(z), real)

@@ -315,24 +315,15 @@ def test_a_short_run_lowers_the_patch_swd_of_val_outputs_against_val_photos(tmp_
     held-out val label maps and their photos must fall well below the untrained G's (docs/spade.md)."""
     import csv
 
-    import hydra
-    import lightning as L
-
     from ganforge.metrics.swd import patch_swd
+    from tests.conftest import train_from_untrained
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # on 2 shared cores one thread runs these tiny convs faster
-    try:
-        cfg = compose_train(tmp_path, ["model=spade", "data=coco_stuff", f"data.root={COCO}", "debug=tiny", "logger=csv",
-                                       "data.load_size=36", "data.crop_size=32", "model.scheduler.n_epochs=25",
-                                       "model.scheduler.n_epochs_decay=0", "trainer.limit_train_batches=1.0",
-                                       "trainer.limit_val_batches=1.0", "data.num_val_images=8", "seed=42",
-                                       "callbacks.image_grid.every_n_batches=0", "callbacks.rich_progress_bar=null"])
-        L.seed_everything(cfg.seed)
-        untrained = hydra.utils.instantiate(cfg.model)
-        _, objects = train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    cfg = compose_train(tmp_path, ["model=spade", "data=coco_stuff", f"data.root={COCO}", "debug=tiny", "logger=csv",
+                                   "data.load_size=36", "data.crop_size=32", "model.scheduler.n_epochs=25",
+                                   "model.scheduler.n_epochs_decay=0", "trainer.limit_train_batches=1.0",
+                                   "trainer.limit_val_batches=1.0", "data.num_val_images=8", "seed=42",
+                                   "callbacks.image_grid.every_n_batches=0", "callbacks.rich_progress_bar=null"])
+    untrained, objects = train_from_untrained(cfg)
     val = list(objects["datamodule"].val_dataloader())
 
     def swd(model) -> float:
