@@ -116,7 +116,7 @@ def write_readme(out: Path, counts: dict[str, int]) -> None:
 
 A pix2pix dataset in the A|B layout: each file is {2 * SIZE}x{SIZE}, the left half (A) an edge
 map, the right half (B) the photo. It ships inside ganforge so training, tests and demos run
-offline. It is far too small to learn a good model; it is for smoke tests and demos.
+offline. It is far too small to learn edges -> photo; it is for smoke tests and demos.
 
 - `train/`: {counts['train']} pairs from 4 photos; `val/`: {counts['val']} pairs from a 5th photo
   (rocket) that training never sees. {size_kb:.0f} KB of JPEGs in total.
@@ -129,7 +129,8 @@ offline. It is far too small to learn a good model; it is for smoke tests and de
   A = our own edge drawing of B (numpy + PIL): grayscale, Gaussian blur (radius {BLUR_RADIUS}),
   Sobel magnitude, non-maximum suppression, threshold at the {EDGE_PERCENTILE:g}th percentile,
   black edges on white thickened with a 3x3 min filter.
-  Saved as JPEG quality {JPEG_QUALITY}. Use direction AtoB (edges -> photo).
+  Saved as JPEG quality {JPEG_QUALITY}. `data=sample` trains direction BtoA (photo -> edges), which
+  pix2pix learns in the first run's 5 epochs (docs/training.md, "The first run"); AtoB is edges -> photo.
 
 ## Sources and licenses
 
