@@ -221,6 +221,31 @@ def test_random_latents_of_an_export_are_the_checkpoints(tmp_path, name, extra, 
         assert ia.shape == ib.shape and (np.abs(ia - ib) <= 1).mean() >= 0.999, pa
 
 
+def test_singan_samples_of_an_export_are_the_checkpoints(tmp_path):
+    """app=samples draws the noise pyramid with numpy from `seed`, scale by scale, as the runtime feeds the
+    export's noise_0..noise_N: both write the same samples, and another seed writes others."""
+    ckpt = tiny_checkpoint(tmp_path, "singan")
+    # N(0, 0.02) init leaves the output constant whatever the noise: He-scaled weights make it respond
+    state = torch.load(ckpt, weights_only=True)
+    gen = torch.Generator().manual_seed(0)
+    for k, v in state["state_dict"].items():
+        if k.startswith("netG.") and k.endswith("weight") and v.dim() == 4:
+            state["state_dict"][k] = torch.randn(v.shape, generator=gen) * (2.0 / v[0].numel()) ** 0.5
+    torch.save(state, ckpt)
+    export(export_cfg(ckpt, tmp_path / "exp"))
+    a = predict(predict_cfg(tmp_path / "ckpt", ckpt_path=str(ckpt), app="samples", num_samples=3, seed=5, sifid=False))
+    predict(predict_cfg(tmp_path / "onnx", model_path=str(tmp_path / "exp"), num_samples=3, seed=5))
+    c = predict(predict_cfg(tmp_path / "other", ckpt_path=str(ckpt), app="samples", num_samples=1, seed=6, sifid=False))
+    names = [f"sample_{k:04d}.png" for k in range(3)]
+    assert sorted(Path(p).name for p in a["written"]) == names
+    pixels = {d: [np.asarray(Image.open(tmp_path / d / n)).astype(int) for n in names] for d in ("ckpt", "onnx")}
+    for ia, ib in zip(pixels["ckpt"], pixels["onnx"]):
+        assert ia.shape == ib.shape and (np.abs(ia - ib) <= 1).mean() >= 0.999
+    assert np.abs(pixels["ckpt"][0] - pixels["ckpt"][1]).mean() > 1  # three samples, not one thrice
+    other = np.asarray(Image.open(c["written"][0])).astype(int)
+    assert np.abs(other - pixels["ckpt"][0]).mean() > 1
+
+
 def test_predict_samples_of_noise_exports(tmp_path):
     for name in ("dcgan", "singan"):
         export(export_cfg(tiny_checkpoint(tmp_path / name, name), tmp_path / name / "exp"))

@@ -8,8 +8,8 @@ to the network size, pixel / 127.5 - 1; the output resized back to the input's s
 kernel of torch's `interpolate` (align_corners=False, A = -0.75), clamped, (x + 1) * 127.5, rounded.
 
 Random inputs are drawn with numpy from `seed`, as the checkpoint's predict draws its latents
-(`gans.base.seeded_normal`): DCGAN's z, BicycleGAN's and SPADE's z give the checkpoint's images. SinGAN's
-noise pyramid is drawn scale by scale from torch's stream at a checkpoint, so its samples differ.
+(`gans.base.seeded_normal`, `seeded_normals`): DCGAN's z, BicycleGAN's and SPADE's z and SinGAN's noise
+pyramid give the checkpoint's images.
 """
 
 from __future__ import annotations

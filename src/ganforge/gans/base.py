@@ -105,7 +105,14 @@ def image_io(name: str, channels: int, side: int, dynamic_hw: bool, kind: str = 
 def seeded_normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """N(0, 1) latents for predict, drawn with numpy's default generator from `seed`: an ONNX export run
     without torch (ganforge.runtime) draws the same ones, so it writes the checkpoint's samples."""
-    return torch.from_numpy(np.random.default_rng(int(seed)).standard_normal(shape).astype(np.float32))
+    return seeded_normals([shape], seed)[0]
+
+
+def seeded_normals(shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
+    """`seeded_normal` for a graph with several latent inputs: one generator draws them in turn, in the
+    order of the export's inputs, as the runtime feeds them (SinGAN's noise pyramid)."""
+    rng = np.random.default_rng(int(seed))
+    return [torch.from_numpy(rng.standard_normal(shape).astype(np.float32)) for shape in shapes]
 
 
 def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:

@@ -28,7 +28,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.data.single_image import resize
 from ganforge.errors import CheckpointError, ConfigError
-from ganforge.gans.base import ExportGraph, GANModule, image_io, set_requires_grad
+from ganforge.gans.base import ExportGraph, GANModule, image_io, seeded_normals, set_requires_grad
 from ganforge.gans.singan_apps import APPS, run_app
 from ganforge.losses import gradient_penalty
 from ganforge.nets.export import eval_copy
@@ -312,14 +312,29 @@ class SinGAN(GANModule):
             rec = self.reconstruct(n)
         return {"real": self.real(n).expand(k, -1, -1, -1), "reconstruction": rec.expand(k, -1, -1, -1), "sample": samples}
 
-    def sample(self, scale_h: float = 1.0, scale_w: float = 1.0, gen_start_scale: int = 0) -> torch.Tensor:
+    def sample_sizes(self, scale_h: float = 1.0, scale_w: float = 1.0) -> list[tuple[int, int]]:
+        """Each scale's (h, w) for a sample of (round(H * scale_h), round(W * scale_w))."""
+        return [(max(1, round(h * scale_h)), max(1, round(w * scale_w))) for h, w in self.pyramid]
+
+    def seeded_noises(self, num: int, seed: int, scale_h: float = 1.0, scale_w: float = 1.0) -> list[list[torch.Tensor]]:
+        """`num` noise pyramids drawn with numpy from `seed`, as an export's runtime feeds noise_0..noise_N
+        (scale by scale, (num, 1 or C, h, w) each), so the checkpoint and the export write the same samples."""
+        shapes = [(num, 1 if n == 0 else self.hparams.channels, *s) for n, s in enumerate(self.sample_sizes(scale_h, scale_w))]
+        noises = [z.to(self.noise_amp.device) for z in seeded_normals(shapes, seed)]
+        return [[z[k:k + 1] for z in noises] for k in range(num)]
+
+    def sample(self, scale_h: float = 1.0, scale_w: float = 1.0, gen_start_scale: int = 0,
+               noises: list[torch.Tensor] | None = None) -> torch.Tensor:
         """One random image of (round(H * scale_h), round(W * scale_w)); scales below
-        `gen_start_scale` use the reconstruction noise, so the sample keeps the image's coarse layout."""
-        sizes = [(max(1, round(h * scale_h)), max(1, round(w * scale_w))) for h, w in self.pyramid]
+        `gen_start_scale` use the reconstruction noise, so the sample keeps the image's coarse layout.
+        `noises`: each scale's noise (`seeded_noises`); None draws them from torch's stream."""
+        sizes = self.sample_sizes(scale_h, scale_w)
         zeros = self.z_opt.new_zeros(1, self.hparams.channels, *sizes[0])
 
         def z_fn(n, size):
-            return self.rec_noise(n, size) if n < gen_start_scale else self.noise(n, size)
+            if n < gen_start_scale:
+                return self.rec_noise(n, size)
+            return self.noise(n, size) if noises is None else noises[n]
 
         return self.chain(0, self.num_scales - 1, zeros, z_fn, sizes)
 
@@ -332,7 +347,7 @@ class SinGAN(GANModule):
         """One graph: random samples of (round(H * scale_h), round(W * scale_w)) from noise_0..noise_N
         (N(0, 1), one per scale at its size; noise_0 has one channel), every scale in eval mode (as predict)."""
         scale_h, scale_w = float(opts.get("scale_h") or 1.0), float(opts.get("scale_w") or 1.0)
-        sizes = [(max(1, round(h * scale_h)), max(1, round(w * scale_w))) for h, w in self.pyramid]
+        sizes = self.sample_sizes(scale_h, scale_w)
         nc = self.hparams.channels
         nets = nn.ModuleList(eval_copy(g) for g in self.netG)
         module = PyramidSampler(nets, self.noise_amp, self.pad, sizes, nc)

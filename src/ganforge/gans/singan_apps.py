@@ -51,14 +51,15 @@ def _save(t: torch.Tensor, path: Path) -> Path:
 
 
 def samples(model, opts, out_dir: Path) -> list[Path]:
-    """Random samples of any size (`scale_h`, `scale_w`), from `gen_start_scale` on; plus `sifid.json`
-    (unless `sifid=false`)."""
+    """Random samples of any size (`scale_h`, `scale_w`), from `gen_start_scale` on, their noises drawn
+    from `seed` as an export's are (the same samples from both); plus `sifid.json` (unless `sifid=false`)."""
     start = _scale_opt(model, opts, "gen_start_scale", 0)
     scale_h, scale_w = float(opts.get("scale_h", 1.0)), float(opts.get("scale_w", 1.0))
     if scale_h <= 0 or scale_w <= 0:
         raise ConfigError(f"scale_h and scale_w must be positive, got {scale_h}, {scale_w}")
-    images = [model.sample(scale_h, scale_w, start) for _ in range(int(opts.get("num_samples", 10)))]
-    written = [_save(s, out_dir / f"sample_{k:03d}.png") for k, s in enumerate(images)]
+    noises = model.seeded_noises(int(opts.get("num_samples", 10)), int(opts.get("seed") or 0), scale_h, scale_w)
+    images = [model.sample(scale_h, scale_w, start, z) for z in noises]
+    written = [_save(s, out_dir / f"sample_{k:04d}.png") for k, s in enumerate(images)]
     return written + (sifid_report(model, images, out_dir, opts) if opts.get("sifid", True) else [])
 
 
