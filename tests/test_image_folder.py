@@ -49,20 +49,38 @@ def test_frogs_give_real_batches_in_range():
 def test_any_size_and_mode_is_resized_cropped_and_converted(odd_folder):
     m = dm(root=str(odd_folder), on_bad_file="skip", channels=1)
     items = [m.train_set[i] for i in range(len(m.train_set))]
-    assert len(m.train_set) == 4  # a.png, deep/b.gif, c.png, broken.jpg; not the hidden file nor notes.txt
+    assert len(m.train_set) == 3  # a.png, deep/b.gif, c.png; not broken.jpg (pre-scan), the hidden file nor notes.txt
     assert all(it["real"].shape == (1, 16, 16) for it in items)
     assert sorted({int(it["label"]) for it in items}) == [0, 1]  # cats, dogs (deep/ is still a cat)
 
 
-def test_bad_files_stop_with_their_name_or_are_skipped(odd_folder, caplog):
+def test_the_prescan_names_every_bad_file_before_training_or_skips_them(odd_folder, caplog):
+    (odd_folder / "cats" / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageFileError) as e:
+        dm(root=str(odd_folder))  # setup: before any item is read
+    msg = str(e.value)
+    assert "2 bad image file(s)" in msg and "broken.jpg" in msg and "empty.png" in msg and "on_bad_file=skip" in msg
+    m = dm(root=str(odd_folder), classes=["dogs"], on_bad_file="skip")
+    assert [p.name for p in m.train_set.load.files] == ["c.png"]
+    assert m.train_set[0]["real"].shape == (3, 16, 16)
+    assert "broken.jpg" in caplog.text and "empty.png" not in caplog.text  # only the classes kept
+
+
+def test_a_file_bad_past_its_header_stops_with_its_name_or_is_skipped(odd_folder, caplog):
+    """verify=header (the default) opens headers only: a PNG whose pixel data is garbled is found when read."""
+    from tests.test_bad_files import corrupt_pixels_png
+
+    corrupt_pixels_png(odd_folder / "dogs" / "garbled.png")
+    (odd_folder / "dogs" / "broken.jpg").unlink()
     m = dm(root=str(odd_folder), classes=["dogs"])
-    files = [str(p) for p in m.train_set.load.files]
-    bad = files.index(str(odd_folder / "dogs" / "broken.jpg"))
-    with pytest.raises(ImageFileError, match="broken.jpg"):
+    bad = [p.name for p in m.train_set.load.files].index("garbled.png")
+    with pytest.raises(ImageFileError, match="garbled.png"):
         m.train_set[bad]
     m = dm(root=str(odd_folder), classes=["dogs"], on_bad_file="skip")
     assert m.train_set[bad]["real"].shape == (3, 16, 16)
-    assert "broken.jpg" in caplog.text
+    assert "garbled.png" in caplog.text
+    with pytest.raises(ImageFileError, match=r"data\.verify=full(.|\n)*garbled\.png"):
+        dm(root=str(odd_folder), classes=["dogs"], verify="full")
 
 
 def test_random_crop_and_flip_only_in_training(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,26 @@ def test_the_coco_stuff_sample_loads_with_its_dontcare_and_instances():
 def test_a_missing_split_folder_is_a_layout_error(tmp_path):
     with pytest.raises(DataLayoutError):
         find_triples("spade", tmp_path, "train")
+
+
+def test_the_prescan_names_bad_photos_and_maps_before_training_or_skips_them(tmp_path, caplog):
+    write_split(tmp_path, n=3)
+    write_split(tmp_path, split="val", n=1)
+    (tmp_path / "train_label" / "000.png").write_bytes(b"")
+    photo = (tmp_path / "train_img" / "001.png").read_bytes()
+    (tmp_path / "train_img" / "001.png").write_bytes(photo[: len(photo) // 2])
+    (tmp_path / "train_inst" / "002.png").write_text("not an image")
+
+    def module(**kw):
+        return LabelMapDataModule(root=str(tmp_path), layout="spade", label_nc=4, contain_dontcare_label=False,
+                                  dontcare_label=None, load_size=32, crop_size=16, num_workers=0, **kw)
+
+    with pytest.raises(ImageFileError) as e:
+        module().setup("fit")  # before any item is read
+    msg = str(e.value)
+    assert "3 bad image file(s)" in msg and all(p in msg for p in ("train_label/000.png", "train_img/001.png", "train_inst/002.png"))
+    dm = module(use_instance=False, on_bad_file="skip")
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    assert [Path(t[1]).name for t in dm.train_set.triples] == ["002.png"]  # its instance map is not read
+    assert len(dm.val_set) == 1 and "train_label/000.png" in caplog.text

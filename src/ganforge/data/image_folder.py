@@ -6,6 +6,7 @@ any size and mode are made RGB or grayscale (`data.channels`), their shorter sid
 `load_size` (bicubic), then cropped to `image_size` (centre, or random for training with
 `crop=random`). Validation (the metrics callback, val/swd) uses `val_root` when set, else the
 training images with a centre crop (the published FID protocol compares with the train split).
+Every file is checked before the first step (the pre-scan of data/prescan.py: `data.verify`, `data.on_bad_file`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from ganforge.data.shards import FORMATS, ShardSplit, check_shards
 from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule
+from ganforge.data.prescan import FileCheck, PreScan
 from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
 from ganforge.imageio import IMG_EXTENSIONS, image_to_tensor, is_image_file, load_image
 
@@ -183,26 +185,45 @@ class UnconditionalDataModule(GANDataModule):
 
 
 class ImageFolderDataModule(UnconditionalDataModule):
-    def __init__(self, root: str | None = None, val_root: str | None = None, format: str = "folders", **kwargs):
+    """Any folder of images. Every file is checked before the first step (data/prescan.py, `verify`)."""
+
+    def __init__(self, root: str | None = None, val_root: str | None = None, format: str = "folders",
+                 verify: str = "header", **kwargs):
         super().__init__(**kwargs)
         if format not in FORMATS:
             raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {format!r}")
-        self.root, self.val_root, self.shards = root, val_root, format == "shards"
+        self.root, self.val_root, self.shards, self.verify = root, val_root, format == "shards", verify
+        self.prescan: PreScan | None = None
 
-    def _files(self, train: bool) -> tuple[list[Path], list[int]]:
+    def _check(self) -> None:
+        super()._check()
+        self.prescan = self.prescan or PreScan(self.on_bad_file, self.verify)
+
+    def _folder(self, train: bool) -> Path:
         if not self.root:
             raise ConfigError("data.root=<folder of images> is required, e.g. data.root=../shared/data/cifar10_frog/train")
-        root = Path(self.val_root if (self.val_root and not train) else self.root).expanduser()
-        files, labels = find_images(root, self.classes)
+        return Path(self.val_root if (self.val_root and not train) else self.root).expanduser()
+
+    def _files(self, train: bool) -> tuple[list[Path], list[int]]:
+        files, labels = find_images(self._folder(train), self.classes)
         names = sorted(set(labels))
         return files, [names.index(c) for c in labels]
+
+    def _checked_files(self, train: bool) -> tuple[list[Path], list[int]]:
+        """`_files` less the bad ones the pre-scan found (on_bad_file=skip; error stops here, naming them all)."""
+        files, ids = self._files(train)
+        bad = self.prescan.bad_paths([FileCheck(f, self.channels) for f in files], self._folder(train))
+        kept = [(f, i) for f, i in zip(files, ids) if f not in bad]
+        if not kept:
+            raise DataLayoutError(f"Every image under {self._folder(train)} is bad ({len(files)} files, e.g. {files[0]})")
+        return [f for f, _ in kept], [i for _, i in kept]
 
     def _dataset(self, train: bool) -> Dataset:
         if self.shards:
             check_shards(self.root)
             split = ShardSplit(self.root, "val" if not train and has_shard_split(self.root, "val") else "train", single=True)
             return self._wrap(len(split), _ShardLoader(split, self.channels), train)
-        files, ids = self._files(train)
+        files, ids = self._checked_files(train)
         return self._wrap(len(files), _FileLoader(files, ids, self.channels), train)
 
     def shard_splits(self) -> dict[str, tuple[list, list[int]]]:

@@ -10,8 +10,10 @@ Layouts (NVlabs/SPADE data/*_dataset.py):
   * `folders`: any `data.image_dir` + `data.label_dir` (+ `data.instance_dir`), matched by stem
     (custom_dataset.py); validation uses the same folders.
 
-Every label map is checked when it is first read: ids >= label_nc (other than the don't-care id),
-colour masks, and a size that differs from the photo stop with one message naming the file and the fix
+Every photo, label map and instance map is opened before the first step (the pre-scan of
+data/prescan.py: `data.verify`, `data.on_bad_file`), and every label map is checked when it is first
+read: ids >= label_nc (other than the don't-care id), colour masks, and a size that differs from the
+photo stop with one message naming the file and the fix
 (the reference crashes in scatter_ or with a CUDA assert instead: NVlabs/SPADE #68, #72, #138).
 """
 
@@ -30,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from ganforge.data.shards import FORMATS, ShardSplit, check_shards
 from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule, item_or_next_good
+from ganforge.data.prescan import FileCheck, PreScan
 from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
 from ganforge.imageio import LabelIds, image_to_tensor, list_images, load_image, load_label_ids
 
@@ -89,6 +92,19 @@ class LabelMapDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.triples)
+
+    def file_checks(self) -> list[FileCheck]:
+        """What the pre-scan opens: each photo, label map and (with use_instance) instance map; the ids
+        and sizes are checked as each item loads."""
+        return [FileCheck(p, channels=3 if k == 0 else 1) for t in self.triples
+                for k, p in enumerate(t[: 3 if self.use_instance else 2]) if p is not None]
+
+    def drop(self, bad: set[Path]) -> None:
+        """Leave out the items with a bad file (on_bad_file=skip after the pre-scan)."""
+        kept = [t for t in self.triples if not bad.intersection(t)]
+        if not kept:
+            raise DataLayoutError(f"Every file in this split is bad ({len(self.triples)} items, e.g. {self.triples[0][1]})")
+        self.triples, self._bad = kept, set()
 
     def _geometry(self, w: int, h: int) -> tuple[tuple[int, int], tuple[int, int, int, int] | None, bool]:
         """(resize to (w, h), crop box or None, flip), drawn once per item (base_dataset.py get_params)."""
@@ -250,6 +266,7 @@ class LabelMapDataModule(GANDataModule):
         num_workers: int = 2,
         size_multiple: int = 1,
         on_bad_file: str = "error",
+        verify: str = "header",
         max_dataset_size: int | None = None,
         num_val_images: int | None = None,
         download: bool = True,
@@ -285,6 +302,7 @@ class LabelMapDataModule(GANDataModule):
         # A plain list, as checkpoints (datamodule_hyper_parameters) must load with weights_only=True.
         self.hparams.class_names = [str(n) for n in class_names] if class_names is not None else None
         self.size_multiple = size_multiple
+        self.prescan = PreScan(on_bad_file, verify)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
@@ -342,11 +360,20 @@ class LabelMapDataModule(GANDataModule):
             return "train"
 
     def setup(self, stage: str | None = None) -> None:
+        built = {}
         if stage in (None, "fit"):
-            self.train_set = self._dataset("train", train=True)
+            built["train"] = self._dataset("train", train=True)
         if self.val_set is None:
-            val = self._dataset(self._val_split(), train=False)
-            n = self.hparams.num_val_images
+            built["val"] = self._dataset(self._val_split(), train=False)
+        if not self.shards:  # shards were checked when ganforge-prepare wrote them
+            checks = [c for ds in built.values() for c in ds.file_checks()]
+            bad = self.prescan.bad_paths(checks, self.root or Path(self.hparams.label_dir))
+            for ds in built.values() if bad else ():
+                ds.drop(bad)
+        if "train" in built:
+            self.train_set = built["train"]
+        if "val" in built:
+            val, n = built["val"], self.hparams.num_val_images
             self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
 
     def _loader(self, ds, batch_size: int, shuffle: bool) -> DataLoader:
