@@ -366,10 +366,7 @@ class LabelMapDataModule(GANDataModule):
         if self.val_set is None:
             built["val"] = self._dataset(self._val_split(), train=False)
         if not self.shards:  # shards were checked when ganforge-prepare wrote them
-            checks = [c for ds in built.values() for c in ds.file_checks()]
-            bad = self.prescan.bad_paths(checks, self.root or Path(self.hparams.label_dir))
-            for ds in built.values() if bad else ():
-                ds.drop(bad)
+            self.prescan.drop_bad(built.values(), self.root or Path(self.hparams.label_dir))
         if "train" in built:
             self.train_set = built["train"]
         if "val" in built:

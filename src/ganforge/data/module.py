@@ -152,11 +152,8 @@ class FolderDataModule(GANDataModule):
             built["test"] = self._dataset(self._resolve("test", ("val", "train")), train=False)
         # Before any step, not in a worker mid-epoch: see data/prescan.py. Shards were checked when
         # ganforge-prepare wrote them.
-        checks = [] if self.shards else [c for ds in built.values() for c in ds.file_checks()]
-        bad = self.prescan.bad_paths(checks, self.root)
-        if bad:
-            for ds in built.values():
-                ds.drop(bad)
+        if not self.shards:
+            self.prescan.drop_bad(built.values(), self.root)
         if "train" in built:
             self.train_set = built["train"]
         if "val" in built:

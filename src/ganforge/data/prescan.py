@@ -101,3 +101,11 @@ class PreScan:
             )
         self._warned.update(new)
         return {c.path for c in checks if self._results[c]}
+
+    def drop_bad(self, datasets: Iterable, where: Path) -> None:
+        """Pre-scan every file of `datasets` (their `file_checks()`) at once; with on_bad_file=skip each
+        then leaves out its items with a bad file (`drop(bad_paths)`)."""
+        datasets = list(datasets)
+        bad = self.bad_paths([c for ds in datasets for c in ds.file_checks()], where)
+        for ds in datasets if bad else ():
+            ds.drop(bad)
