@@ -229,7 +229,7 @@ class OnnxModel:
         outs = {f"_{k}": [array_to_image(self._run(graph, label=ids, z=zs[k:k + 1])[0], orig)] for k in range(n)}
         return {"": outs["_0"]} if n == 1 else outs
 
-    def predict_samples(self, opts: Mapping, out_dir: Path) -> list[Path]:
+    def write_samples(self, opts: Mapping, out_dir: Path) -> list[Path]:
         """Samples of a noise-only export (DCGAN's G(z), SinGAN's pyramid): `num_samples` images from
         N(0, 1) inputs drawn with numpy from `seed`, `sample_NNNN.png`, and their grid `grid.png`."""
         graph = next(iter(self.graphs.values()))

@@ -37,3 +37,7 @@ from ganforge.nets.norms import SPADE  # noqa: E402
 from ganforge.nets.spade import SPADEDiscriminator, SPADEEncoder, SPADEGenerator, SPADEResnetBlock  # noqa: E402
 
 __all__ += ["SPADE", "SPADEDiscriminator", "SPADEEncoder", "SPADEGenerator", "SPADEResnetBlock"]
+
+from ganforge.nets.dcgan import ConvDropoutDiscriminator, DCGANDiscriminator, DCGANGenerator, DenseConvGenerator  # noqa: E402
+
+__all__ += ["ConvDropoutDiscriminator", "DCGANDiscriminator", "DCGANGenerator", "DenseConvGenerator"]

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ganforge.nets.registry import register_net
 from ganforge.errors import ConfigError
 from ganforge.nets.init import init_weights
 from ganforge.nets.norms import SPADE
@@ -63,6 +64,7 @@ def latent_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: str)
     return sh, sw
 
 
+@register_net
 class SPADEGenerator(nn.Module):
     """Label map (or z, with the VAE) -> image. The input grid is crop/2^n (n = 5, 6, 7 for
     normal | more | most); head, 2 middle and 4 up SPADE ResBlocks (16 -> 8 -> 4 -> 2 -> 1 x ngf, and
@@ -179,6 +181,7 @@ class NLayerSPADEDiscriminator(nn.Module):
         return out
 
 
+@register_net
 class SPADEDiscriminator(nn.Module):
     """`num_D` scales; scale i sees the input average-pooled (3, 2, 1, count_include_pad=False) i
     times. Returns, per scale, the list of every layer's features with the score map last."""
@@ -198,6 +201,7 @@ class SPADEDiscriminator(nn.Module):
         return results
 
 
+@register_net
 class SPADEEncoder(nn.Module):
     """Style image -> (mu, logvar) of size z_dim. The image is resized (bilinear) to `load_size`, then
     k3 stride-2 convs with spectral instance norm (64 -> 128 -> 256 -> 512 -> 512 -> 512 x ndf/64) bring it
