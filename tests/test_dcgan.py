@@ -17,7 +17,8 @@ from PIL import Image
 from ganforge.callbacks import GeneratorEMA
 from ganforge.cli import train
 from ganforge.errors import ConfigError
-from ganforge.gans.dcgan import DCGAN, slerp
+from ganforge.gans.dcgan import DCGAN
+from ganforge.models.dcgan import slerp
 from ganforge.metrics.swd import patch_swd
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from tests.conftest import SHARED_DATA, compose_train, train_from_untrained

@@ -20,7 +20,8 @@ from ganforge.cli import train
 from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
 from ganforge.errors import ConfigError, ImageFileError
 from ganforge.app import CONF_DIR
-from ganforge.checkpoint import build_model
+import ganforge
+from ganforge.models.loading import read_checkpoint
 from ganforge.gans.singan import SinGAN
 from ganforge.imageio import tensor_to_image
 from ganforge.predict import predict
@@ -163,13 +164,13 @@ def singan_ckpt(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_reconstruction_chain_reproduces_the_image(singan_ckpt):
-    model, cfg = build_model(singan_ckpt)
-    assert cfg["model"]["pyramid"] == [[20, 30], [24, 35], [27, 40]]
-    model.eval()
+    model = ganforge.load(singan_ckpt)
+    assert read_checkpoint(singan_ckpt)["ganforge"]["config"]["model"]["pyramid"] == [[20, 30], [24, 35], [27, 40]]
+    assert model.spec.pyramid == [[20, 30], [24, 35], [27, 40]]
     with torch.no_grad():
         zeros = torch.zeros(1, 3, *model.pyramid[0])
         rec = model.chain(0, model.num_scales - 1, zeros, model.rec_noise)
-        sample = model.sample()
+        sample = model.generate()
     real = model.real(model.num_scales - 1)
     mse = torch.mean((rec - real) ** 2)
     psnr = 10 * torch.log10(4 / mse)  # images in [-1, 1]

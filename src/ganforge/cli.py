@@ -19,6 +19,7 @@ from omegaconf.errors import InterpolationKeyError
 from ganforge.app import CONF_DIR, entry_point
 from ganforge.checkpoint import check_resumable, load_weights
 from ganforge.errors import ConfigError
+from ganforge.models import load
 from ganforge.utils.instantiate import instantiate_all
 from ganforge.utils.print_config import print_config
 
@@ -99,6 +100,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         load_weights(model, cfg.init_from)
     datamodule.size_multiple = model.input_size_multiple
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    model.run_config["command"] = run_command()
 
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
@@ -130,7 +132,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         _finish(loggers)
     if trainer.checkpoint_callback is not None:
         log.info("Checkpoints: %s", trainer.checkpoint_callback.dirpath)
+        last = trainer.checkpoint_callback.last_model_path
+        if cfg.get("train", True) and trainer.is_global_zero and last and Path(last).is_file():
+            folder = Path(last).parent / "model"
+            load(last).save_pretrained(folder)
+            log.info("Model folder (ganforge.load, ganforge-predict ckpt_path=...): %s", folder)
     return metrics, objects
+
+
+def run_command() -> str:
+    """The command line of this run, for the model card. `${` is written `$ {`: a stored config is never resolved,
+    and a loader refuses any interpolation it finds in one."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return " ".join(["python train.py", *overrides]).replace("${", "$ {")
 
 
 def _finish(loggers: list) -> None:

@@ -1,4 +1,7 @@
-"""`ganforge-export ckpt_path=<ckpt> output=<folder> format=onnx|torchscript|safetensors`.
+"""`ganforge-export ckpt_path=<ckpt or model folder> output=<folder> format=onnx|torchscript|safetensors|pretrained`.
+
+`format=pretrained` writes the portable model folder (`model.safetensors`, `config.json`, `README.md`) that
+`ganforge.load` and huggingface_hub read. The other formats:
 
 Each network a model names in `export_graphs` (pix2pix: its direction; the CycleGAN family: AtoB and
 BtoA; BicycleGAN: G(image, z) and E; SPADE: G(label ids[, z]); DCGAN: G(z); SinGAN: the whole
@@ -13,6 +16,7 @@ inputs and outputs, input size multiple, channels, normalisation, ganforge versi
   and, for dynamic H/W, a second size too) may differ from PyTorch's by at most `tolerance`, else the
   export fails and the file is removed.
 * safetensors: the generators' weights, each with its net config in the file's metadata.
+The graphs come from the inference model (`ganforge.load`), so an export never needs Lightning's checkpoint code.
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ from rich.table import Table
 
 import ganforge
 from ganforge.app import entry_point
-from ganforge.checkpoint import build_model
 from ganforge.errors import ConfigError, ExportError
-from ganforge.gans.base import ExportGraph
+from ganforge.models import ExportGraph, InferenceModel, load
+from ganforge.nets.registry import net_config
 
 log = logging.getLogger("ganforge.export")
 
-FORMATS = ("onnx", "torchscript", "safetensors")
+FORMATS = ("onnx", "torchscript", "safetensors", "pretrained")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 MIN_OPSET = 17
 EXTRA_HINT = "install the export extra: pip install 'ganforge[export]'"
@@ -57,24 +61,29 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     opset = int(cfg.get("opset") or MIN_OPSET)
     if opset < MIN_OPSET:
         raise ConfigError(f"opset={opset}: ganforge exports with opset >= {MIN_OPSET}")
-    model, run_cfg = build_model(cfg.ckpt_path, trust=bool(cfg.get("trust_checkpoint")), use_ema=bool(cfg.get("use_ema", True)))
-    model.eval()
+    model = load(cfg.ckpt_path, use_ema=bool(cfg.get("use_ema", True)))
     opts = OmegaConf.to_container(cfg, resolve=True)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = run_cfg.get("data", {})
+    if fmt == "pretrained":
+        model.save_pretrained(out_dir)
+        Console().print(f"Wrote the {model.model_name} model folder {out_dir} (model.safetensors, config.json, README.md)")
+        return model.config_dict()
+    spec = model.spec
+    multiple = int(getattr(model, "size_multiple", 1))
+    in_nc, out_nc = int(getattr(spec, "input_nc", 3)), int(getattr(spec, "output_nc", 3))
     manifest: dict[str, Any] = {
         "ganforge_version": ganforge.__version__,
-        "model": type(model).__name__,
-        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model": model.model_name,
         "format": fmt,
-        "checkpoint": str(cfg.ckpt_path),
+        # the file's name only: a manifest is meant to be shared, and local paths are nobody else's business
+        "checkpoint": Path(str(cfg.ckpt_path)).name,
         "use_ema": bool(cfg.get("use_ema", True)),
-        "input_size_multiple": model.input_size_multiple,
-        "train_size": int(data.get("crop_size", 256)),
-        "channels": {"A": int(data.get("input_nc", 3)), "B": int(data.get("output_nc", 3))},
+        "input_size_multiple": multiple,
+        "train_size": int(getattr(spec, "train_size", None) or getattr(model, "train_size", (256,))[0]),
+        "channels": {"A": in_nc, "B": out_nc},
         "normalisation": "images in [-1, 1]: pixel / 127.5 - 1 in, (output + 1) * 127.5 out (clamped, rounded)",
-        "needs_input": model.needs_input,
+        "needs_input": type(model).__name__ not in ("DCGANModel", "SinGANModel"),
         "graphs": [],
     }
     if fmt == "onnx":
@@ -82,7 +91,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     tolerance = float(cfg.get("tolerance", 1e-4))
     seed = int(cfg.get("seed") or 0)
     if fmt == "safetensors":
-        manifest["graphs"] = [_export_safetensors(model, run_cfg, name, out_dir) for name in model.generator_names]
+        manifest["graphs"] = [_export_safetensors(model, name, out_dir) for name, _ in model.named_children()]
     else:
         for graph in model.export_graphs(opts):
             graph.module.eval()  # the exporter restores the mode it found, and a new wrapper is in train mode
@@ -91,10 +100,10 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             try:
                 if fmt == "onnx":
                     _export_onnx(graph, path, opset, {**_lone_file_meta(manifest), **entry})
-                    diff = _check_parity(graph, _onnx_runner(path), tolerance, seed, path, model.input_size_multiple)
+                    diff = _check_parity(graph, _onnx_runner(path), tolerance, seed, path, multiple)
                 else:
                     _export_torchscript(graph, path, {**_lone_file_meta(manifest), **entry})
-                    diff = _check_parity(graph, _torchscript_runner(path), tolerance, seed, path, model.input_size_multiple)
+                    diff = _check_parity(graph, _torchscript_runner(path), tolerance, seed, path, multiple)
             except ExportError:
                 path.unlink(missing_ok=True)
                 raise
@@ -225,15 +234,15 @@ def _check_parity(graph: ExportGraph, run, tolerance: float, seed: int, path: Pa
 
 
 # ----- safetensors ----------------------------------------------------------------------------------------
-def _export_safetensors(model, run_cfg: dict, name: str, out_dir: Path) -> dict[str, Any]:
+def _export_safetensors(model: InferenceModel, name: str, out_dir: Path) -> dict[str, Any]:
     _require("safetensors")
     from safetensors.torch import load_file, save_file
 
     net = getattr(model, name)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    net_cfg = (run_cfg.get("model") or {}).get(name)
-    meta = {"ganforge_version": ganforge.__version__, "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "net": name, "net_config": json.dumps(net_cfg), "model_config": json.dumps(run_cfg.get("model"))}
+    net_cfg = [net_config(g, f"{name}[{i}]") for i, g in enumerate(net)] if isinstance(net, torch.nn.ModuleList) \
+        else net_config(net, name)
+    meta = {"ganforge_version": ganforge.__version__, "model": model.model_name, "net": name, "net_config": json.dumps(net_cfg)}
     path = out_dir / f"{name}.safetensors"
     save_file(state, str(path), metadata=meta)
     back = load_file(str(path))

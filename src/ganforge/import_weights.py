@@ -31,7 +31,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganforge.app import entry_point
-from ganforge.checkpoint import check_targets
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.nets.encoders import BasicBlock, ResnetEncoder
 from ganforge.nets.generators import ResnetGenerator, UnetGenerator, UnetSkipBlock
@@ -181,7 +180,6 @@ def import_weights(cfg: DictConfig) -> Path:
         raise ConfigError(f"ganforge-import reads the reference generators of {', '.join(SOURCES)}; model={target} is none of them")
     if not cfg.get("G"):
         raise ConfigError(f"G=<.pth> is required: the {SOURCES[kind]} weights")
-    check_targets(OmegaConf.to_container(cfg.model, resolve=True))
     model = instantiate(cfg.model)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     imported = {}

@@ -1,8 +1,9 @@
 """What the demo's pages call: one trained model behind the predict code path.
 
-`CheckpointBackend` loads a checkpoint as ganforge-predict does (`predict.CheckpointModel`) and runs every request through
-the functions `ganforge-predict` runs: `predict.load_input` + `predict.translate_image` for an input
-image, `predict_samples` for a model that samples from noise and `run_app` for a SinGAN application,
+`CheckpointBackend` loads a model as ganforge-predict does (`predict.TorchModel`, i.e. `ganforge.load`: a checkpoint, a
+model folder or a Hub id) and runs every request through the functions `ganforge-predict` runs: `predict.load_input` +
+`predict.translate_image` for an input image, `write_samples` for a model that samples from noise and `run_app` for a
+SinGAN application,
 with the predict options (ganforge/conf/predict.yaml) a request overrides. The pages (`demo.ui`) read
 only the attributes and methods below, so another backend with the same surface (e.g. one running an
 exported model) serves the same pages.
@@ -22,7 +23,7 @@ from PIL import Image
 
 from ganforge.errors import ConfigError
 from ganforge.imageio import load_image
-from ganforge.predict import CheckpointModel, load_input, translate_image
+from ganforge.predict import TorchModel, load_input, translate_image
 
 #: what a request may set: the predict options the pages expose
 REQUEST_OPTIONS = ("direction", "reconstruct", "n_samples", "seed", "num_samples", "interp", "interp_steps",
@@ -35,45 +36,46 @@ class CheckpointBackend:
 
     def __init__(self, opts: Mapping, work_dir: str | Path):
         """`opts`: the predict options (ckpt_path, use_ema, ...) every request starts from."""
-        self.predictor = CheckpointModel(opts)
-        self.model = self.predictor.gan
-        self.run_config = self.model.run_config
-        self.name = f"{type(self.model).__name__} ({Path(opts['ckpt_path']).name})"
+        self.predictor = TorchModel(opts)
+        self.model = self.predictor.model
+        self.name = f"{self.model.model_name} ({Path(opts['ckpt_path']).name})"
         self.base_opts = OmegaConf.create(OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts))
         self.work_dir = Path(work_dir)
         self._requests = itertools.count()
         self._lock = threading.Lock()  # one request at a time: the model and the torch streams are shared
 
-    # ----- what the model is: the GAN contract's flags, for the pages --------------------------------
+    # ----- what the model is, for the pages ---------------------------------------------------------
     @property
     def directions(self) -> tuple[str, ...]:
-        return tuple(self.model.directions)
+        return self.predictor.directions
 
     @property
     def needs_input(self) -> bool:
-        return bool(self.model.needs_input)
+        return self.predictor.needs_input
 
     @property
     def apps(self) -> tuple[str, ...]:
-        return tuple(self.model.apps)
+        return tuple(self.predictor.apps)
 
     @property
     def style_option(self) -> str | None:
-        return self.model.style_option
+        return self.predictor.style_option
 
     def label_classes(self) -> list[tuple[str, tuple[int, int, int]]] | None:
-        return self.model.label_classes()
+        return self.predictor.label_classes()
 
     @property
     def input_channels(self) -> int:
-        return int(self.model.predict_input_nc(self.base_opts))
+        return self.predictor.input_channels(self.base_opts)
 
     @property
     def train_size(self) -> tuple[int, int]:
         """(w, h) of the training crop: the size of a blank canvas."""
-        data = self.run_config.get("data", {})
-        side = int(data.get("crop_size") or data.get("image_size") or 256)
-        return side, int(side / float(data.get("aspect_ratio") or 1.0))
+        size = getattr(self.model, "train_size", None)
+        if isinstance(size, tuple):  # SPADE: its generator's geometry
+            return size
+        side = int(getattr(self.model.spec, "train_size", 256))
+        return side, side
 
     def options(self, **request: Any) -> DictConfig:
         """The predict options for one request: predict.yaml's values, those of the command line, and the request's."""
@@ -90,7 +92,7 @@ class CheckpointBackend:
         """The outputs for an image file, as ganforge-predict computes them: {file-name suffix: frames}."""
         opts = self.options(**request)
         with self._lock:
-            self.model.predict_direction(opts)
+            self.predictor.predict_direction(opts)
             return translate_image(self.predictor, load_input(self.predictor, Path(path), opts), opts)
 
     def translate_label_ids(self, ids: np.ndarray, **request: Any) -> dict[str, list[Image.Image]]:
@@ -100,10 +102,10 @@ class CheckpointBackend:
             return translate_image(self.predictor, Image.fromarray(np.asarray(ids, dtype=np.int32), "I"), opts)
 
     def samples(self, **request: Any) -> list[Path]:
-        """The files `predict_samples` writes (a model without inputs), in a fresh folder under `work_dir`."""
+        """The files `write_samples` writes (a model without inputs), in a fresh folder under `work_dir`."""
         opts = self.options(**request)
         with self._lock:
-            return [Path(p) for p in self.model.predict_samples(opts, self._request_dir("samples"))]
+            return [Path(p) for p in self.predictor.write_samples(opts, self._request_dir("samples"))]
 
     def run_app(self, app: str, **request: Any) -> list[Path]:
         """The files `run_app` writes for one of `apps`, in a fresh folder under `work_dir`."""
@@ -111,7 +113,7 @@ class CheckpointBackend:
             raise ConfigError(f"app={app!r} is not one of this model's apps ({', '.join(self.apps) or 'none'})")
         opts = self.options(app=app, **request)
         with self._lock:
-            return [Path(p) for p in self.model.run_app(opts, self._request_dir(app))]
+            return [Path(p) for p in self.predictor.run_app(opts, self._request_dir(app))]
 
     def _request_dir(self, what: str) -> Path:
         out = self.work_dir / f"{next(self._requests):04d}_{what}"

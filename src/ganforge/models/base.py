@@ -324,6 +324,14 @@ class InferenceModel(nn.Module, ModelHubMixin, library_name="ganforge", tags=["g
 
     #: the spec dataclass of this family
     Spec: ClassVar[type]
+    #: what the metric suite may compute (ganforge.metrics.registry): outputs with a per-pixel ground truth,
+    #: several outputs per input, one training image, label maps of this many classes
+    metric_paired: ClassVar[bool] = False
+    metric_multimodal: ClassVar[bool] = False
+    metric_single_image: ClassVar[bool] = False
+    metric_label_classes: int | None = None
+    #: the translation directions `metric_batch` accepts
+    directions: tuple[str, ...] = ("AtoB",)
     #: the paper, for the model card
     paper: ClassVar[str] = ""
     paper_name: ClassVar[str] = ""
@@ -339,7 +347,8 @@ class InferenceModel(nn.Module, ModelHubMixin, library_name="ganforge", tags=["g
                 setattr(self, name, nets[name])
             elif nets is None:
                 setattr(self, name, build_net(config, f"spec.nets.{name}"))
-        self.eval()
+        if nets is None:  # nets of a training module keep the mode training gives them
+            self.eval()
         #: what the training run said of itself, for the model card (data, command, metrics, EMA)
         self.training_info: dict[str, Any] = {}
 

@@ -77,6 +77,7 @@ def soft_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 @register_model("singan")
 class SinGANModel(InferenceModel):
+    metric_single_image = True
     paper = "Rott Shaham et al., SinGAN: Learning a Generative Model from a Single Natural Image, ICCV 2019"
     paper_name = "SinGAN"
     usage = ("samples = model.sample(4, seed=0)              # random images like the training image\n"
@@ -119,7 +120,8 @@ class SinGANModel(InferenceModel):
         for name, shape in shapes.items():
             self.register_buffer(name, buffers[name] if buffers else torch.zeros(shape))
         self.pad = self.netG[0].pad
-        self.eval()
+        if not nets:
+            self.eval()
 
     @classmethod
     def spec_of(cls, netG: nn.ModuleList, channels: int, pyramid: list) -> Spec:

@@ -104,6 +104,10 @@ class SPADEInference(InferenceModel):
         return self.netG.sw * self.size_multiple, self.netG.sh * self.size_multiple
 
     @property
+    def metric_label_classes(self) -> int:
+        return self.spec.label_nc
+
+    @property
     def n_labels(self) -> int:
         return self.spec.label_nc + int(self.spec.contain_dontcare_label)
 

@@ -58,8 +58,6 @@ class TranslationSpec(NetsSpec):
 class Translator(InferenceModel):
     """What the translators share: image conversion, padding to the size multiple, the preprocessing record."""
 
-    directions: tuple[str, ...] = ("AtoB",)
-
     @property
     def size_multiple(self) -> int:
         return max(getattr(self, n).size_multiple for n in self.spec.nets if hasattr(getattr(self, n), "size_multiple"))
@@ -92,6 +90,7 @@ class Pix2PixModel(Translator):
     """G: U-Net A -> B. `test_dropout` (the default, as the paper and the reference test.py): dropout on and
     BatchNorm on each image's own statistics; False: eval mode."""
 
+    metric_paired = True
     paper = "Isola et al., Image-to-Image Translation with Conditional Adversarial Networks, CVPR 2017"
     paper_name = "pix2pix"
     usage = "out = model.translate(img)            # a PIL image, numpy array or tensor; one or a list"
@@ -211,6 +210,7 @@ class TwoDomainModel(Translator):
 class BicycleGANModel(Translator):
     """G(A, z) with z ~ N(0, 1) of size nz, or E's mean of a style image (`encode`). Eval mode (test.py)."""
 
+    metric_multimodal = True
     paper = "Zhu et al., Toward Multimodal Image-to-Image Translation, NeurIPS 2017"
     paper_name = "BicycleGAN"
     usage = ("outs = model.sample_diverse(img, n=4, seed=0)   # four styles\n"
@@ -250,6 +250,11 @@ class BicycleGANModel(Translator):
             raise ConfigError(f"n must be >= 1, got {n}")
         zs = self.latents(n, seed)
         return [self.translate(images, z=z) for z in zs]
+
+    def diverse(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """(n, N, C, H, W) for a batch in [-1, 1]: n outputs per input, each from its own z ~ N(0, 1) (torch's
+        stream): what the diversity metric (LPIPS between outputs) compares."""
+        return torch.stack([self.generate(x, self.latents(len(x))) for _ in range(n)])
 
     def latents(self, n: int, seed: int | None = None) -> torch.Tensor:
         """(n, nz) z ~ N(0, 1): from numpy's generator with a seed, else from torch's stream."""
