@@ -32,6 +32,20 @@ def test_every_package_under_src_is_in_the_wheel():
     assert listed - found == {"ganforge.conf"}
 
 
+def test_the_ganforge_command_prints_the_version_and_every_command(capsys):
+    from ganforge import __version__
+    from ganforge.commands import COMMANDS, main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"ganforge {__version__}\n"
+    main([])
+    out = capsys.readouterr().out
+    scripts = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"])
+    assert set(COMMANDS) == scripts - {"ganforge"}, "commands.COMMANDS lists [project.scripts]"
+    assert out.startswith(f"ganforge {__version__}\n") and all(f"  {name} " in out for name in COMMANDS)
+
+
 @pytest.mark.slow
 def test_wheel_trains_from_an_unrelated_directory(tmp_path):
     # From a copy: setuptools leaves build/ in the source tree it builds.
@@ -48,6 +62,8 @@ def test_wheel_trains_from_an_unrelated_directory(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "ganforge/conf/train.yaml" in names and "ganforge/conf/model/pix2pix.yaml" in names
     assert not any(n.startswith("ganforge/conf/local/") for n in names), "conf/local/ is the builder's own"
+    assert "ganforge/py.typed" in names
+    assert {n.rsplit("/", 1)[-1] for n in names if "/licenses/" in n} == {"LICENSE", "NOTICE"}
     assert any(n.startswith("ganforge/assets/sample_edges2photo/train/") for n in names)
 
     target = tmp_path / "site"
@@ -65,6 +81,9 @@ def test_wheel_trains_from_an_unrelated_directory(tmp_path):
     assert where.returncode == 0, where.stderr[-2000:]
     package, conf = where.stdout.split()
     assert Path(package).is_relative_to(target) and Path(conf) == target / "ganforge" / "conf", where.stdout
+    version = subprocess.run([str(target / "bin" / "ganforge"), "--version"],
+                             cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert version.stdout.strip() == f"ganforge {wheel.name.split('-')[1]}", version.stdout + version.stderr
     run = subprocess.run(
         [str(target / "bin" / "ganforge-train"), "debug=fast_dev_run", "logger=csv"],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600,
