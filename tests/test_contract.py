@@ -84,7 +84,7 @@ def test_the_defaults_of_the_contract():
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_has_a_tiny_config(model):
-    assert model in TINY_CONFIGS, f"model={model} has no src/ganforge/conf/debug_model/tiny_{model}.yaml (debug=tiny must shrink it)"
+    assert model in TINY_CONFIGS, f"model={model} has no conf/debug_model/tiny_{model}.yaml (debug=tiny must shrink it)"
 
 
 def _short(cfg):

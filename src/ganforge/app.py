@@ -1,13 +1,14 @@
 """What every command-line entry point shares: the packaged configs and one-line user errors.
 
 `entry_point("train")` turns a function of the composed config into a Hydra app that reads
-`ganforge/conf/train.yaml`, prints a GanforgeError's message alone and exits 2 (HYDRA_FULL_ERROR=1
+`conf/train.yaml`, prints a GanforgeError's message alone and exits 2 (HYDRA_FULL_ERROR=1
 keeps the traceback).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import logging
 import os
 import sys
@@ -20,9 +21,24 @@ from ganforge.errors import GanforgeError
 from ganforge.utils import resolvers
 
 resolvers.register()
-#: shipped inside the package, so an installed ganforge needs no checkout
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 log = logging.getLogger("ganforge")
+
+
+def conf_dir() -> str:
+    """The Hydra configs: a source checkout's top-level conf/, else the installed package `ganforge.conf`.
+
+    pyproject.toml maps conf/ to the package `ganforge.conf`, so a wheel carries it and an editable install
+    finds it. The checkout's conf/ comes first so that running a checkout's src/ (PYTHONPATH=src) reads that
+    checkout's configs, even where another checkout of ganforge is installed in editable mode.
+    """
+    src = Path(__file__).resolve().parents[1]
+    checkout = src.parent / "conf"
+    if src.name == "src" and (checkout / "train.yaml").is_file():
+        return str(checkout)
+    return str(importlib.resources.files("ganforge.conf"))
+
+
+CONF_DIR = conf_dir()
 
 
 def user_message(e: BaseException) -> str:
@@ -52,7 +68,7 @@ def user_errors_exit(fn: Callable) -> Callable:
 
 
 def entry_point(config_name: str) -> Callable[[Callable], Callable[[], object]]:
-    """`@entry_point("predict")` on `def main(cfg)`: a console script reading ganforge/conf/predict.yaml."""
+    """`@entry_point("predict")` on `def main(cfg)`: a console script reading conf/predict.yaml."""
 
     def decorate(fn: Callable) -> Callable[[], object]:
         return hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(user_errors_exit(fn))
