@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationKeyError
 
 from ganforge.app import CONF_DIR, entry_point
+from ganforge.callbacks.resume_checks import check_resume_state
 from ganforge.checkpoint import check_resumable, load_weights
 from ganforge.errors import ConfigError
 from ganforge.models import load
@@ -117,6 +118,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         if cfg.get("train", True):
             ckpt = resolve_ckpt_path(cfg)
             resumed = check_resumable(ckpt) if ckpt else None
+            if resumed is not None:
+                check_resume_state(resumed, ckpt, trainer)
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
             if resumed is not None and trainer.global_step == resumed["global_step"] and not metrics:
