@@ -19,9 +19,8 @@ running statistics (saved by torch < 0.4, which the reference also deletes on lo
 from __future__ import annotations
 
 import logging
-import pickle
 import re
-import zipfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,16 +54,34 @@ def read_pth(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what}={path} does not exist; give the .pth file of the reference's download script (docs/export.md)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{what}={path} is empty (0 bytes); download it again")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{what}={path} is not a readable torch state dict ({type(e).__name__}: {first})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the weights-only unpickler's notes on pickle protocols: the error says it all
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch.load fails with KeyError, IndexError, struct.error... on a file that is no torch save
+        raise CheckpointError(f"{what}={path} is not a readable torch state dict (truncated, not a torch save, or holding "
+                              f"objects other than tensors, which are never loaded: {type(e).__name__}: {_load_error(e)}); "
+                              "give the .pth of the reference's download script (docs/export.md)") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise CheckpointError(f"{what}={path} is not a state dict of tensors (a .pth of the reference's networks)")
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{what}={path} holds a {type(sd).__name__}, not a state dict of tensors (a .pth of the reference's networks)")
+    bad = [f"{k!r}: {type(v).__name__}" for k, v in sd.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad:
+        raise CheckpointError(f"{what}={path} is not a state dict of tensors (a .pth of the reference's networks): "
+                              f"{len(bad)} entries are not name: tensor, e.g. {', '.join(bad[:3])}")
     return {k.removeprefix("module."): v for k, v in sd.items() if not k.endswith("_metadata")}
+
+
+def _load_error(e: Exception) -> str:
+    """The informative line of torch.load's error: the weights-only unpickler's own reason, else the first line."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    for k, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            return (line.split("WeightsUnpickler error:", 1)[1].strip() or (lines[k + 1] if k + 1 < len(lines) else ""))[:200]
+    return lines[0][:200] if lines else ""
 
 
 def identity_mapping(net: nn.Module) -> Mapping_:
