@@ -16,6 +16,7 @@ from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 import ganforge
+from ganforge.app import CONF_DIR
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.predict import predict
 from tests.conftest import PAIRED_MINI, SHARED_DATA, compose_train
@@ -220,7 +221,7 @@ def test_predict_writes_the_pixels_it_wrote_before_the_refactor(run, tmp_path):
     """The goldens are ganforge-predict's files from before ganforge.load existed (the LightningModule path), for
     the same seeded tiny models; a CPU with other vector units may round a level differently."""
     name, opts = GOLDEN_RUNS[run]
-    base = OmegaConf.load(Path(ganforge.__file__).parent / "conf" / "predict.yaml")
+    base = OmegaConf.load(Path(CONF_DIR) / "predict.yaml")
     cfg = OmegaConf.merge({k: v for k, v in OmegaConf.to_container(base).items() if k not in ("defaults", "hydra")},
                           opts, {"ckpt_path": str(tiny_checkpoint(name, tmp_path)), "output": str(tmp_path / "out")})
     predict(cfg)
