@@ -106,8 +106,10 @@ def test_generator_loss_weights_feature_matching_and_kld():
     m.netD.eval(), m.netE.eval()  # spectral norm does no power iteration in eval: both passes see the same nets
     b = batch()
     sem = m.batch_semantics(b)
+    g_state = copy.deepcopy(m.netG.state_dict())  # G trains (batch statistics); its power iteration is undone
     torch.manual_seed(1)
     losses = m.generator_losses(sem, b["image"])
+    m.netG.load_state_dict(g_state)
     torch.manual_seed(1)
     fake, _ = m.generate(sem, b["image"])
     pred_fake, pred_real = m.discriminate(sem, fake, b["image"])

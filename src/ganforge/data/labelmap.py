@@ -252,6 +252,7 @@ class LabelMapDataModule(GANDataModule):
         contain_dontcare_label: bool = True,
         dontcare_label: int | None = 255,
         label_shift: int = 0,
+        metric_label_shift: int = 0,
         use_instance: bool = True,
         palette: str | None = None,
         class_names: list[str] | None = None,
@@ -292,6 +293,8 @@ class LabelMapDataModule(GANDataModule):
         if (dontcare_label is not None or label_shift) and not contain_dontcare_label:
             raise ConfigError("data.dontcare_label / data.label_shift map ids to don't-care, which needs "
                               "data.contain_dontcare_label=true (or set data.dontcare_label=null and data.label_shift=0)")
+        if not 0 <= metric_label_shift < label_nc:
+            raise ConfigError(f"data.metric_label_shift={metric_label_shift}: it must be >= 0 and below data.label_nc={label_nc}")
         for key, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size or 1)):
             if value < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {value}")

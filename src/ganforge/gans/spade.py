@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
+from torch.optim import Optimizer, lr_scheduler
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.errors import ConfigError
@@ -24,6 +25,34 @@ from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergen
 from ganforge.metrics.weights import load_vgg19
 from ganforge.nets.norms import synchronize_batchnorm
 from ganforge.models import SPADEInference
+
+
+class ReferenceLinearDecay(lr_scheduler.LRScheduler):
+    """SPADE's learning-rate schedule (trainers/pix2pix_trainer.py update_learning_rate, called after every
+    1-based epoch): lr stays through epoch n_epochs + 1, then each epoch subtracts lr / n_epochs_decay, so
+    1-based epoch k trains at lr - (k - 1 - n_epochs) * lr / n_epochs_decay. G and D keep their TTUR ratio
+    to lr (1/2 and 2). The value is the reference's repeated subtraction, so it is the same float.
+
+    (The shared `linear` policy of ganforge.gans.base, from pytorch-CycleGAN-and-pix2pix, decays one epoch
+    earlier, in steps of lr / (n_epochs_decay + 1).)
+    """
+
+    def __init__(self, optimizer: Optimizer, lr: float, n_epochs: int, n_epochs_decay: int, last_epoch: int = -1):
+        self.lr, self.n_epochs, self.n_epochs_decay = lr, n_epochs, n_epochs_decay
+        super().__init__(optimizer, last_epoch)
+
+    def reference_lr(self, epochs_done: int) -> float:
+        """The reference's `old_lr` once `epochs_done` epochs have ended."""
+        lr = self.lr
+        if self.n_epochs_decay > 0:
+            for _ in range(max(0, epochs_done - self.n_epochs)):
+                lr = lr - self.lr / self.n_epochs_decay
+        return max(lr, 0.0)
+
+    def get_lr(self) -> list[float]:
+        lr = self.reference_lr(self.last_epoch)
+        # base / self.lr is 1/2, 1 or 2: the products are exact, as the reference's lr / 2 and lr * 2.
+        return [lr * (base / self.lr) for base in self.base_lrs]
 
 
 class SPADEModel(GANModule):
@@ -47,6 +76,7 @@ class SPADEModel(GANModule):
         no_ttur: bool = False,
         betas: tuple[float, float] | None = None,
         vgg_weights: str | None = None,
+        metric_label_shift: int = 0,
     ):
         super().__init__(scheduler=scheduler)
         self.save_hyperparameters(ignore=["netG", "netD", "netE"], logger=False)
@@ -75,15 +105,20 @@ class SPADEModel(GANModule):
 
     def configure_optimizers(self):
         """TTUR (train_options.py, pix2pix_model.py create_optimizers): G lr/2, D lr*2, betas (0, 0.9);
-        `no_ttur`: lr for both with betas (0.5, 0.999)."""
+        `no_ttur`: lr for both with betas (0.5, 0.999). The `linear` schedule is SPADE's own
+        (`ReferenceLinearDecay`); the other policies are the shared ones."""
         hp = self.hparams
         lr_g, lr_d = (hp.lr, hp.lr) if hp.no_ttur else (hp.lr / 2, hp.lr * 2)
         betas = tuple(hp.betas) if hp.betas is not None else ((0.5, 0.999) if hp.no_ttur else (0.0, 0.9))
         g_params = list(self.netG.parameters()) + (list(self.netE.parameters()) if self.netE is not None else [])
-        return self.optimizers_for(
-            self.hparams.optimizer_g(params=g_params, lr=lr_g, betas=betas),
-            self.hparams.optimizer_d(params=self.netD.parameters(), lr=lr_d, betas=betas),
-        )
+        opts = (self.hparams.optimizer_g(params=g_params, lr=lr_g, betas=betas),
+                self.hparams.optimizer_d(params=self.netD.parameters(), lr=lr_d, betas=betas))
+        cfg = self.scheduler_cfg
+        if cfg.get("policy", "linear") != "linear":
+            return self.optimizers_for(*opts)
+        scheds = [{"scheduler": ReferenceLinearDecay(o, hp.lr, cfg.get("n_epochs", 100), cfg.get("n_epochs_decay", 100)),
+                   "interval": "epoch"} for o in opts]
+        return list(opts), scheds
 
     # ----- inputs --------------------------------------------------------------------------------
     def semantics(self, label: torch.Tensor, instance: torch.Tensor | None = None) -> torch.Tensor:
@@ -183,7 +218,17 @@ class SPADEModel(GANModule):
 
     @property
     def metric_label_classes(self) -> int:
-        return self.hparams.label_nc
+        return self.hparams.label_nc - self.hparams.get("metric_label_shift", 0)
+
+    def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
+        """The reference protocol (test.py): G(val label map) at crop size, the style (VAE) encoded from
+        the val photo; compared with the val photos, and with the label maps for mIoU. With
+        `metric_label_shift` (ADE20K's raw ids) the mIoU classes are the ids above it, less it; the ids
+        below it become the left-out id (`metric_label_classes`)."""
+        label, shift = batch["label"], self.hparams.get("metric_label_shift", 0)
+        if shift:
+            label = torch.where(label < shift, self.metric_label_classes, label - shift)
+        return {"fake": self.synthesize(batch, style=batch["image"]), "real": batch["image"], "label": label}
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """label | output | photo."""
