@@ -69,17 +69,19 @@ def test_the_defaults_of_the_contract():
         def grid_rows(self, batch):
             return {}
 
-        def metric_batch(self, batch, direction="AtoB"):
-            return {}
+        def inference_model(self):
+            return None
 
     m = Minimal()
-    assert (m.input_size_multiple, m.max_epochs, m.directions, m.apps) == (1, None, ("AtoB",), ())
+    assert (m.input_size_multiple, m.max_epochs, m.directions) == (1, None, ("AtoB",))
     assert not (m.metric_paired or m.metric_multimodal or m.metric_single_image)
     assert m.checkpoint_extras() == {}
-    with pytest.raises(Exception, match="does not translate"):
-        m.translate(torch.zeros(1, 3, 8, 8))
-    with pytest.raises(Exception, match="not multimodal"):
-        m.sample_diverse({}, 2)
+
+    class NoInference(GANModule):  # the one inference hook a GAN must write
+        configure_optimizers, training_step, grid_rows = Minimal.configure_optimizers, Minimal.training_step, Minimal.grid_rows
+
+    with pytest.raises(TypeError, match="inference_model"):
+        NoInference()
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: top to bottom; a module may import its own layer (without a cycle) or any layer below
 LAYERS = [
-    ("entry points", ("ganforge.cli",)),
+    ("entry points", ("ganforge.cli", "ganforge.commands")),
     ("tasks", ("ganforge.predict", "ganforge.evaluate", "ganforge.prepare", "ganforge.demo", "ganforge.export",
                "ganforge.import_weights")),
     ("callbacks", ("ganforge.callbacks",)),

@@ -24,7 +24,7 @@ import ganforge
 from ganforge.models.loading import read_checkpoint
 from ganforge.gans.singan import SinGAN
 from ganforge.imageio import tensor_to_image
-from ganforge.predict import predict
+from ganforge.predict import predict, run_singan_app
 from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli, train_checkpoint
 
 SG = SHARED_DATA / "singan"
@@ -153,7 +153,7 @@ def test_grayscale_model_trains_and_samples(tmp_path):
     model = fit_tiny(dm, channels=1, iters_per_scale=2)
     model.eval()
     with torch.no_grad():
-        assert model.sample(scale_w=2.0).shape == (1, 1, 30, 80)
+        assert model.inference_model().generate(scale_w=2.0).shape == (1, 1, 30, 80)
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +283,7 @@ def test_sr_app_follows_the_reference_sr_func(tmp_path):
     model.netG[2].register_forward_hook(lambda net, args, out: calls.append((args[0].clone(), args[1].clone(), out.clone())))
     for net in model.netG[:2]:
         net.register_forward_hook(lambda *a: pytest.fail("SR uses only the finest G"))
-    (path,) = model.run_app({"app": "sr", "sr_factor": 4.0, "seed": 3}, tmp_path)
+    (path,) = run_singan_app({"app": "sr", "sr_factor": 4.0, "seed": 3}, model.inference_model(), tmp_path)
     assert len(calls) == 6  # round(log(1/4) / log(2 ** (-1/3))) = 6
     step, h, w = 4 ** (1 / 6), 27, 40
     for k, (noisy, prev, out) in enumerate(calls):
