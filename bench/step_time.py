@@ -38,8 +38,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from ganforge.app import CONF_DIR
-from ganforge.losses import VGGLoss
+from ganforge.cli.app import CONF_DIR
+from ganforge.gans.losses import VGGLoss
 from ganforge.metrics.weights import WEIGHTS, load_vgg19
 
 OPTIONS = {"precision": "32-true", "steps": "5", "warmup": "3", "rounds": "4", "size": "256", "random_vgg": "false"}

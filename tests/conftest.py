@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from ganforge.app import CONF_DIR
+from ganforge.cli.app import CONF_DIR
 from ganforge.metrics.weights import WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def train_from_untrained(cfg: DictConfig):
     import lightning as L
     import torch
 
-    from ganforge.cli import train
+    from ganforge.cli.train import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -13,12 +13,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge.cli import train
-from ganforge.errors import ConfigError
+from ganforge.cli.train import train
 from ganforge.gans.bicyclegan import BicycleGAN
-from ganforge.losses import kl_divergence
+from ganforge.gans.losses import kl_divergence
 from ganforge.nets import MultiscaleDiscriminator, ResnetEncoder, UnetGenerator
-from tests.conftest import PAIRED_MINI, PREDICT, SHARED_DATA, TINY, compose_train, run_cli, train_checkpoint
+from ganforge.utils.errors import ConfigError
+from tests.conftest import (
+    PAIRED_MINI,
+    PREDICT,
+    SHARED_DATA,
+    TINY,
+    compose_train,
+    run_cli,
+    train_checkpoint,
+)
 
 BICYCLE_TINY = [*TINY, "model=bicyclegan"]
 

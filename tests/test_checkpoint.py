@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import ganforge
-from ganforge.checkpoint import FORMAT_VERSION
+from ganforge.gans.checkpoint import FORMAT_VERSION
 from ganforge.models.loading import read_checkpoint
-from ganforge.errors import CheckpointError
+from ganforge.utils.errors import CheckpointError
 from tests.conftest import PREDICT, run_cli
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from ganforge.app import CONF_DIR
-from ganforge.cli import train
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.train import train
 from ganforge.gans.base import GANModule
 from tests.conftest import PAIRED_MINI, SHARED_DATA, compose_train
 

@@ -12,17 +12,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.cli import train
-from ganforge.errors import ConfigError
+from ganforge.cli.predict import TorchModel
+from ganforge.cli.predict import outputs as predict_outputs
+from ganforge.cli.train import train
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.gans.discogan import DiscoGAN
 from ganforge.gans.dualgan import DualGAN
 from ganforge.nets import NLayerDiscriminator, ResnetGenerator, UnetGenerator
-from ganforge.nets.simple import ConvDiscriminator, ConvResGenerator, EncoderDecoderGenerator
-from ganforge.predict import TorchModel
-from ganforge.predict import outputs as predict_outputs
+from ganforge.nets.simple import (
+    ConvDiscriminator,
+    ConvResGenerator,
+    EncoderDecoderGenerator,
+)
+from ganforge.utils.errors import ConfigError
 from ganforge.utils.image_pool import ImagePool
-from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli, train_checkpoint
+from tests.conftest import (
+    PREDICT,
+    SHARED_DATA,
+    compose_train,
+    run_cli,
+    train_checkpoint,
+)
 
 CAT2DOG = ["debug=tiny", "logger=csv", "data=cat2dog"]
 ADAM = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))

@@ -7,21 +7,21 @@ import csv
 import functools
 import math
 
-import numpy as np
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from ganforge.callbacks import GeneratorEMA
-from ganforge.cli import train
-from ganforge.errors import ConfigError
+from ganforge.cli.predict import write_dcgan_samples
+from ganforge.cli.train import train
 from ganforge.gans.dcgan import DCGAN
-from ganforge.models.dcgan import slerp
-from ganforge.predict import write_dcgan_samples
 from ganforge.metrics.swd import patch_swd
+from ganforge.models.dcgan import slerp
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganforge.utils.errors import ConfigError
 from tests.conftest import SHARED_DATA, compose_train, train_from_untrained
 
 FROGS = SHARED_DATA / "cifar10_frog"

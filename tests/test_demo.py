@@ -27,11 +27,11 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
 from ganforge import demo  # noqa: E402
-from ganforge.app import CONF_DIR  # noqa: E402
-from ganforge.cli import train  # noqa: E402
-from ganforge.demo.ui import ids_from_colours  # noqa: E402
-from ganforge.errors import ConfigError  # noqa: E402
-from ganforge.predict import predict  # noqa: E402
+from ganforge.cli.app import CONF_DIR  # noqa: E402
+from ganforge.cli.demo.ui import ids_from_colours  # noqa: E402
+from ganforge.cli.predict import predict  # noqa: E402
+from ganforge.cli.train import train  # noqa: E402
+from ganforge.utils.errors import ConfigError  # noqa: E402
 from tests.conftest import PAIRED_MINI, REPO, SHARED_DATA, TINY, compose_train  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -12,11 +12,17 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
-from ganforge.errors import ConfigError
 from ganforge.gans.discogan import DiscoGAN
 from ganforge.gans.dualgan import DualGAN, TFRMSprop
-from ganforge.nets.dualgan import DualGANDiscriminator, DualGANGenerator, SameConv, SameDeconv, SampleNorm
+from ganforge.nets.dualgan import (
+    DualGANDiscriminator,
+    DualGANGenerator,
+    SameConv,
+    SameDeconv,
+    SampleNorm,
+)
 from ganforge.nets.simple import ConvDiscriminator, EncoderDecoderGenerator
+from ganforge.utils.errors import ConfigError
 from tests.conftest import compose_train
 
 SCHED = {"policy": "linear", "n_epochs": 1, "n_epochs_decay": 1}

@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ganforge.callbacks import GeneratorEMA
 import ganforge
+from ganforge.callbacks import GeneratorEMA
+from ganforge.cli.train import train
 from ganforge.models.loading import read_checkpoint
-from ganforge.cli import train
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli
 
 FROGS = SHARED_DATA / "cifar10_frog" / "test"

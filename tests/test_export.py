@@ -14,16 +14,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
-import ganforge
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ganforge.app import CONF_DIR
-from ganforge.errors import ConfigError, ExportError
-from ganforge.export import export
-from ganforge.predict import predict
-from ganforge.runtime import array_to_image
+import ganforge
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.export import export
+from ganforge.cli.predict import predict
+from ganforge.export.runtime import array_to_image
+from ganforge.utils.errors import ConfigError, ExportError
 from tests.conftest import PAIRED_MINI, REPO, run_cli
 from tests.export_helpers import tiny_checkpoint
 
@@ -123,7 +122,7 @@ def test_torchscript_and_safetensors_round_trip(tmp_path):
 
 
 def test_a_failed_parity_check_fails_the_export_and_removes_the_file(tmp_path, monkeypatch):
-    import ganforge.export as ex
+    import ganforge.cli.export as ex
 
     real = ex._onnx_runner
     monkeypatch.setattr(ex, "_onnx_runner", lambda path: (lambda *xs: real(path)(*xs) + 1e-3))
@@ -157,7 +156,7 @@ def test_export_cli_on_a_file_that_is_no_checkpoint_prints_one_error(tmp_path):
 
 
 def test_array_to_image_resizes_as_torch_bicubic():
-    from ganforge.imageio import tensor_to_image
+    from ganforge.utils.imageio import tensor_to_image
 
     x = torch.rand(3, 16, 24) * 2.2 - 1.1
     for size in ((24, 16), (50, 37), (11, 7)):
@@ -259,7 +258,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f'{name} is blocked in this test (a deploying user has no torch)')
 sys.meta_path.insert(0, Block())
 sys.argv = ['ganforge-predict', *sys.argv[1:]]
-from ganforge.predict import main
+from ganforge.cli.predict import main
 main()
 """
 

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import ganforge
-from ganforge.errors import CheckpointError
-from ganforge.import_weights import import_weights
+from ganforge.cli.import_weights import import_weights
+from ganforge.utils.errors import CheckpointError
 from tests.conftest import run_cli
 from tests.export_helpers import TINY_MODELS, compose_train
 
@@ -258,7 +258,7 @@ def test_imported_checkpoint_starts_a_fine_tune_with_init_from(tmp_path):
     ref = _randomise(RefUnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True), 6)
     torch.save(ref.state_dict(), tmp_path / "g.pth")
     ckpt = _import(tmp_path, "pix2pix", [], G=tmp_path / "g.pth")
-    from ganforge.cli import train
+    from ganforge.cli.train import train
 
     cfg = compose_train(tmp_path / "run", ["debug=tiny", "logger=csv", *TINY_MODELS["pix2pix"], f"init_from={ckpt}"])
     cfg.train = False  # build and load only: the weights must be the imported ones before any step

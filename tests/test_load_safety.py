@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ganforge
-from ganforge.errors import CheckpointError, GanforgeError
+from ganforge.utils.errors import CheckpointError, GanforgeError
 from tests.conftest import EVAL, PREDICT, run_cli
 from tests.test_models import PHOTO, tiny_module
 
@@ -78,8 +78,8 @@ def test_load_and_the_backends_refuse_or_ignore_every_payload(name, good, tmp_pa
         ganforge.load(path)  # data_target: the data config is not what a model is built from
     except CheckpointError as e:
         assert "\n" not in str(e)
-    from ganforge.demo.backend import CheckpointBackend
-    from ganforge.evaluate import build_datamodule, data_config
+    from ganforge.cli.demo.backend import CheckpointBackend
+    from ganforge.cli.evaluate import build_datamodule, data_config
     from ganforge.models.loading import read_checkpoint
 
     with pytest.raises(GanforgeError):

@@ -16,9 +16,9 @@ from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 import ganforge
-from ganforge.app import CONF_DIR
-from ganforge.errors import CheckpointError, ConfigError
-from ganforge.predict import predict
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.predict import predict
+from ganforge.utils.errors import CheckpointError, ConfigError
 from tests.conftest import PAIRED_MINI, SHARED_DATA, compose_train
 
 COCO = SHARED_DATA / "coco_stuff_sample"

@@ -34,7 +34,7 @@ def test_every_package_under_src_is_in_the_wheel():
 
 def test_the_ganforge_command_prints_the_version_and_every_command(capsys):
     from ganforge import __version__
-    from ganforge.commands import COMMANDS, main
+    from ganforge.cli.commands import COMMANDS, main
 
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
@@ -76,7 +76,7 @@ def test_wheel_trains_from_an_unrelated_directory(tmp_path):
     elsewhere.mkdir()
     # The wheel's copy, not this checkout's (editable) one; the dependencies come from this venv.
     env = {**os.environ, "PYTHONPATH": str(target), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
-    where = subprocess.run([sys.executable, "-c", "import ganforge.app; print(ganforge.__file__, ganforge.app.CONF_DIR)"],
+    where = subprocess.run([sys.executable, "-c", "import ganforge.cli.app; print(ganforge.__file__, ganforge.cli.app.CONF_DIR)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True)
     assert where.returncode == 0, where.stderr[-2000:]
     package, conf = where.stdout.split()
@@ -115,8 +115,8 @@ def test_editable_install_finds_the_top_level_conf(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
-        [python, "-c", "import importlib.resources, ganforge.app; "
-                       "print(ganforge.app.CONF_DIR, importlib.resources.files('ganforge.conf'))"],
+        [python, "-c", "import importlib.resources, ganforge.cli.app; "
+                       "print(ganforge.cli.app.CONF_DIR, importlib.resources.files('ganforge.conf'))"],
         cwd=elsewhere, env=env, capture_output=True, text=True,
     )
     assert where.returncode == 0, where.stderr[-2000:]

@@ -8,24 +8,30 @@ from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as L
-import pytest
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
-from ganforge.cli import train
-from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
-from ganforge.errors import ConfigError, ImageFileError
-from ganforge.app import CONF_DIR
 import ganforge
-from ganforge.models.loading import read_checkpoint
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.predict import predict, run_singan_app
+from ganforge.cli.train import train
+from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
 from ganforge.gans.singan import SinGAN
-from ganforge.imageio import tensor_to_image
-from ganforge.predict import predict, run_singan_app
-from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli, train_checkpoint
+from ganforge.models.loading import read_checkpoint
+from ganforge.utils.errors import ConfigError, ImageFileError
+from ganforge.utils.imageio import tensor_to_image
+from tests.conftest import (
+    PREDICT,
+    SHARED_DATA,
+    compose_train,
+    run_cli,
+    train_checkpoint,
+)
 
 SG = SHARED_DATA / "singan"
 TINY_SG = ["model=singan", "data=single_image", "debug=tiny", "logger=csv", f"data.path={SG / 'Images' / 'stone.png'}"]

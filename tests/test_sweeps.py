@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import read_write
 
-from ganforge.cli import resolve_ckpt_path
+from ganforge.cli.train import resolve_ckpt_path
 from tests.conftest import SHARED_DATA, TINY, compose_train, run_cli
 
 SLURM = ["hydra/launcher=slurm", "trainer=slurm", "hydra.launcher.nodes=4", "hydra.launcher.partition=gpu"]

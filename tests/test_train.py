@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from ganforge.cli import train
+from ganforge.cli.train import train
 from tests.conftest import PAIRED_MINI, TINY, run_cli
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganforge.models.loading import EMA_STATE_KEY
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 
 def ema_avg_fn(decay: float, warmup: bool):

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ganforge.callbacks.ema import ema_weights
-from ganforge.errors import ConfigError
 from ganforge.metrics import MetricSuite, check_metrics
+from ganforge.utils.errors import ConfigError
 
 
 class GenerativeMetrics(L.Callback):

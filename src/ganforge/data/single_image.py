@@ -8,15 +8,17 @@ no pixels (the module keeps the pyramid as buffers): an epoch is `iters_per_epoc
 from __future__ import annotations
 
 import math
+
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ganforge.data.module import GANDataModule
-from ganforge.errors import ConfigError, ImageFileError
-from ganforge.imageio import image_to_tensor, load_image
-from ganforge.nets.singan import EPS as _EPS, ceil_size, resize
+from ganforge.nets.singan import EPS as _EPS
+from ganforge.nets.singan import ceil_size, resize
+from ganforge.utils.errors import ConfigError, ImageFileError
+from ganforge.utils.imageio import image_to_tensor, load_image
+
 
 def _floor(x: float) -> int:
     return math.floor(x + _EPS)

@@ -23,11 +23,17 @@ import torch
 from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 
-from ganforge.checkpoint import FORMAT_VERSION, check_state_dict_matches, plain_hyperparameters, rng_states, set_rng_states
-from ganforge.errors import CheckpointError, ConfigError
-from ganforge.models import InferenceModel
-from ganforge.losses import GANLoss
+from ganforge.gans.checkpoint import (
+    FORMAT_VERSION,
+    check_state_dict_matches,
+    plain_hyperparameters,
+    rng_states,
+    set_rng_states,
+)
+from ganforge.gans.losses import GANLoss
 from ganforge.metrics.swd import patch_swd
+from ganforge.models import InferenceModel
+from ganforge.utils.errors import CheckpointError, ConfigError
 
 SCHEDULER_POLICIES = ("linear", "step", "plateau", "cosine")
 DIRECTIONS = ("AtoB", "BtoA")

@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.errors import ConfigError
 from ganforge.gans.base import frozen
+from ganforge.gans.losses import GANLoss, kl_divergence
 from ganforge.gans.paired import PairedGAN
-from ganforge.losses import GANLoss, kl_divergence
 from ganforge.models import BicycleGANModel
+from ganforge.utils.errors import ConfigError
 
 GRID_RANDOM_SAMPLES = 3
 

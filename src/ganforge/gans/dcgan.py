@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge.errors import ConfigError
 from ganforge.gans.base import GANModule
-from ganforge.losses import GANLoss
+from ganforge.gans.losses import GANLoss
 from ganforge.models import DCGANModel
+from ganforge.utils.errors import ConfigError
 
 #: what the paired models log and this one cannot (no target image)
 PAIRED_ONLY_KEYS = ("val/psnr", "val/ssim", "val/l1")

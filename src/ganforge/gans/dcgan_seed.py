@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ganforge.errors import ConfigError
 from ganforge.gans.dcgan import DCGAN
+from ganforge.utils.errors import ConfigError
 
 
 class KerasRMSprop(torch.optim.RMSprop):

@@ -17,12 +17,11 @@ inputs and features) see the same numbers as the reference's. `cycle` and the in
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
+from ganforge.gans.losses import GANLoss, feature_matching_loss
 from ganforge.gans.two_domain import TwoDomainGAN
-from ganforge.losses import GANLoss, feature_matching_loss
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:

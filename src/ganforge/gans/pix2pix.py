@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.gans.losses import GANLoss, gradient_penalty
 from ganforge.gans.paired import PairedGAN
-from ganforge.losses import GANLoss, gradient_penalty
 from ganforge.models import Pix2PixModel
 
 

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ganforge.errors import CheckpointError, ConfigError
 from ganforge.gans.base import GANModule, set_requires_grad
-from ganforge.losses import gradient_penalty
+from ganforge.gans.losses import gradient_penalty
 from ganforge.models.singan import SinGANModel, scale_step
 from ganforge.nets.singan import SinGANDiscriminator, SinGANGenerator, resize
+from ganforge.utils.errors import CheckpointError, ConfigError
 
 
 class SinGAN(GANModule):

@@ -19,12 +19,12 @@ from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ganforge.errors import ConfigError
 from ganforge.gans.base import GANModule
-from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
+from ganforge.gans.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
-from ganforge.nets.norms import synchronize_batchnorm
 from ganforge.models import SPADEInference
+from ganforge.nets.norms import synchronize_batchnorm
+from ganforge.utils.errors import ConfigError
 
 
 class ReferenceLinearDecay(lr_scheduler.LRScheduler):

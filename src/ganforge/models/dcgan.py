@@ -8,19 +8,12 @@ from typing import Any
 
 import torch
 
-from ganforge.errors import ConfigError
-from ganforge.models.base import (
-    ExportGraph,
-    ImageBatch,
-    InferenceModel,
-    NetsSpec,
-    check_nets,
-    from_tensor_batch,
-    image_io,
-    register_model,
-    seeded_normal,
-)
+from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.images import ImageBatch, from_tensor_batch, seeded_normal
+from ganforge.models.registry import register_model
+from ganforge.models.spec import NetsSpec, check_nets
 from ganforge.nets.export import ImageToImage, batch_stats_copy, eval_copy
+from ganforge.utils.errors import ConfigError
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:

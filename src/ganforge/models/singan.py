@@ -19,24 +19,20 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from ganforge.errors import ConfigError
-from ganforge.models.base import (
-    MAX_CHANNELS,
-    MAX_SIDE,
-    ExportGraph,
+from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.images import (
     ImageBatch,
-    InferenceModel,
-    check_range,
     forked_rng,
     from_tensor_batch,
-    image_io,
-    register_model,
     seeded_normals,
     to_tensor_batch,
 )
+from ganforge.models.registry import register_model
+from ganforge.models.spec import MAX_CHANNELS, MAX_SIDE, check_range
 from ganforge.nets.export import eval_copy
 from ganforge.nets.registry import build_net, check_net_config, net_config
 from ganforge.nets.singan import ceil_size, resize
+from ganforge.utils.errors import ConfigError
 
 APPS = ("samples", "paint2image", "editing", "harmonization", "sr", "animation")
 INJECTION_APPS = ("paint2image", "editing", "harmonization")

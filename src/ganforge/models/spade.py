@@ -17,24 +17,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge.errors import ConfigError
-from ganforge.imageio import LabelIds, fit_size
-from ganforge.models.base import (
-    MAX_CHANNELS,
-    ExportGraph,
+from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.images import (
     ImageBatch,
-    InferenceModel,
-    NetsSpec,
-    check_nets,
-    check_range,
     forked_rng,
     from_tensor_batch,
-    image_io,
-    register_model,
     seeded_normal,
     to_tensor_batch,
 )
+from ganforge.models.registry import register_model
+from ganforge.models.spec import MAX_CHANNELS, NetsSpec, check_nets, check_range
 from ganforge.nets.export import LabelMapToImage, eval_copy
+from ganforge.nets.spade import label_edges
+from ganforge.utils.errors import ConfigError
+from ganforge.utils.imageio import LabelIds, fit_size
 
 
 def label_colormap(n: int) -> torch.Tensor:
@@ -50,18 +46,6 @@ def label_colormap(n: int) -> torch.Tensor:
             cid >>= 3
         cmap[i] = (r, g, b)
     return torch.from_numpy(cmap)
-
-
-def label_edges(inst: torch.Tensor) -> torch.Tensor:
-    """1 where the instance id differs from any 4-neighbour (pix2pix_model.py get_edges), for (..., H, W)."""
-    edge = torch.zeros_like(inst, dtype=torch.bool)
-    dx = inst[..., :, 1:] != inst[..., :, :-1]
-    dy = inst[..., 1:, :] != inst[..., :-1, :]
-    edge[..., :, 1:] |= dx
-    edge[..., :, :-1] |= dx
-    edge[..., 1:, :] |= dy
-    edge[..., :-1, :] |= dy
-    return edge.float()
 
 
 @register_model("spade")
@@ -271,7 +255,7 @@ class SPADEInference(InferenceModel):
             name="G", module=LabelMapToImage(eval_copy(g), nc, s.use_instance, self.use_vae), example_inputs=example,
             inputs=inputs, output=out, dynamic=dynamic,
             meta={"generator_mode": "eval", "label_ids": label_settings,
-                  # fit_label_size's rule, for ganforge.runtime: label maps go in at the training geometry
+                  # fit_label_size's rule, for ganforge.export.runtime: label maps go in at the training geometry
                   # when the grid is fixed (VAE) or the size asked is the square training crop
                   "train_label_size": list(self.train_size), "fixed_size": self.use_vae},
         )]

@@ -13,24 +13,32 @@ from typing import Any
 
 import torch
 
-from ganforge.errors import ConfigError
-from ganforge.models.base import (
-    MAX_CHANNELS,
-    MAX_SIDE,
-    ExportGraph,
-    InferenceModel,
-    NetsSpec,
-    check_nets,
-    check_range,
+from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.images import (
     forked_rng,
     from_tensor_batch,
-    image_io,
     pad_to_multiple,
-    register_model,
     seeded_normal,
     to_tensor_batch,
 )
-from ganforge.nets.export import CodeOf, DropoutGate, ImageAndCode, ImageToImage, eval_copy, has_dropout, reference_test_copy
+from ganforge.models.registry import register_model
+from ganforge.models.spec import (
+    MAX_CHANNELS,
+    MAX_SIDE,
+    NetsSpec,
+    check_nets,
+    check_range,
+)
+from ganforge.nets.export import (
+    CodeOf,
+    DropoutGate,
+    ImageAndCode,
+    ImageToImage,
+    eval_copy,
+    has_dropout,
+    reference_test_copy,
+)
+from ganforge.utils.errors import ConfigError
 
 DIRECTIONS = ("AtoB", "BtoA")
 #: pix2pix's export modes of G (ganforge-export generator_mode=...)

@@ -16,7 +16,7 @@ import math
 from torch import Tensor, nn
 
 from ganforge.nets.registry import register_net
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 
 def _num_blocks(image_size: int) -> int:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.nets.registry import register_net
-from ganforge.errors import ConfigError
 from ganforge.nets.init import init_weights
 from ganforge.nets.norms import conv_wrapper, get_norm_layer, use_bias
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 
 @register_net

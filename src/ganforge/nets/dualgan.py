@@ -24,9 +24,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.nets.registry import register_net
-from ganforge.errors import ConfigError
 from ganforge.nets.generators import check_divisible
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 
 def _same_pad(k: int) -> tuple[int, int]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.nets.registry import register_net
 from ganforge.nets.init import init_weights
 from ganforge.nets.norms import ConvWrapper, NormFactory, conv_wrapper, get_norm_layer
+from ganforge.nets.registry import register_net
 
 Code = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 

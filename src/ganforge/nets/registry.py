@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge.errors import CheckpointError
+from ganforge.utils.errors import CheckpointError
 
 #: class name -> network class, for every `@register_net` class
 NETS: dict[str, type[nn.Module]] = {}

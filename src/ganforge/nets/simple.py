@@ -18,12 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.nets.registry import register_net
-from ganforge.errors import ConfigError
 from ganforge.nets.generators import check_divisible
 from ganforge.nets.init import init_weights
 from ganforge.nets.norms import get_norm_layer, use_bias
-
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 OUTPUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 

@@ -22,10 +22,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
-from ganforge.nets.registry import register_net
-from ganforge.errors import ConfigError
 from ganforge.nets.init import INIT_CHOICES, _init_tensor, _refresh_spectral_norm
 from ganforge.nets.norms import SPADE, SpectralNorm, spectral_norm
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 UPSAMPLING_CHOICES = {"normal": 5, "more": 6, "most": 7}  # generator.py compute_latent_vector_size
 
@@ -108,6 +108,18 @@ def latent_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: str)
             f"{num_upsampling_layers} (it needs a side of at least {2 ** UPSAMPLING_CHOICES[num_upsampling_layers]} px)"
         )
     return sh, sw
+
+
+def label_edges(inst: torch.Tensor) -> torch.Tensor:
+    """1 where the instance id differs from any 4-neighbour (pix2pix_model.py get_edges), for (..., H, W)."""
+    edge = torch.zeros_like(inst, dtype=torch.bool)
+    dx = inst[..., :, 1:] != inst[..., :, :-1]
+    dy = inst[..., 1:, :] != inst[..., :-1, :]
+    edge[..., :, 1:] |= dx
+    edge[..., :, :-1] |= dx
+    edge[..., 1:, :] |= dy
+    edge[..., :-1, :] |= dy
+    return edge.float()
 
 
 @register_net

@@ -20,12 +20,12 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from ganforge.app import entry_point
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.cli.app import entry_point
+from ganforge.metrics import MetricSuite, check_metrics
 from ganforge.models import load
 from ganforge.models.loading import read_checkpoint
-from ganforge.metrics import MetricSuite, check_metrics
-from ganforge.imageio import save_atomic, to_uint8, uint8_grid
+from ganforge.utils.errors import CheckpointError, ConfigError
+from ganforge.utils.imageio import save_atomic, to_uint8, uint8_grid
 
 SUITE_KEYS = ("lpips_net", "diversity_samples", "kid_subsets", "kid_subset_size", "is_splits", "fid_feature", "weights")
 

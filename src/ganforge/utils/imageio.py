@@ -29,7 +29,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 if TYPE_CHECKING:
     import torch
 
-from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
+from ganforge.utils.errors import ConfigError, DataLayoutError, ImageFileError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ganforge.app import entry_point
-from ganforge.errors import ConfigError
-
+from ganforge.cli.app import entry_point
+from ganforge.utils.errors import ConfigError
 
 # Before gradio is imported: no usage statistics, no Hugging Face telemetry.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -45,8 +44,8 @@ def check_port_free(host: str, port: int) -> None:
 def create(cfg: DictConfig):
     """(the Gradio app, its backend) for `cfg` (conf/demo.yaml), not yet launched."""
     try:
-        from ganforge.demo.backend import CheckpointBackend
-        from ganforge.demo.ui import build_app
+        from ganforge.cli.demo.backend import CheckpointBackend
+        from ganforge.cli.demo.ui import build_app
     except ModuleNotFoundError as e:
         raise ConfigError(f"ganforge-demo needs {e.name}: pip install -e \".[demo]\" (or pip install gradio)") from None
     work_dir = Path(cfg.output)
@@ -59,7 +58,7 @@ def launch(blocks, host: str, port: int, allowed_paths=(), block: bool = True) -
     """Serve `blocks` on host:port (files under `allowed_paths` may be served); the local URL.
     Gradio's own start-up lines are silenced (`main` prints the address; there is no public link).
     `block=False` returns at once (the caller closes the app)."""
-    from ganforge.demo.ui import THEME
+    from ganforge.cli.demo.ui import THEME
 
     check_port_free(host, port)
     try:

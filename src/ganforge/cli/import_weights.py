@@ -29,10 +29,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ganforge.app import entry_point
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.cli.app import entry_point
 from ganforge.nets.encoders import BasicBlock, ResnetEncoder
 from ganforge.nets.generators import ResnetGenerator, UnetGenerator, UnetSkipBlock
+from ganforge.utils.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("ganforge.import")
 

@@ -33,12 +33,12 @@ from rich.console import Console
 from rich.table import Table
 
 import ganforge
-from ganforge.app import entry_point
-from ganforge.errors import ConfigError, ExportError
+from ganforge.cli.app import entry_point
 from ganforge.models import ExportGraph, InferenceModel, load
 from ganforge.nets.registry import net_config
+from ganforge.utils.errors import ConfigError, ExportError
 
-log = logging.getLogger("ganforge.export")
+log = logging.getLogger("ganforge.cli.export")
 
 FORMATS = ("onnx", "torchscript", "safetensors", "pretrained")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}

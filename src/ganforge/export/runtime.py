@@ -3,7 +3,7 @@
 `OnnxModel` is what `ganforge-predict model=<file.onnx or export folder>` drives: the same hooks the
 predict loop calls on a checkpoint's GAN (direction, input channels and size multiple, loading a file,
 the named outputs of one input), so files, sizes and the error report are handled by the one loop
-in ganforge.predict. The pre- and post-processing are predict's: the 8-bit image resized (PIL bicubic)
+in ganforge.cli.predict. The pre- and post-processing are predict's: the 8-bit image resized (PIL bicubic)
 to the network size, pixel / 127.5 - 1; the output resized back to the input's size with the bicubic
 kernel of torch's `interpolate` (align_corners=False, A = -0.75), clamped, (x + 1) * 127.5, rounded.
 
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ganforge.errors import ConfigError
-from ganforge.imageio import LabelIds, load_image, load_label_ids, save_atomic
+from ganforge.utils.errors import ConfigError
+from ganforge.utils.imageio import LabelIds, load_image, load_label_ids, save_atomic
 
 EXTRA_HINT = "install the export extra: pip install 'ganforge[export]' (or just onnxruntime)"
 
@@ -79,7 +79,7 @@ def _ort():
     return onnxruntime
 
 
-# ----- images <-> arrays, as ganforge.imageio's image_to_tensor / tensor_to_image ------------------
+# ----- images <-> arrays, as ganforge.utils.imageio's image_to_tensor / tensor_to_image ------------------
 def image_to_array(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """(1, C, h, w) float32 in [-1, 1] of an 8-bit image resized (bicubic) to size=(w, h)."""
     if img.size != tuple(size):

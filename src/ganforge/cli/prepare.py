@@ -16,12 +16,12 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from ganforge.app import entry_point
+from ganforge.cli.app import entry_point
 from ganforge.data.prescan import FileCheck, PreScan
 from ganforge.data.shards import write_split
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
-log = logging.getLogger("ganforge.prepare")
+log = logging.getLogger("ganforge.cli.prepare")
 
 
 def prepare(cfg: DictConfig) -> dict[str, int]:

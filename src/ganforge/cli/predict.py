@@ -1,7 +1,7 @@
 """`ganforge-predict ckpt_path=<ckpt> input=<image or folder> output=<folder>`: translate images.
 
 `model=<file.onnx or export folder>` instead of ckpt_path runs a `ganforge-export` ONNX export with
-onnxruntime alone (ganforge.runtime: no torch, no Lightning, no checkpoint), through the same loop.
+onnxruntime alone (ganforge.export.runtime: no torch, no Lightning, no checkpoint), through the same loop.
 Every input is translated and saved as `<output>/<stem>.png` at the input's original size. A file
 that cannot be read goes into `<output>/predict_report.json` (and the printed report) instead of
 stopping the run; each output is written atomically, so nothing already written is lost.
@@ -18,19 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from omegaconf import DictConfig
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from ganforge.app import entry_point
-from ganforge.errors import ConfigError, GanforgeError, ImageFileError
-from ganforge.imageio import (
-    IMG_EXTENSIONS, fit_size, image_to_tensor, load_image, load_label_ids, save_atomic, save_frames, tensor_to_image,
+from ganforge.cli.app import entry_point
+from ganforge.utils.errors import ConfigError, GanforgeError, ImageFileError
+from ganforge.utils.imageio import (
+    IMG_EXTENSIONS,
+    fit_size,
+    image_to_tensor,
+    load_image,
+    load_label_ids,
+    save_atomic,
+    save_frames,
+    tensor_to_image,
 )
 
-log = logging.getLogger("ganforge.predict")
+log = logging.getLogger("ganforge.cli.predict")
 #: SinGAN's applications (ganforge.models.singan), named here so model=<onnx> runs import no torch
 SINGAN_APPS = ("samples", "paint2image", "editing", "harmonization", "sr", "animation")
 
@@ -62,7 +68,7 @@ def network_size(size_opt, orig: tuple[int, int], train_crop: int, multiple: int
 
 class TorchModel:
     """A trained model (`ganforge.load`: a model folder, a checkpoint or a Hub id) as the predict loop drives it
-    (OnnxModel in ganforge.runtime is the other kind). The file-level steps live here, the images come from
+    (OnnxModel in ganforge.export.runtime is the other kind). The file-level steps live here, the images come from
     the inference model's methods: `model` is that inference model."""
 
     def __init__(self, opts: Mapping):
@@ -305,7 +311,7 @@ def load_model(cfg: Mapping):
     if cfg.get("model_path") and cfg.get("ckpt_path"):
         raise ConfigError("give ckpt_path=<checkpoint> or model=<file.onnx or export folder>, not both")
     if cfg.get("model_path"):
-        from ganforge.runtime import OnnxModel
+        from ganforge.export.runtime import OnnxModel
 
         return OnnxModel(cfg["model_path"]), str(cfg["model_path"])
     if not cfg.get("ckpt_path"):

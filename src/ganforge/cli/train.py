@@ -16,11 +16,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationKeyError
 
-from ganforge.app import CONF_DIR, entry_point
 from ganforge.callbacks.resume_checks import check_resume_state
-from ganforge.checkpoint import check_resumable, load_weights
-from ganforge.errors import ConfigError
+from ganforge.cli.app import CONF_DIR, entry_point
+from ganforge.gans.checkpoint import check_resumable, load_weights
 from ganforge.models import load
+from ganforge.utils.errors import ConfigError
 from ganforge.utils.instantiate import instantiate_all
 from ganforge.utils.print_config import print_config
 

@@ -21,8 +21,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from ganforge.demo.backend import CheckpointBackend, read_images
-from ganforge.errors import GanforgeError
+from ganforge.cli.demo.backend import CheckpointBackend, read_images
+from ganforge.utils.errors import GanforgeError
 
 INJECTION_APPS = {"paint2image": "paint (a rough painting of the training image's colours)",
                   "editing": "edit (a pasted/edited region; give its mask)",

@@ -21,9 +21,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from ganforge.errors import ConfigError
-from ganforge.imageio import load_image
-from ganforge.predict import TorchModel, load_input, translate_image
+from ganforge.cli.predict import TorchModel, load_input, translate_image
+from ganforge.utils.errors import ConfigError
+from ganforge.utils.imageio import load_image
 
 #: what a request may set: the predict options the pages expose
 REQUEST_OPTIONS = ("direction", "reconstruct", "n_samples", "seed", "num_samples", "interp", "interp_steps",

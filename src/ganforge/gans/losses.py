@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
 SCALE_REDUCTIONS = ("mean", "sum")

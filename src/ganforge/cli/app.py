@@ -17,8 +17,8 @@ from pathlib import Path
 
 import hydra
 
-from ganforge.errors import GanforgeError
 from ganforge.utils import resolvers
+from ganforge.utils.errors import GanforgeError
 
 resolvers.register()
 log = logging.getLogger("ganforge")
@@ -31,7 +31,7 @@ def conf_dir() -> str:
     finds it. The checkout's conf/ comes first so that running a checkout's src/ (PYTHONPATH=src) reads that
     checkout's configs, even where another checkout of ganforge is installed in editable mode.
     """
-    src = Path(__file__).resolve().parents[1]
+    src = Path(__file__).resolve().parents[2]  # src/ganforge/cli/app.py -> src
     checkout = src.parent / "conf"
     if src.name == "src" and (checkout / "train.yaml").is_file():
         return str(checkout)

@@ -19,8 +19,8 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from ganforge.errors import CheckpointError
 from ganforge.models.loading import read_checkpoint
+from ganforge.utils.errors import CheckpointError
 
 #: the layout of the "ganforge" entry written by GANModule.on_save_checkpoint
 FORMAT_VERSION = 1
