@@ -39,7 +39,8 @@ class CheckpointBackend:
         self.model = self.predictor.gan
         self.run_config = self.model.run_config
         self.name = f"{type(self.model).__name__} ({Path(opts['ckpt_path']).name})"
-        self.base_opts = OmegaConf.create(OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts))
+        # a plain dict: a request's strings are never read as ${...} interpolations
+        self.base_opts = OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts)
         self.work_dir = Path(work_dir)
         self._requests = itertools.count()
         self._lock = threading.Lock()  # one request at a time: the model and the torch streams are shared
@@ -75,15 +76,12 @@ class CheckpointBackend:
         side = int(data.get("crop_size") or data.get("image_size") or 256)
         return side, int(side / float(data.get("aspect_ratio") or 1.0))
 
-    def options(self, **request: Any) -> DictConfig:
+    def options(self, **request: Any) -> dict[str, Any]:
         """The predict options for one request: predict.yaml's values, those of the command line, and the request's."""
         unknown = sorted(set(request) - set(REQUEST_OPTIONS))
         if unknown:
             raise ConfigError(f"unknown demo request options {unknown}; known: {', '.join(REQUEST_OPTIONS)}")
-        opts = self.base_opts.copy()
-        for key, value in request.items():
-            opts[key] = value
-        return opts
+        return {**self.base_opts, **request}
 
     # ----- requests ---------------------------------------------------------------------------------
     def translate(self, path: str | Path, **request: Any) -> dict[str, list[Image.Image]]:
