@@ -17,7 +17,7 @@ class ImageFileError(GanforgeError):
 
     # A one-argument call must work too: DataLoader workers re-raise exceptions as `type(msg)`.
     def __init__(self, path, problem: str = "", fix: str = ""):
-        self.path = str(path)
+        self.path, self.problem, self.fix = str(path), problem, fix
         msg = f"{self.path}: {problem}" if problem else self.path
         if fix:
             msg += f". Fix: {fix}"

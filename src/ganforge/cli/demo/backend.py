@@ -39,7 +39,8 @@ class CheckpointBackend:
         self.predictor = TorchModel(opts)
         self.model = self.predictor.model
         self.name = f"{self.model.model_name} ({Path(opts['ckpt_path']).name})"
-        self.base_opts = OmegaConf.create(OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts))
+        # a plain dict: a request's strings are never read as ${...} interpolations
+        self.base_opts = OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts)
         self.work_dir = Path(work_dir)
         self._requests = itertools.count()
         self._lock = threading.Lock()  # one request at a time: the model and the torch streams are shared
@@ -77,15 +78,12 @@ class CheckpointBackend:
         side = int(getattr(self.model.spec, "train_size", 256))
         return side, side
 
-    def options(self, **request: Any) -> DictConfig:
+    def options(self, **request: Any) -> dict[str, Any]:
         """The predict options for one request: predict.yaml's values, those of the command line, and the request's."""
         unknown = sorted(set(request) - set(REQUEST_OPTIONS))
         if unknown:
             raise ConfigError(f"unknown demo request options {unknown}; known: {', '.join(REQUEST_OPTIONS)}")
-        opts = self.base_opts.copy()
-        for key, value in request.items():
-            opts[key] = value
-        return opts
+        return {**self.base_opts, **request}
 
     # ----- requests ---------------------------------------------------------------------------------
     def translate(self, path: str | Path, **request: Any) -> dict[str, list[Image.Image]]:

@@ -10,6 +10,9 @@
 
 Every button calls one function of the backend (`demo.backend`), named by `api_name` so that Gradio's
 client (`gradio_client.Client(url).predict(..., api_name="/translate")`) calls it as the page does.
+
+Images come in through `demo.components`: an upload as the file that was sent, a canvas decoded by
+Gradio only after ganforge's header checks; both refuse an image over `max_pixels` from its header.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ganforge.cli.demo.backend import CheckpointBackend, read_images
+from ganforge.cli.demo.components import canvas, error, image_upload, shown
 from ganforge.utils.errors import GanforgeError
 
 INJECTION_APPS = {"paint2image": "paint (a rough painting of the training image's colours)",
@@ -31,6 +35,8 @@ INJECTION_APPS = {"paint2image": "paint (a rough painting of the training image'
 SKETCH_COLOURS = ["#000000", "#ffffff", "#808080", "#ff0000", "#00ff00", "#0000ff", "#ffff00", "#00ffff"]
 #: system fonts only: the default theme would fetch Google Fonts, and the demo runs offline
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+#: Gradio's cache of uploads and served outputs: every 10 minutes the files older than an hour go (all at shutdown)
+CACHE_CLEANUP = (600, 3600)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -41,7 +47,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except GanforgeError as e:
-            raise gr.Error(str(e)) from None
+            raise error(shown(e)) from None
 
     return wrapper
 
@@ -69,7 +75,7 @@ def composite(value, what: str):
     """The flattened canvas of an ImageEditor value; a clear message when nothing is there."""
     img = value.get("composite") if isinstance(value, dict) else value
     if img is None:
-        raise gr.Error(f"{what}: upload an image or draw on the canvas first")
+        raise error(f"{what}: upload an image or draw on the canvas first")
     return img
 
 
@@ -84,22 +90,25 @@ def ids_from_colours(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 # ----- image translation (pix2pix, BicycleGAN, the CycleGAN family) ------------------------------------
-def translation_page(backend: CheckpointBackend) -> None:
+def translation_page(backend: CheckpointBackend, max_pixels: int) -> None:
     two_way, style = len(backend.directions) > 1, backend.style_option
     with gr.Row():
         with gr.Column():
-            source = gr.ImageEditor(
-                value={"background": blank(backend.train_size), "layers": [], "composite": None},
-                type="filepath", image_mode="RGB", format="png", sources=("upload", "clipboard"), label="input: upload, or draw",
+            source = image_upload(max_pixels, label="input image (read as ganforge-predict reads the file)",
+                                  elem_id="input-image")
+            drawing = canvas(
+                max_pixels, value={"background": blank(backend.train_size), "layers": [], "composite": None},
+                type="filepath", image_mode="RGB", format="png", sources=(), label="or draw the input (without an image above)",
                 brush=gr.Brush(colors=SKETCH_COLOURS, default_color="#000000", default_size=3),
-                elem_id="input-image",
+                elem_id="input-canvas",
             )
             controls = {}
             if two_way:
                 controls["direction"] = gr.Radio(list(backend.directions), value=backend.directions[0], label="direction")
                 controls["reconstruct"] = gr.Checkbox(False, label="also show the cycle reconstruction")
             if style:
-                controls.update(style_controls(style, "style seed (z ~ N(0, 1) drawn with it)", "z from a style image (optional)"))
+                controls.update(style_controls(style, "style seed (z ~ N(0, 1) drawn with it)", "z from a style image (optional)",
+                                               max_pixels))
             button = gr.Button("Translate", variant="primary", elem_id="run")
         with gr.Column():
             output = gr.Image(type="pil", format="png", label="output", elem_id="output-image", interactive=False)
@@ -108,30 +117,30 @@ def translation_page(backend: CheckpointBackend) -> None:
     names = list(controls)
 
     @user_errors
-    def translate(editor, *values):
+    def translate(image, drawn, *values):
         request = dict(zip(names, values))
         if style and request.get(style):
             request["n_samples"] = 1  # one code from the style image
         if "n_samples" in request:
             request["n_samples"] = int(request["n_samples"])
             request["seed"] = int(request["seed"])
-        out = backend.translate(composite(editor, "input"), **request)
+        out = backend.translate(image or composite(drawn, "input"), **request)
         items = gallery_items(out)
         return items[0][0], items
 
-    button.click(translate, [source, *controls.values()], [output, outputs], api_name="translate").then(
+    button.click(translate, [source, drawing, *controls.values()], [output, outputs], api_name="translate").then(
         show_if_several, outputs, outputs, api_name=False)
 
 
-def style_controls(style: str, seed_label: str, image_label: str) -> dict:
+def style_controls(style: str, seed_label: str, image_label: str, max_pixels: int) -> dict:
     """A multimodal model's controls: a style seed, how many samples, and the `style` image option."""
     return {"seed": gr.Slider(0, 999, value=0, step=1, label=seed_label),
             "n_samples": gr.Slider(1, 8, value=1, step=1, label="samples side by side"),
-            style: gr.Image(type="filepath", label=image_label, sources=("upload",))}
+            style: image_upload(max_pixels, label=image_label)}
 
 
 # ----- label maps (SPADE) -------------------------------------------------------------------------------
-def label_page(backend: CheckpointBackend) -> None:
+def label_page(backend: CheckpointBackend, max_pixels: int) -> None:
     classes = backend.label_classes()
     palette = np.array([c for _, c in classes], dtype=np.uint8)
     choices = [(f"{i}: {name}", i) for i, (name, _) in enumerate(classes)]
@@ -144,28 +153,28 @@ def label_page(backend: CheckpointBackend) -> None:
     with gr.Row():
         with gr.Column():
             paint = gr.Dropdown(choices, value=0, label="class to paint", elem_id="paint-class")
-            canvas = gr.ImageEditor(
-                value={"background": blank(backend.train_size, classes[0][1]), "layers": [], "composite": None},
+            painted = canvas(
+                max_pixels, value={"background": blank(backend.train_size, classes[0][1]), "layers": [], "composite": None},
                 type="numpy", image_mode="RGB", format="png", sources=(), label="label map: paint with the class colours",
                 brush=brush(0), elem_id="label-canvas",
             )
             fill = gr.Button("Fill the canvas with this class")
-            upload = gr.File(label="or a label-map file (class ids, as ganforge-predict reads)", file_types=["image"],
-                             type="filepath")
-            controls = style_controls(style, "style seed", "style image (optional)") if style else {}
+            upload = image_upload(max_pixels, label="or a label-map file (class ids, as ganforge-predict reads them)",
+                                  sources=("upload",))
+            controls = style_controls(style, "style seed", "style image (optional)", max_pixels) if style else {}
             button = gr.Button("Synthesize", variant="primary", elem_id="run")
         with gr.Column():
             output = gr.Image(type="pil", format="png", label="output", elem_id="output-image", interactive=False)
             outputs = gr.Gallery(format="png", label="all outputs", columns=4, height="auto", visible=False, elem_id="outputs")
             gr.HTML(legend(classes), label="classes")
 
-    paint.change(lambda i: gr.ImageEditor(brush=brush(int(i))), paint, canvas, api_name=False)
+    paint.change(lambda i: gr.ImageEditor(brush=brush(int(i))), paint, painted, api_name=False)
     fill.click(lambda i: {"background": blank(backend.train_size, classes[int(i)][1]), "layers": [], "composite": None},
-               paint, canvas, api_name=False)
+               paint, painted, api_name=False)
     names = list(controls)
 
     @user_errors
-    def synthesize(editor, label_file, *values):
+    def synthesize(label_file, editor, *values):
         request = dict(zip(names, values))
         if style and request.get(style):
             request["n_samples"] = 1
@@ -179,7 +188,7 @@ def label_page(backend: CheckpointBackend) -> None:
         items = gallery_items(out)
         return items[0][0], items
 
-    button.click(synthesize, [canvas, upload, *controls.values()], [output, outputs], api_name="synthesize").then(
+    button.click(synthesize, [upload, painted, *controls.values()], [output, outputs], api_name="synthesize").then(
         show_if_several, outputs, outputs, api_name=False)
 
 
@@ -221,7 +230,7 @@ def samples_page(backend: CheckpointBackend) -> None:
 
 
 # ----- SinGAN's applications ---------------------------------------------------------------------------
-def apps_page(backend: CheckpointBackend) -> None:
+def apps_page(backend: CheckpointBackend, max_pixels: int) -> None:
     injections = [a for a in INJECTION_APPS if a in backend.apps]
     if "samples" in backend.apps:
         with gr.Tab("Random samples"):
@@ -247,11 +256,11 @@ def apps_page(backend: CheckpointBackend) -> None:
             with gr.Row():
                 with gr.Column():
                     app = gr.Radio([(INJECTION_APPS[a], a) for a in injections], value=injections[0], label="application")
-                    ref = gr.ImageEditor(type="filepath", image_mode="RGB", format="png", sources=("upload", "clipboard"),
-                                         label="reference image: upload, and paint on it",
-                                         brush=gr.Brush(default_size=8, color_mode="defaults"))
-                    mask = gr.Image(type="filepath", image_mode="L", sources=("upload",),
-                                    label="mask (editing, harmonization): white where the image was changed")
+                    ref = canvas(max_pixels, type="filepath", image_mode="RGB", format="png", sources=("upload", "clipboard"),
+                                 label="reference image: upload, and paint on it",
+                                 brush=gr.Brush(default_size=8, color_mode="defaults"))
+                    mask = image_upload(max_pixels, sources=("upload",),
+                                        label="mask (editing, harmonization): white where the image was changed")
                     inject = gr.Number(1, precision=0, label="inject at scale (1: coarse changes, higher: finer)")
                     seed = gr.Number(0, precision=0, label="seed")
                     button = gr.Button("Run", variant="primary")
@@ -266,16 +275,16 @@ def apps_page(backend: CheckpointBackend) -> None:
             button.click(run, [app, ref, mask, inject, seed], gallery, api_name="singan_inject")
 
 
-def build_app(backend: CheckpointBackend) -> gr.Blocks:
-    """The page for this backend's model."""
-    with gr.Blocks(title=f"ganforge demo: {backend.name}", analytics_enabled=False) as blocks:
+def build_app(backend: CheckpointBackend, max_pixels: int) -> gr.Blocks:
+    """The page for this backend's model; an image a request sends may have up to `max_pixels` pixels."""
+    with gr.Blocks(title=f"ganforge demo: {backend.name}", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as blocks:
         gr.Markdown(f"## ganforge demo: {backend.name}")
         if backend.apps:
-            apps_page(backend)
+            apps_page(backend, max_pixels)
         elif not backend.needs_input:
             samples_page(backend)
         elif backend.label_classes() is not None:
-            label_page(backend)
+            label_page(backend, max_pixels)
         else:
-            translation_page(backend)
+            translation_page(backend, max_pixels)
     return blocks
