@@ -37,7 +37,6 @@ from ganforge.cli.demo.ui import ids_from_colours  # noqa: E402
 from ganforge.cli.predict import predict  # noqa: E402
 from ganforge.cli.train import train  # noqa: E402
 from ganforge.utils.errors import ConfigError  # noqa: E402
-from ganforge.utils.imageio import load_image  # noqa: E402
 from tests.conftest import PAIRED_MINI, REPO, SHARED_DATA, TINY, compose_train  # noqa: E402
 
 pytestmark = pytest.mark.slow
