@@ -90,13 +90,16 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 def build(name: Any, spec_data: Any, where: str) -> nn.Module:
-    """The registered model `name` from its spec data, with the nets' own initial weights."""
+    """The registered model `name` from its spec data, on the meta device: no memory and no initialisation is
+    spent on weights that `load_state` replaces at once."""
     if not isinstance(name, str) or name not in MODELS:
         raise CheckpointError(f"{where}: model {short(name)} is not a ganforge model; known: {', '.join(sorted(MODELS))}")
     check_data(spec_data, f"{where} spec")
     cls = MODELS[name]
     spec = spec_from_dict(cls.Spec, spec_data, f"{where} spec")
-    return cls(spec, model_name=name)
+    with torch.device("meta"):
+        return cls(spec, model_name=name)
+
 
 def _load_safetensors(model: nn.Module, path: Path) -> None:
     from safetensors import SafetensorError
@@ -123,7 +126,10 @@ def load_state(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
                 ([f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})"] if unexpected else []) + \
                 ([f"{len(shapes)} of another shape (e.g. {'; '.join(shapes[:2])})"] if shapes else [])
         raise CheckpointError(f"{where}: the weights do not fit the {model.model_name} model its config describes: {'; '.join(parts)}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=True)
+    left = [k for k, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # a buffer outside the state_dict (non-persistent) would have no value: a ganforge bug, not the file's
+        raise RuntimeError(f"{model.model_name}: {left[:3]} have no value after loading; register them as persistent")
     nonfinite = model.check_finite()
     if nonfinite:
         log.warning("%s: %d weight tensor(s) hold NaN or infinite values (e.g. %s): outputs will be meaningless; "

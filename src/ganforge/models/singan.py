@@ -17,7 +17,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms.functional import gaussian_blur
 
 from ganforge.models.base import ExportGraph, InferenceModel, image_io
 from ganforge.models.images import (
@@ -63,6 +62,8 @@ class PyramidSampler(nn.Module):
 def soft_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Reference `dilate_mask`: binary mask dilated by a disk, Gaussian-blurred (sigma 5), rescaled to [0, 1].
     The mask is thresholded at mid-grey rather than at 0, so JPEG noise in a mask is not foreground."""
+    from torchvision.transforms.functional import gaussian_blur  # here: torchvision costs a second at import
+
     r = torch.arange(-radius, radius + 1, dtype=mask.dtype)
     disk = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius**2).to(mask.dtype)[None, None]
     m = (F.conv2d((mask > 0).to(mask.dtype), disk, padding=radius) > 0).to(mask.dtype)
