@@ -106,3 +106,35 @@ def test_the_command_line_tools_refuse_every_payload(tool, name, good, tmp_path)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1 and "Traceback" not in proc.stderr
     assert not marker.exists() and not (tmp_path / "stage2.pkl").exists()
+
+
+def _tampered(good: dict, tmp_path: Path, change) -> Path:
+    ckpt = {**good, "ganforge": {**good["ganforge"], "config": _copy(good["ganforge"]["config"])},
+            "state_dict": dict(good["state_dict"])}
+    change(ckpt)
+    path = tmp_path / "tampered.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c["ganforge"]["config"].update(data=["a", "list"]), "the stored run config's data is a list"),
+    (lambda c: c["state_dict"].update({"netG.model.model.0.weight": "not a tensor"}), r"weight\(s\) are not tensors"),
+    (lambda c: c.update(callbacks={"GeneratorEMA": {"nets": ["netG"]}}), "'nets' must be a mapping"),
+    (lambda c: c.update(callbacks={"GeneratorEMA": {"nets": {"__class__": {}}}}), "names a net '__class__'"),
+    (lambda c: c.update(callbacks={"GeneratorEMA": {"nets": {"netG": {"n_averaged": torch.tensor(3), "module.bogus": torch.zeros(1)}}}}),
+     "the EMA average of netG does not fit"),
+    (lambda c: c["ganforge"]["config"]["data"].update(crop_size=10_000_000), r"train_size=10000000 is out of range"),
+])
+def test_malformed_checkpoints_are_one_checkpoint_error(change, message, good, tmp_path):
+    with pytest.raises(CheckpointError, match=message):
+        ganforge.load(_tampered(good, tmp_path, change))
+
+
+def test_non_finite_weights_load_with_a_warning_naming_them(good, tmp_path, caplog):
+    def nan(c):
+        c["state_dict"]["netG.model.model.0.weight"] = torch.full_like(c["state_dict"]["netG.model.model.0.weight"], float("nan"))
+
+    model = ganforge.load(_tampered(good, tmp_path, nan))
+    assert "netG.model.model.0.weight" in caplog.text and "NaN or infinite" in caplog.text
+    assert model.check_finite() == ["netG.model.model.0.weight"]
