@@ -32,6 +32,7 @@ import ganforge
 from ganforge.app import entry_point
 from ganforge.checkpoint import build_model
 from ganforge.errors import ConfigError, ExportError
+from ganforge.export_manifest import file_sha256, validate_manifest
 from ganforge.gans.base import ExportGraph
 
 log = logging.getLogger("ganforge.export")
@@ -68,7 +69,9 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "model": type(model).__name__,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "format": fmt,
-        "checkpoint": str(cfg.ckpt_path),
+        # the file name and its hash, not its path: an export is meant to be shared, a local path is not
+        "checkpoint": Path(cfg.ckpt_path).name,
+        "checkpoint_sha256": file_sha256(cfg.ckpt_path),
         "use_ema": bool(cfg.get("use_ema", True)),
         "input_size_multiple": model.input_size_multiple,
         "train_size": int(data.get("crop_size", 256)),
@@ -100,6 +103,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
                 raise
             entry["parity_max_abs_diff"] = diff
             manifest["graphs"].append(entry)
+    if fmt == "onnx":  # what ganforge-predict model= will accept (ganforge.export_manifest)
+        validate_manifest(manifest, str(out_dir / "manifest.json"))
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     _print_summary(manifest, out_dir, tolerance)
     return manifest
