@@ -34,6 +34,7 @@ from rich.table import Table
 
 import ganforge
 from ganforge.cli.app import entry_point
+from ganforge.export.manifest import file_sha256, validate_manifest
 from ganforge.models import ExportGraph, InferenceModel, load
 from ganforge.nets.registry import net_config
 from ganforge.utils.errors import ConfigError, ExportError
@@ -76,8 +77,9 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "ganforge_version": ganforge.__version__,
         "model": model.model_name,
         "format": fmt,
-        # the file's name only: a manifest is meant to be shared, and local paths are nobody else's business
+        # the file name and its hash, not its path: an export is meant to be shared, a local path is not
         "checkpoint": Path(str(cfg.ckpt_path)).name,
+        "checkpoint_sha256": file_sha256(_weights_file(Path(str(cfg.ckpt_path)))),
         "use_ema": bool(cfg.get("use_ema", True)),
         "input_size_multiple": multiple,
         "train_size": int(getattr(spec, "train_size", None) or getattr(model, "train_size", (256,))[0]),
@@ -109,9 +111,16 @@ def export(cfg: DictConfig) -> dict[str, Any]:
                 raise
             entry["parity_max_abs_diff"] = diff
             manifest["graphs"].append(entry)
+    if fmt == "onnx":  # what ganforge-predict model= will accept (ganforge.export.manifest)
+        validate_manifest(manifest, str(out_dir / "manifest.json"))
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     _print_summary(manifest, out_dir, tolerance)
     return manifest
+
+
+def _weights_file(source: Path) -> Path:
+    """The file whose hash identifies the exported weights: the checkpoint, or a model folder's safetensors."""
+    return source / "model.safetensors" if source.is_dir() else source
 
 
 def _lone_file_meta(manifest: dict) -> dict:

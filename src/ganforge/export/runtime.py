@@ -10,11 +10,15 @@ kernel of torch's `interpolate` (align_corners=False, A = -0.75), clamped, (x + 
 Random inputs are drawn with numpy from `seed`, as the checkpoint's predict draws its latents
 (`gans.base.seeded_normal`, `seeded_normals`): DCGAN's z, BicycleGAN's and SPADE's z and SinGAN's noise
 pyramid give the checkpoint's images.
+
+Nothing in an export is used unchecked (ganforge.export.manifest): the manifest or a lone file's metadata
+is validated against the schema, every graph file and external-data file must lie inside the export
+folder, each graph must take the inputs its manifest entry names, and each output must have the
+manifest's shape and finite values before it is resized or written.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,52 +27,55 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ganforge.utils.errors import ConfigError
+from ganforge.cli.export import onnx_proto
+from ganforge.export.manifest import (FIX, check_external_data, graph_file, input_dtype, read_json, read_manifest_file,
+                                      validate_manifest)
+from ganforge.utils.errors import ConfigError, ExportError
 from ganforge.utils.imageio import LabelIds, load_image, load_label_ids, save_atomic
 
 EXTRA_HINT = "install the export extra: pip install 'ganforge[export]' (or just onnxruntime)"
+#: the keys of a graph's entry in its "ganforge" metadata; the others are the manifest's
+GRAPH_KEYS = ("name", "file", "inputs", "output", "dynamic_axes", "direction", "generator_mode", "nz", "label_ids",
+              "train_label_size", "fixed_size")
+ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
 
 
 def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """(manifest, folder of the graph files) of an export folder or of one .onnx file (its metadata)."""
+    """(manifest, folder of the graph files) of an export folder or of one .onnx file (its metadata),
+    validated against the schema in ganforge.export.manifest."""
     path = Path(path)
     if path.is_dir():
         file = path / "manifest.json"
         if not file.is_file():
             raise ConfigError(f"model={path} is a folder without manifest.json; give a folder written by ganforge-export or one .onnx file of it")
-        try:
-            manifest = json.loads(file.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{file} is not a readable manifest ({type(e).__name__}: {e})") from None
-        if manifest.get("format") != "onnx":
-            raise ConfigError(f"model={path} holds a {manifest.get('format')} export; ganforge-predict model= runs ONNX exports "
+        manifest = read_manifest_file(file)
+        if isinstance(manifest, dict) and manifest.get("format") in ("torchscript", "safetensors"):
+            raise ConfigError(f"model={path} holds a {manifest['format']} export; ganforge-predict model= runs ONNX exports "
                               "(export with format=onnx), a checkpoint runs with ckpt_path=")
-        return manifest, path
+        return _onnx_manifest(manifest, str(file)), path
     if not path.is_file():
         raise ConfigError(f"model={path} does not exist; give an .onnx file or a folder written by ganforge-export")
-    onnx = _onnx()
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - protobuf raises several kinds for a file that is not a model
-        raise ConfigError(f"model={path} is not an ONNX model ({type(e).__name__}); give a file written by ganforge-export") from None
-    props = {p.key: p.value for p in proto.metadata_props}
+        props = onnx_proto.summarize(path).metadata
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"model={path} is not an ONNX model ({type(e).__name__}: {e}); give a file written by ganforge-export") from None
     if "ganforge" not in props:
         raise ConfigError(f"model={path} is an ONNX model without ganforge's metadata (not written by ganforge-export), "
                           "so its inputs and value range are unknown")
-    entry = json.loads(props["ganforge"])
-    graph_keys = ("name", "file", "inputs", "output", "dynamic_axes", "direction", "generator_mode", "nz", "label_ids",
-                  "train_label_size", "fixed_size")
-    manifest = {k: v for k, v in entry.items() if k not in graph_keys}
-    manifest["graphs"] = [{k: entry[k] for k in graph_keys if k in entry} | {"file": path.name}]
-    return manifest, path.parent
+    where = f"{path} (its ganforge metadata)"
+    entry = read_json(props["ganforge"], where, "the metadata")
+    if not isinstance(entry, dict):
+        raise ExportError(f"{where}: the metadata must be a JSON object, got a {type(entry).__name__}. Fix: {FIX}")
+    manifest = {k: v for k, v in entry.items() if k not in GRAPH_KEYS}
+    manifest["graphs"] = [{k: entry[k] for k in GRAPH_KEYS if k in entry} | {"file": path.name}]
+    return _onnx_manifest(manifest, where), path.parent
 
 
-def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise ConfigError(f"reading a lone .onnx file needs the onnx package; {EXTRA_HINT}, or give the export folder") from None
-    return onnx
+def _onnx_manifest(manifest: Any, where: str) -> dict[str, Any]:
+    manifest = validate_manifest(manifest, where)
+    if manifest["format"] != "onnx":
+        raise ExportError(f"{where}: format must be 'onnx' for ganforge-predict model=, got {manifest['format']!r}. Fix: {FIX}")
+    return manifest
 
 
 def _ort():
@@ -117,7 +124,8 @@ def array_to_image(x: np.ndarray, size: tuple[int, int] | None = None) -> Image.
     x = np.asarray(x, dtype=np.float32)
     if size is not None and (x.shape[-1], x.shape[-2]) != tuple(size):
         rows, cols = _resize_matrix(x.shape[-2], size[1]), _resize_matrix(x.shape[-1], size[0])
-        x = np.einsum("hy,cyx,wx->chw", rows, x, cols)
+        # two matrix products: a three-operand einsum loops over all four sizes at once
+        x = rows @ x @ cols.T
     a = np.round((np.clip(x, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8).transpose(1, 2, 0)
     return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
 
@@ -138,12 +146,21 @@ class OnnxModel:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.manifest, self.folder = read_manifest(self.path)
-        self.graphs = {g["name"]: g for g in self.manifest.get("graphs", [])}
-        if not self.graphs:
-            raise ConfigError(f"model={path}: the manifest lists no graphs")
-        self._sessions: dict[str, Any] = {}
         _ort()
+        self.manifest, self.folder = read_manifest(self.path)
+        self.graphs = {g["name"]: g for g in self.manifest["graphs"]}
+        self.files = {name: self._checked_file(g) for name, g in self.graphs.items()}
+        self._sessions: dict[str, Any] = {}
+
+    def _checked_file(self, graph: dict) -> Path:
+        """The graph's file, inside the export folder, and every external-data file it names inside its folder."""
+        file = graph_file(self.folder, graph, f"model={self.path}")
+        try:
+            external = onnx_proto.summarize(file).external
+        except (ValueError, OSError) as e:
+            raise ExportError(f"{file} (graph {graph['name']!r}) is not an ONNX model ({type(e).__name__}: {e}). Fix: {FIX}") from None
+        check_external_data(file, external)
+        return file
 
     # ----- what the predict loop reads --------------------------------------------------------------
     @property
@@ -225,7 +242,8 @@ class OnnxModel:
         n = int(opts.get("n_samples", 1))
         if n < 1:
             raise ConfigError(f"n_samples must be >= 1, got {n}")
-        zs = np.random.default_rng(int(opts.get("seed", 0))).standard_normal((n, graph["inputs"][1]["shape"][-1])).astype(np.float32)
+        self._session(graph)  # the graph takes the z the manifest sizes, checked before drawing it
+        zs = np.random.default_rng(int(opts.get("seed", 0))).standard_normal((n, *graph["inputs"][1]["shape"][1:])).astype(np.float32)
         outs = {f"_{k}": [array_to_image(self._run(graph, label=ids, z=zs[k:k + 1])[0], orig)] for k in range(n)}
         return {"": outs["_0"]} if n == 1 else outs
 
@@ -236,6 +254,7 @@ class OnnxModel:
         n, seed = int(opts.get("num_samples") or 0), int(opts.get("seed") or 0)
         if n < 1:
             raise ConfigError(f"num_samples must be >= 1, got {opts.get('num_samples')}")
+        self._session(graph)  # the graph takes the noise the manifest sizes, checked before drawing it
         rng = np.random.default_rng(seed)
         feeds = {i["name"]: rng.standard_normal((n, *i["shape"][1:])).astype(np.float32) for i in graph["inputs"]}
         images = [array_to_image(o) for o in self._run(graph, **feeds)]
@@ -248,17 +267,67 @@ class OnnxModel:
     def _session(self, graph: dict):
         if graph["name"] not in self._sessions:
             ort = _ort()
-            file = self.folder / graph["file"]
-            if not file.is_file():
-                raise ConfigError(f"model={self.path}: {file} (listed in the manifest) is missing")
+            file = self.files[graph["name"]]
             try:
-                self._sessions[graph["name"]] = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+                options = ort.SessionOptions()
+                options.log_severity_level = 4  # its errors reach the user as one ganforge message, not a log line too
+                session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own kinds for an unreadable model
-                raise ConfigError(f"{file} cannot be loaded by onnxruntime ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+                raise ConfigError(f"{file} cannot be loaded by onnxruntime ({type(e).__name__}: {_first_line(e)})") from None
+            self._check_session(graph, session, file)
+            self._sessions[graph["name"]] = session
         return self._sessions[graph["name"]]
 
+    @staticmethod
+    def _check_session(graph: dict, session, file: Path) -> None:
+        """The graph in the file takes and gives what the manifest says: input names, types and fixed sizes."""
+        found = {i.name: i for i in session.get_inputs()}
+        if set(found) != {s["name"] for s in graph["inputs"]}:
+            raise ExportError(f"{file}: the graph's inputs are {sorted(found)}, the manifest's graph {graph['name']!r} "
+                              f"says {[s['name'] for s in graph['inputs']]}. Fix: {FIX}")
+        for spec in graph["inputs"]:
+            got, want = found[spec["name"]], ORT_TYPES[input_dtype(spec["kind"])]
+            if got.type != want:
+                raise ExportError(f"{file}: input {spec['name']!r} is {got.type} in the graph, {want} in the manifest. Fix: {FIX}")
+            if len(got.shape) != len(spec["shape"]) or any(
+                    isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(got.shape, spec["shape"])):
+                raise ExportError(f"{file}: input {spec['name']!r} has shape {list(got.shape)} in the graph, "
+                                  f"{spec['shape']} in the manifest. Fix: {FIX}")
+        outputs = [o.name for o in session.get_outputs()]
+        if outputs[:1] != [graph["output"]["name"]]:
+            raise ExportError(f"{file}: the graph's outputs are {outputs}, the manifest says {graph['output']['name']!r} first. Fix: {FIX}")
+
     def _run(self, graph: dict, **feeds: np.ndarray) -> np.ndarray:
-        return self._session(graph).run(None, feeds)[0]
+        """The graph's output for `feeds`, checked against the manifest before anything is resized or written."""
+        session = self._session(graph)
+        try:
+            out = session.run(None, feeds)[0]
+        except Exception as e:  # noqa: BLE001 - onnxruntime's error kinds differ between versions
+            raise ExportError(f"model={self.path}: graph {graph['name']!r} failed in onnxruntime ({type(e).__name__}: "
+                              f"{_first_line(e)}). Fix: {FIX}") from None
+        self._check_output(graph, out, feeds)
+        return out
+
+    def _check_output(self, graph: dict, out: Any, feeds: Mapping[str, np.ndarray]) -> None:
+        """Shape as the manifest says (a named dimension takes its size from the input that has it) and finite values."""
+        where = f"model={self.path}: graph {graph['name']!r}"
+        spec = graph["output"]["shape"]
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+            raise ExportError(f"{where} gave {getattr(out, 'dtype', type(out).__name__)} values, not float32; refused. Fix: {FIX}")
+        sizes: dict[str, int] = {}
+        for inp in graph["inputs"]:
+            for dim, n in zip(inp["shape"], feeds[inp["name"]].shape):
+                if isinstance(dim, str):
+                    sizes.setdefault(dim, n)
+        expected = [sizes[d] if isinstance(d, str) else d for d in spec]
+        if list(out.shape) != expected:
+            raise ExportError(f"{where} gave an output of shape {list(out.shape)} where its manifest says {spec} "
+                              f"({expected} for these inputs); refused before resizing or writing it. Fix: {FIX}")
+        finite = np.isfinite(out)
+        if not finite.all():
+            raise ExportError(f"{where} gave {out.size - int(finite.sum())} non-finite values (NaN or Inf) of {out.size}; "
+                              "nothing was written for this input. The graph's weights are broken: export again from a "
+                              "checkpoint whose weights are finite")
 
     def _flags(self, graph: dict, opts: Mapping) -> dict[str, np.ndarray]:
         """pix2pix's `dropout` input: `test_dropout` (null: the export's default, the reference's dropout on)."""
@@ -276,7 +345,7 @@ class OnnxModel:
             raise ConfigError(f"n_samples must be >= 1, got {n}")
         if opts.get("interp") is not None:
             raise ConfigError("interp= runs from the checkpoint (ckpt_path=); an ONNX export predicts n_samples or z_from")
-        nz = int(graph.get("nz") or graph["inputs"][1]["shape"][-1])
+        z_shape = next(i for i in graph["inputs"] if i["kind"] == "z")["shape"][1:]
         if z_from:
             if n > 1:
                 raise ConfigError("z_from gives one code per input: drop n_samples (or use n_samples=1)")
@@ -289,6 +358,12 @@ class OnnxModel:
                 raise ConfigError(f"z_from={z_from}: {e}") from None
             code = self._run(self.graphs["E"], image=image_to_array(style, (x.shape[-1], x.shape[-2])))
             return {"_0": code.astype(np.float32)}
+        self._session(graph)
         rng = np.random.default_rng(int(opts.get("seed", 0)))
-        zs = rng.standard_normal((n, nz)).astype(np.float32)
+        zs = rng.standard_normal((n, *z_shape)).astype(np.float32)
         return {f"_{k}": zs[k:k + 1] for k in range(n)}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
