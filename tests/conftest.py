@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -27,6 +28,10 @@ PAIRED_MINI = SHARED_DATA / "pix2pix_paired_mini"
 #: the console scripts, as a user runs them
 PREDICT = str(Path(sys.executable).parent / "ganforge-predict")
 EVAL = str(Path(sys.executable).parent / "ganforge-eval")
+
+#: hparams_search=<model>_optuna runs hydra-optuna-sweeper, the sweep extra (dev installs it)
+needs_sweep = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                                 reason='the Optuna sweeper is not installed: pip install "ganforge[sweep]"')
 
 # Runs in tests never talk to W&B's servers.
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ganforge.cli.train import train
-from tests.conftest import PAIRED_MINI, TINY, run_cli
+from tests.conftest import PAIRED_MINI, TINY, needs_sweep, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -76,6 +76,7 @@ def test_multirun_two_jobs(tmp_path):
     assert lambdas == {0, 1}
 
 
+@needs_sweep
 def test_optuna_sweep_returns_the_metric(tmp_path):
     proc = run_cli(["-m", *TINY, "hparams_search=pix2pix_optuna", "hydra.sweeper.n_trials=2",
                     "hydra.sweeper.sampler.n_startup_trials=1", f"hydra.sweep.dir={tmp_path}"])

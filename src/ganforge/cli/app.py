@@ -60,7 +60,8 @@ def user_errors_exit(fn: Callable) -> Callable:
         except GanforgeError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            log.error("%s", user_message(e))
+            if log.hasHandlers():  # Hydra's logging is set up: the run's log file gets the message too
+                log.error("%s", user_message(e))
             print(f"Error: {user_message(e)}", file=sys.stderr)
             sys.exit(2)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationKeyError
 
 from ganforge.callbacks.resume_checks import check_resume_state
-from ganforge.cli.app import CONF_DIR, entry_point
+from ganforge.cli.app import CONF_DIR, entry_point, user_errors_exit
 from ganforge.gans.checkpoint import check_resumable, load_weights
 from ganforge.models import load
 from ganforge.utils.errors import ConfigError
@@ -161,8 +163,18 @@ def _finish(loggers: list) -> None:
         torch.distributed.destroy_process_group()
 
 
+def check_sweeper_installed(overrides: list[str]) -> None:
+    """hparams_search=<name> runs hydra-optuna-sweeper, an extra (it pins optuna<3 and so SQLAlchemy<2): when it
+    is missing, say how to get it instead of Hydra's "Could not find 'hydra/sweeper/optuna'"."""
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        asks = (key == "hparams_search" and value not in ("", "null")) or (key == "hydra/sweeper" and "optuna" in value)
+        if asks and importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+            raise ConfigError(f'{override} needs the Optuna sweeper, which is not installed: pip install "ganforge[sweep]"')
+
+
 @entry_point("train")
-def train_main(cfg: DictConfig) -> float | None:
+def train_app(cfg: DictConfig) -> float | None:
     metrics, _ = train(cfg)
     name = cfg.get("optimized_metric")
     if name is None:
@@ -170,3 +182,9 @@ def train_main(cfg: DictConfig) -> float | None:
     if name not in metrics:
         raise ConfigError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
     return metrics[name]
+
+
+def train_main() -> float | None:
+    """`ganforge-train` / `python train.py`: the command-line overrides are checked before Hydra composes them."""
+    user_errors_exit(check_sweeper_installed)(sys.argv[1:])
+    return train_app()
