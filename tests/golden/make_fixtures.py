@@ -232,7 +232,70 @@ def make_spade(ref: Path) -> dict:
                                      "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
 
 
-MAKERS = {"spade": make_spade}
+# ---------------------------------------------------------------- pytorch-CycleGAN-and-pix2pix
+PIX2PIX_ARGS = dict(ngf=2, ndf=4, n_layers_D=3, num_downs=5, size=32, batch=1, iterations=2)
+PIX2PIX_PATCHES = [
+    "models.networks.define_G: netG='unet_32' builds UnetGenerator(input_nc, output_nc, 5, ngf, ...) as its unet_128 "
+    "and unet_256 branches do with 7 and 8, so the U-Net fits 32 px; every other name is the original function",
+    "torch.set_default_dtype(float64): float64 run",
+    "opt.device = cpu (train.py sets it from util.init_ddp, which picks a GPU when there is one)",
+]
+
+
+def cyclegan_repo_options(ref: Path, argv: list[str]):
+    opt = import_reference(ref, ["--dataroot", "unused", "--checkpoints_dir", "unused", *argv])
+    opt.isTrain = True
+    opt.device = torch.device("cpu")
+    return opt
+
+
+def unet_32(networks):
+    define_g = networks.define_G
+
+    def define_G(input_nc, output_nc, ngf, netG, norm="batch", use_dropout=False, init_type="normal", init_gain=0.02):
+        if netG == "unet_32":
+            return networks.UnetGenerator(input_nc, output_nc, 5, ngf, norm_layer=networks.get_norm_layer(norm_type=norm),
+                                          use_dropout=use_dropout)
+        return define_g(input_nc, output_nc, ngf, netG, norm, use_dropout, init_type, init_gain)
+
+    return define_G
+
+
+def make_pix2pix(ref: Path) -> dict:
+    a = PIX2PIX_ARGS
+    opt = cyclegan_repo_options(ref, ["--model", "pix2pix", "--netG", "unet_32", "--ngf", str(a["ngf"]), "--ndf", str(a["ndf"]),
+                                      "--n_layers_D", str(a["n_layers_D"]), "--batch_size", str(a["batch"]),
+                                      "--load_size", str(a["size"]), "--crop_size", str(a["size"])])
+    import models.networks as networks
+    from models import create_model
+
+    networks.define_G = unet_32(networks)
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    model = create_model(opt)
+    model.setup(opt)
+    out: dict[str, torch.Tensor] = {}
+    nets = {"G": model.netG, "D": model.netD}
+    for name, net in nets.items():
+        put(out, f"init/{name}", state(net))
+    for i in range(a["iterations"]):
+        batch = {"A": fixed_images(a["batch"], 3, a["size"], 10 + i), "B": fixed_images(a["batch"], 3, a["size"], 20 + i)}
+        put(out, f"data/{i}", batch)
+        model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
+        torch.manual_seed(1000 + i)
+        model.optimize_parameters()
+        for name, net in nets.items():
+            put(out, f"step{i}/{name}", state(net))
+        put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
+    assert all(v.dtype in (torch.float64, torch.int64) for v in out.values()), "a float32 tensor in the float64 run"
+    options = {k: getattr(opt, k) for k in ("ngf", "ndf", "n_layers_D", "norm", "no_dropout", "init_type", "init_gain",
+                                           "lr", "beta1", "gan_mode", "lambda_L1", "batch_size", "direction")}
+    return {"tensors": out, "meta": {"options": json.dumps({**options, "num_downs": a["num_downs"]}),
+                                     "iterations": str(a["iterations"]), "patches": json.dumps(PIX2PIX_PATCHES),
+                                     "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
+
+
+MAKERS = {"spade": make_spade, "pix2pix": make_pix2pix}
 
 
 def main() -> None:
