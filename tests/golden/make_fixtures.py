@@ -295,7 +295,48 @@ def make_pix2pix(ref: Path) -> dict:
                                      "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
 
 
-MAKERS = {"spade": make_spade, "pix2pix": make_pix2pix}
+CYCLEGAN_ARGS = dict(ngf=2, ndf=4, n_layers_D=2, n_blocks=6, size=32, batch=1, iterations=3)
+CYCLEGAN_PATCHES = [
+    "torch.set_default_dtype(float64): float64 run",
+    "opt.device = cpu (train.py sets it from util.init_ddp, which picks a GPU when there is one)",
+]
+
+
+def make_cyclegan(ref: Path) -> dict:
+    a = CYCLEGAN_ARGS
+    opt = cyclegan_repo_options(ref, ["--model", "cycle_gan", "--netG", f"resnet_{a['n_blocks']}blocks", "--ngf", str(a["ngf"]),
+                                      "--ndf", str(a["ndf"]), "--netD", "n_layers", "--n_layers_D", str(a["n_layers_D"]),
+                                      "--batch_size", str(a["batch"]), "--load_size", str(a["size"]), "--crop_size", str(a["size"])])
+    from models import create_model
+
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    model = create_model(opt)
+    model.setup(opt)
+    out: dict[str, torch.Tensor] = {}
+    nets = {name: getattr(model, "net" + name) for name in ("G_A", "G_B", "D_A", "D_B")}
+    for name, net in nets.items():
+        put(out, f"init/{name}", state(net))
+    for i in range(a["iterations"]):
+        # Fewer iterations than pool_size images: the pools only store, and draw nothing from `random`.
+        batch = {"A": fixed_images(a["batch"], 3, a["size"], 30 + i), "B": fixed_images(a["batch"], 3, a["size"], 40 + i)}
+        put(out, f"data/{i}", batch)
+        model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
+        torch.manual_seed(1000 + i)
+        model.optimize_parameters()
+        for name, net in nets.items():
+            put(out, f"step{i}/{name}", state(net))
+        put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
+    assert all(v.dtype in (torch.float64, torch.int64) for v in out.values()), "a float32 tensor in the float64 run"
+    options = {k: getattr(opt, k) for k in ("ngf", "ndf", "n_layers_D", "norm", "no_dropout", "init_type", "init_gain", "lr",
+                                           "beta1", "gan_mode", "lambda_A", "lambda_B", "lambda_identity", "pool_size",
+                                           "batch_size")}
+    return {"tensors": out, "meta": {"options": json.dumps({**options, "n_blocks": a["n_blocks"]}),
+                                     "iterations": str(a["iterations"]), "patches": json.dumps(CYCLEGAN_PATCHES),
+                                     "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
+
+
+MAKERS = {"spade": make_spade, "pix2pix": make_pix2pix, "cyclegan": make_cyclegan}
 
 
 def main() -> None:
