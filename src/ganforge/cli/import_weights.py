@@ -139,6 +139,32 @@ def resnet_encoder_mapping(net: ResnetEncoder) -> Mapping_:
     return mapping
 
 
+_SPECTRAL_NAMES = (("parametrizations.weight.original", "weight_orig"), ("parametrizations.weight.0._u", "weight_u"),
+                   ("parametrizations.weight.0._v", "weight_v"))
+
+
+def spade_reference_mapping(net: nn.Module) -> Mapping_:
+    """ganforge SPADE net names <- NVlabs/SPADE names. Spectral norm there is the hook API
+    (`weight_orig`, `weight_u`, `weight_v`; ours has torch's parametrization names); the discriminator's
+    scale i, layer n is `discriminator_i.modeln` (its last conv wrapped in a Sequential: `modeln.0`), the
+    encoder's layer i is `layer{i+1}`. Generator names are the same."""
+    modules = dict(net.named_modules())
+    mapping: Mapping_ = {}
+    for k in net.state_dict():
+        src = k
+        for ours, theirs in _SPECTRAL_NAMES:
+            src = src.replace(ours, theirs)
+        m = re.match(r"^scales\.(\d+)\.stages\.(\d+)\.(.+)$", src)
+        if m:
+            bare = isinstance(modules[f"scales.{m.group(1)}.stages.{m.group(2)}"], nn.Conv2d)
+            src = f"discriminator_{m.group(1)}.model{m.group(2)}.{'0.' if bare else ''}{m.group(3)}"
+        m = re.match(r"^layers\.(\d+)\.(.+)$", src)
+        if m:
+            src = f"layer{int(m.group(1)) + 1}.{m.group(2)}"
+        mapping[k] = (src, _same)
+    return mapping
+
+
 def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Mapping_, what: str) -> dict[str, torch.Tensor]:
     """The target state dict from `source`; refuses with every mismatch listed."""
     target = net.state_dict()
