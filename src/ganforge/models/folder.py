@@ -15,6 +15,7 @@ from torch import nn
 
 from ganforge.models.registry import MODELS
 from ganforge.models.spec import check_data, short, spec_from_dict
+from ganforge.nets.registry import no_init
 from ganforge.utils.errors import CheckpointError
 
 log = logging.getLogger("ganforge.models")
@@ -97,7 +98,7 @@ def build(name: Any, spec_data: Any, where: str) -> nn.Module:
     check_data(spec_data, f"{where} spec")
     cls = MODELS[name]
     spec = spec_from_dict(cls.Spec, spec_data, f"{where} spec")
-    with torch.device("meta"):
+    with torch.device("meta"), no_init():
         return cls(spec, model_name=name)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -103,12 +104,38 @@ def _check_value(value: Any, where: str) -> None:
         raise CheckpointError(f"{where} is NaN")
 
 
+#: what networks call to initialise themselves while they are built: nn.init's functions, the tensors' in-place
+#: random fills, and the normalisation of spectral norm's first u and v
+_INITIALISERS = [(torch.nn.init, n) for n in ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
+                                             "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+                                             "orthogonal_")] + [(torch.Tensor, n) for n in ("normal_", "uniform_")] + [
+    (torch.nn.functional, "normalize")]
+
+
+@contextmanager
+def no_init() -> Iterator[None]:
+    """Networks built in this block skip their initialisers: weights a file is about to replace need none, and on
+    the meta device torch routes random fills through its compiler stack (seconds of imports for nothing)."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name in _INITIALISERS]
+    for owner, name, _ in saved:
+        setattr(owner, name, _unchanged)
+    try:
+        yield
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
+def _unchanged(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return tensor
+
+
 def build_net(config: Any, where: str) -> nn.Module:
     """The network of a net config, with its own (random) initial weights. Sized first on the meta device:
     a config that asks for more than MAX_PARAMETERS is refused before anything is allocated."""
     cls, kwargs = check_net_config(config, where)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), no_init():
             size = sum(p.numel() for p in cls(**kwargs).parameters())
         if size > MAX_PARAMETERS:
             raise CheckpointError(f"{where}: {cls.__name__}({kwargs}) would have {size:,} parameters; refused")
