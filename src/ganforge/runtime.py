@@ -29,8 +29,15 @@ from PIL import Image
 
 from ganforge import onnx_proto
 from ganforge.errors import ConfigError, ExportError
-from ganforge.export_manifest import (FIX, check_external_data, graph_file, input_dtype, read_json, read_manifest_file,
-                                      validate_manifest)
+from ganforge.export_manifest import (
+    FIX,
+    check_external_data,
+    graph_file,
+    input_dtype,
+    read_json,
+    read_manifest_file,
+    validate_manifest,
+)
 from ganforge.imageio import LabelIds, load_image, load_label_ids, save_atomic
 
 EXTRA_HINT = "install the export extra: pip install 'ganforge[export]' (or just onnxruntime)"
@@ -303,8 +310,9 @@ class OnnxModel:
         try:
             out = session.run(None, feeds)[0]
         except Exception as e:  # noqa: BLE001 - onnxruntime's error kinds differ between versions
-            raise ExportError(f"model={self.path}: graph {graph['name']!r} failed in onnxruntime ({type(e).__name__}: "
-                              f"{_first_line(e)}). Fix: {FIX}") from None
+            shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
+            raise ExportError(f"model={self.path}: graph {graph['name']!r} failed in onnxruntime on inputs {shapes} "
+                              f"({type(e).__name__}: {_first_line(e)})") from None
         self._check_output(graph, out, feeds)
         return out
 
