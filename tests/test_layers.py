@@ -19,7 +19,8 @@ LAYERS = [
     ("callbacks", ("ganforge.callbacks",)),
     ("gans", ("ganforge.gans",)),
     ("building blocks", ("ganforge.nets", "ganforge.losses", "ganforge.data", "ganforge.metrics", "ganforge.checkpoint")),
-    ("plumbing", ("ganforge.runtime", "ganforge.imageio", "ganforge.app", "ganforge.utils", "ganforge.errors")),
+    ("plumbing", ("ganforge.runtime", "ganforge.export_manifest", "ganforge.onnx_proto", "ganforge.imageio", "ganforge.app",
+                  "ganforge.utils", "ganforge.errors")),
 ]
 
 
