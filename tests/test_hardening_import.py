@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.errors import CheckpointError
-from ganforge.import_weights import read_pth
+from ganforge.cli.import_weights import read_pth
+from ganforge.utils.errors import CheckpointError
 from tests.conftest import run_cli
 
 IMPORT = str(Path(sys.executable).parent / "ganforge-import")

@@ -23,11 +23,11 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import _get_all_tensors, uses_external_data
 from PIL import Image
 
-from ganforge.errors import ExportError, GanforgeError
-from ganforge.export import export
-from ganforge.export_manifest import MAX_RANDOM_ELEMENTS, file_sha256
-from ganforge.predict import predict
-from ganforge.runtime import OnnxModel
+from ganforge.utils.errors import ExportError, GanforgeError
+from ganforge.cli.export import export
+from ganforge.export.manifest import MAX_RANDOM_ELEMENTS, file_sha256
+from ganforge.cli.predict import predict
+from ganforge.export.runtime import OnnxModel
 from tests.conftest import PREDICT, run_cli
 from tests.export_helpers import tiny_checkpoint
 from tests.test_export import export_cfg, predict_cfg
@@ -191,7 +191,7 @@ def test_malformed_graph_metadata_is_one_export_error(exports, photo, tmp_path, 
 
 
 def test_a_lone_file_runs_without_the_onnx_package(exports, photo, tmp_path, monkeypatch):
-    """The runtime reads the metadata and the external-data entries itself (ganforge.onnx_proto)."""
+    """The runtime reads the metadata and the external-data entries itself (ganforge.export.onnx_proto)."""
     monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` fails
     report = run_predict(exports["cyclegan"] / "AtoB.onnx", tmp_path / "out", photo)
     assert len(report["written"]) == 1
