@@ -209,9 +209,8 @@ def _validate_graph(c: _Checker, graph: Any, p: str) -> None:
         for k, side in enumerate(size):
             c.integer(side, f"{p}train_label_size[{k}]", 1, MAX_SIDE)
         c.flag(g.get("fixed_size"), f"{p}fixed_size")
-    elif first == "style":
-        if extra or inputs[0]["name"] != "image":
-            raise c.fail(f"{p}inputs", "of an encoder graph must be one style image named 'image'")
+    elif first == "style" and (extra or inputs[0]["name"] != "image"):
+        raise c.fail(f"{p}inputs", "of an encoder graph must be one style image named 'image'")
 
 
 def input_dtype(kind: str) -> str:

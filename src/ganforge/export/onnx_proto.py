@@ -7,7 +7,7 @@ runtime needs neither the onnx package nor a particular onnxruntime version to c
 * every tensor's external-data `location` (onnx's ExternalData.md): graph initializers, sparse
   initializers, tensors in node attributes (Constant's `value`), in subgraphs (If/Loop/Scan bodies), in
   model-local functions and in training info. onnxruntime reads these files relative to the model's
-  folder; ganforge checks each location itself (export_manifest.check_external_data), because whether
+  folder; ganforge checks each location itself (ganforge.export.manifest.check_external_data), because whether
   onnxruntime refuses one outside the folder depends on its version.
 
 Every occurrence of a field is visited (protobuf merges repeated occurrences of a singular message, so a

@@ -303,8 +303,9 @@ class OnnxModel:
         try:
             out = session.run(None, feeds)[0]
         except Exception as e:  # noqa: BLE001 - onnxruntime's error kinds differ between versions
-            raise ExportError(f"model={self.path}: graph {graph['name']!r} failed in onnxruntime ({type(e).__name__}: "
-                              f"{_first_line(e)}). Fix: {FIX}") from None
+            shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
+            raise ExportError(f"model={self.path}: graph {graph['name']!r} failed in onnxruntime on inputs {shapes} "
+                              f"({type(e).__name__}: {_first_line(e)})") from None
         self._check_output(graph, out, feeds)
         return out
 
