@@ -114,7 +114,7 @@ def test_torchscript_and_safetensors_round_trip(tmp_path):
     from safetensors.torch import load_file, safe_open
 
     manifest = export(export_cfg(ckpt, tmp_path / "st", format="safetensors"))
-    assert [g["file"] for g in manifest["graphs"]] == ["netG.safetensors"]
+    assert [g["file"] for g in manifest["graphs"]] == ["netG.safetensors", "netE.safetensors"]  # the inference model's nets
     weights = load_file(str(tmp_path / "st" / "netG.safetensors"))
     assert all(torch.equal(weights[k], v) for k, v in model.netG.state_dict().items())
     with safe_open(str(tmp_path / "st" / "netG.safetensors"), "pt") as f:
