@@ -12,7 +12,14 @@ import torch
 
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.nets import NLayerDiscriminator, ResnetGenerator
-from tests.golden import biases_before_instance_norm, compare, load_fixture, recording, section, train_iterations
+from tests.golden import (
+    biases_before_instance_norm,
+    compare,
+    load_fixture,
+    recording,
+    section,
+    train_iterations,
+)
 
 pytestmark = pytest.mark.reference
 

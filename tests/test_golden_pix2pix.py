@@ -13,7 +13,14 @@ import torch
 
 from ganforge.gans.pix2pix import Pix2Pix
 from ganforge.nets import NLayerDiscriminator, UnetGenerator
-from tests.golden import compare, is_fixture_machine, load_fixture, recording, section, train_iterations
+from tests.golden import (
+    compare,
+    is_fixture_machine,
+    load_fixture,
+    recording,
+    section,
+    train_iterations,
+)
 
 pytestmark = pytest.mark.reference
 
