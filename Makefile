@@ -1,9 +1,9 @@
-# The two commands of the README. Each creates .venv and installs ganforge into it when missing.
+# The commands of the README. Each creates .venv and installs ganforge into it when missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test bench venv clean
+.PHONY: train test test-fast bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,9 @@ train: venv            ## pix2pix on the embedded sample: a checkpoint, sample g
 
 test: venv             ## the whole test suite (CI runs exactly this)
 	$(PY) -m pytest -q $(ARGS)
+
+test-fast: venv        ## the unit tests alone (pytest -m "not slow"), for the edit loop: a couple of minutes
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 bench: venv            ## the benchmarks of docs/benchmarks.md (each prints its own table)
 	$(PY) bench/step_time.py model=pix2pix precision=32-true
