@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test test-fast bench venv clean
+.PHONY: train test test-fast docs bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -23,10 +23,13 @@ test: venv             ## the whole test suite (CI runs exactly this)
 test-fast: venv        ## the unit tests alone (pytest -m "not slow"), for the edit loop: a couple of minutes
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
+docs: venv             ## the docs site into site/ (mkdocs-material); a broken link or a missing page fails it
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: venv            ## the benchmarks of docs/benchmarks.md (each prints its own table)
 	$(PY) bench/step_time.py model=pix2pix precision=32-true
 	$(PY) bench/step_time.py model=pix2pix precision=bf16-mixed
 	$(PY) bench/fid_throughput.py
 
 clean:
-	rm -rf logs .pytest_cache
+	rm -rf logs .pytest_cache site
