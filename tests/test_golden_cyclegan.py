@@ -29,6 +29,7 @@ LOSSES = {"loss_G_A": "G_A", "loss_G_B": "G_B", "loss_cycle_A": "cycle_A", "loss
           "loss_idt_A": "idt_A", "loss_idt_B": "idt_B", "loss_D_A": "D_A", "loss_D_B": "D_B"}
 
 
+@pytest.mark.slow
 def test_three_iterations_match_the_reference(tmp_path):
     tensors, meta = load_fixture("cyclegan")
     o = json.loads(meta["options"])

@@ -78,6 +78,7 @@ def run_ganforge(fixture, root, **net_options) -> tuple[list[dict], list[dict]]:
     return snaps, losses
 
 
+@pytest.mark.slow
 def test_two_iterations_match_the_reference(fixture, tmp_path):
     tensors, meta, _ = fixture
     snaps, losses = run_ganforge(fixture, tmp_path)

@@ -132,6 +132,7 @@ TAMPERED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(TAMPERED))
 def test_a_malformed_manifest_is_one_export_error_naming_the_key(exports, photo, tmp_path, case):
     name, edit, match = TAMPERED[case]
@@ -416,6 +417,7 @@ def exercise(model_path: Path, photo: Path, out: Path) -> None:
         run_predict(model_path, out)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data(), name=st.sampled_from(("pix2pix", "spade", "dcgan")))
 def test_fuzzed_manifests_load_or_raise_one_ganforge_error(exports, photo, tmp_path_factory, data, name):
@@ -431,6 +433,7 @@ def test_fuzzed_manifests_load_or_raise_one_ganforge_error(exports, photo, tmp_p
         event(type(e).__name__)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data(), text=st.none() | st.text(max_size=40))
 def test_fuzzed_graph_metadata_loads_or_raises_one_ganforge_error(exports, photo, tmp_path_factory, data, text):

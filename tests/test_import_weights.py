@@ -195,6 +195,7 @@ def _import(tmp_path, model: str, extra: list[str], **files):
     return import_weights(cfg)
 
 
+@pytest.mark.slow
 def test_pix2pix_unet_import_matches_the_reference(tmp_path):
     ref = _randomise(RefUnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True), 1)
     torch.save(ref.state_dict(), tmp_path / "latest_net_G.pth")
@@ -205,6 +206,7 @@ def test_pix2pix_unet_import_matches_the_reference(tmp_path):
         assert torch.allclose(model.netG.eval()(x), ref(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cyclegan_resnet_import_matches_the_reference_and_drops_old_instance_norm_stats(tmp_path):
     ref_a, ref_b = _randomise(RefResnetGenerator(3, 3, ngf=8, n_blocks=2), 2), _randomise(RefResnetGenerator(3, 3, ngf=8, n_blocks=2), 3)
     sd_a = ref_a.state_dict()
@@ -219,6 +221,7 @@ def test_cyclegan_resnet_import_matches_the_reference_and_drops_old_instance_nor
         assert torch.allclose(model.translate(x, "BtoA"), ref_b(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bicyclegan_g_and_e_import_match_the_reference(tmp_path):
     # tiny BicycleGAN: num_downs 6, ngf 8, nz 8; E with 2 blocks at 32 px (AvgPool2d(8) is then global)
     g = _randomise(RefGUnetAddAll(3, 3, nz=8, num_downs=6, ngf=8), 4)
@@ -245,6 +248,7 @@ def test_a_file_that_does_not_fit_is_refused_with_the_mismatches_listed(tmp_path
     assert "num_downs" in msg
 
 
+@pytest.mark.slow
 def test_a_foreign_file_gives_one_clear_error(tmp_path):
     bad = tmp_path / "notes.pth"
     bad.write_text("not a torch file")
@@ -254,6 +258,7 @@ def test_a_foreign_file_gives_one_clear_error(tmp_path):
     assert "is not a readable torch state dict" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_imported_checkpoint_starts_a_fine_tune_with_init_from(tmp_path):
     ref = _randomise(RefUnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True), 6)
     torch.save(ref.state_dict(), tmp_path / "g.pth")

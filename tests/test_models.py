@@ -127,6 +127,7 @@ def outputs(model, name: str) -> list[torch.Tensor]:
     raise AssertionError(name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TINY))
 def test_save_pretrained_then_load_gives_the_training_modules_outputs(name, tmp_path):
     module = tiny_module(name, tmp_path)
@@ -152,6 +153,7 @@ def test_the_training_module_shares_its_nets_and_keeps_its_mode(tmp_path):
     assert module.netG.training  # inference ran in its own mode and gave the net back as it found it
 
 
+@pytest.mark.slow
 def test_images_come_back_in_the_kind_and_size_they_came_in(tmp_path):
     module = tiny_module("cyclegan", tmp_path)
     model = module.inference_model()
@@ -171,6 +173,7 @@ def test_images_come_back_in_the_kind_and_size_they_came_in(tmp_path):
         model.translate(pil, direction="sideways")
 
 
+@pytest.mark.slow
 def test_family_methods(tmp_path):
     bicycle = tiny_module("bicyclegan", tmp_path).inference_model()
     img = Image.open(PHOTO).convert("RGB").resize((64, 64))
@@ -194,6 +197,7 @@ def test_family_methods(tmp_path):
     assert len(singan.animate(frames=3, gen_start_scale=1)) == 3
 
 
+@pytest.mark.slow
 def test_loading_imports_no_lightning_hydra_or_wandb(tmp_path):
     tiny_module("pix2pix", tmp_path).inference_model().save_pretrained(tmp_path / "folder")
     code = ("import sys, ganforge; m = ganforge.load(sys.argv[1]); m.translate(__import__('torch').zeros(1, 3, 64, 64));"
@@ -210,6 +214,7 @@ def test_the_pix2pix_model_folder_is_its_generator(tmp_path):
     assert (tmp_path / "folder" / "model.safetensors").stat().st_size <= weights * 1.01 + 4096  # + the safetensors header
 
 
+@pytest.mark.slow
 def test_a_hub_id_without_network_is_one_clear_error(tmp_path):
     code = "import ganforge; ganforge.load('ganforge-test/no-such-model')"
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
@@ -250,6 +255,7 @@ GOLDEN_RUNS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", list(GOLDEN_RUNS))
 def test_predict_writes_the_pixels_it_wrote_before_the_refactor(run, tmp_path):
     """The goldens are ganforge-predict's files from before ganforge.load existed (the LightningModule path) for the

@@ -63,6 +63,7 @@ def test_the_modulation_uses_the_label_map_in_every_block():
         assert not torch.allclose(a, b), f"{name}'s output does not depend on the label map"
 
 
+@pytest.mark.slow
 def test_generator_shapes_for_every_upsampling_mode_and_aspect_ratio():
     for mode, crop, aspect in (("normal", 64, 2.0), ("more", 64, 1.0), ("most", 128, 1.0)):
         g = SPADEGenerator(NC, ngf=4, crop_size=crop, aspect_ratio=aspect, num_upsampling_layers=mode, nhidden=4)
@@ -71,6 +72,7 @@ def test_generator_shapes_for_every_upsampling_mode_and_aspect_ratio():
         assert g(torch.rand(2, NC, h, crop)).shape == (2, 3, h, crop)
 
 
+@pytest.mark.slow
 def test_discriminator_returns_every_layer_of_every_scale_and_caps_at_512():
     d = SPADEDiscriminator(NC, ndf=64, n_layers=5, num_D=2)
     assert [m.out_channels for m in d.scales[0].modules() if isinstance(m, nn.Conv2d)] == [64, 128, 256, 512, 512, 1]
@@ -101,6 +103,7 @@ def test_feature_matching_divides_by_num_d_and_skips_the_score_map():
     assert feature_matching_loss(fake, real, statistic="pixel_l1").item() == pytest.approx((1 + 2) * 2 / 2)
 
 
+@pytest.mark.slow
 def test_generator_loss_weights_feature_matching_and_kld():
     m = tiny_model(use_vae=True, lambda_feat=10.0, lambda_kld=0.05)
     m.netD.eval(), m.netE.eval()  # spectral norm does no power iteration in eval: both passes see the same nets
@@ -142,6 +145,7 @@ def fake_vgg_home(tmp_path_factory):
     return home
 
 
+@pytest.mark.slow
 def test_vgg_weights_load_offline_and_missing_weights_fail_before_training(tmp_path, monkeypatch, fake_vgg_home):
     m = tiny_model(lambda_vgg=10.0)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
@@ -182,6 +186,7 @@ def test_semantic_input_has_dontcare_and_instance_edge_channels():
     assert no_inst.semantics(b["label"].clamp(max=NC - 1)).shape[1] == NC
 
 
+@pytest.mark.slow
 def test_g_step_leaves_d_unchanged_then_d_steps_on_a_fake_without_grad(tmp_path):
     import lightning as L
     from torch.utils.data import DataLoader
