@@ -177,7 +177,16 @@ def spade_generator_mapping(net: nn.Module, label_nc: int, label_shift: int) -> 
     return mapping
 
 
-def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Mapping_, what: str) -> dict[str, torch.Tensor]:
+#: the net options to set when a file does not fit, per family
+FIT_HINTS = {
+    "spade": "the label channels (data.label_nc, data.contain_dontcare_label, data.use_instance), model.netG.ngf, "
+             "model.netG.num_upsampling_layers, data.crop_size",
+}
+DEFAULT_FIT_HINT = "model.netG.num_downs, ngf, n_blocks, norm, use_dropout, nz"
+
+
+def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Mapping_, what: str,
+                   hint: str = DEFAULT_FIT_HINT) -> dict[str, torch.Tensor]:
     """The target state dict from `source`; refuses with every mismatch listed."""
     target = net.state_dict()
     # torch < 0.4 saved InstanceNorm running statistics; the reference deletes them on load too
@@ -206,7 +215,7 @@ def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Map
             parts.append(f"{len(shapes)} of another shape: " + "; ".join(shapes[:8]))
         raise CheckpointError(
             f"{what} does not fit {type(net).__name__} as configured: {' | '.join(parts)}. Set the net options the "
-            "file was trained with (e.g. model.netG.num_downs, ngf, n_blocks, norm, use_dropout, nz)"
+            f"file was trained with (e.g. {hint})"
         )
     return out
 
@@ -221,8 +230,9 @@ def _is_instance_norm(net: nn.Module, mapping: Mapping_, key: str) -> bool:
     return isinstance(modules.get(prefix), nn.InstanceNorm2d)
 
 
-def _load(net: nn.Module, path: str, what: str, mapping_fn: Callable[[nn.Module], Mapping_]) -> None:
-    sd = map_state_dict(net, read_pth(path, what), mapping_fn(net), f"{what}={path}")
+def _load(net: nn.Module, path: str, what: str, mapping_fn: Callable[[nn.Module], Mapping_],
+          hint: str = DEFAULT_FIT_HINT) -> None:
+    sd = map_state_dict(net, read_pth(path, what), mapping_fn(net), f"{what}={path}", hint)
     net.load_state_dict(sd)
 
 
@@ -244,7 +254,7 @@ def import_weights(cfg: DictConfig) -> Path:
         imported["netG"] = str(cfg.G)
     elif kind == "spade":
         shift = int(cfg.data.get("label_shift", 0) or 0)
-        _load(model.netG, cfg.G, "G", lambda net: spade_generator_mapping(net, model.hparams.label_nc, shift))
+        _load(model.netG, cfg.G, "G", lambda net: spade_generator_mapping(net, model.hparams.label_nc, shift), FIT_HINTS["spade"])
         imported["netG"] = str(cfg.G)
     elif kind == "cyclegan":
         if not isinstance(model.netG_A, ResnetGenerator):
