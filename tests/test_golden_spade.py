@@ -13,9 +13,9 @@ import math
 import pytest
 import torch
 
+from ganforge.cli.import_weights import map_state_dict, spade_reference_mapping
+from ganforge.gans.losses import VGGLoss
 from ganforge.gans.spade import SPADEModel
-from ganforge.import_weights import map_state_dict, spade_reference_mapping
-from ganforge.losses import VGGLoss
 from ganforge.nets import SPADEDiscriminator, SPADEGenerator
 from tests.golden import batch, compare, is_fixture_machine, load_fixture, recording, section, train_iterations, vgg19_features
 

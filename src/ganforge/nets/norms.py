@@ -21,7 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
 
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 NORM_CHOICES = ("batch", "instance", "none", "spectral", "spectralbatch", "spectralinstance")
 

@@ -22,9 +22,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
-from ganforge.errors import ConfigError
 from ganforge.nets.init import INIT_CHOICES, _init_tensor, _refresh_spectral_norm
 from ganforge.nets.norms import SPADE, SpectralNorm, spectral_norm
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 UPSAMPLING_CHOICES = {"normal": 5, "more": 6, "most": 7}  # generator.py compute_latent_vector_size
 
@@ -109,6 +110,19 @@ def latent_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: str)
     return sh, sw
 
 
+def label_edges(inst: torch.Tensor) -> torch.Tensor:
+    """1 where the instance id differs from any 4-neighbour (pix2pix_model.py get_edges), for (..., H, W)."""
+    edge = torch.zeros_like(inst, dtype=torch.bool)
+    dx = inst[..., :, 1:] != inst[..., :, :-1]
+    dy = inst[..., 1:, :] != inst[..., :-1, :]
+    edge[..., :, 1:] |= dx
+    edge[..., :, :-1] |= dx
+    edge[..., 1:, :] |= dy
+    edge[..., :-1, :] |= dy
+    return edge.float()
+
+
+@register_net
 class SPADEGenerator(nn.Module):
     """Label map (or z, with the VAE) -> image. The input grid is crop/2^n (n = 5, 6, 7 for
     normal | more | most); head, 2 middle and 4 up SPADE ResBlocks (16 -> 8 -> 4 -> 2 -> 1 x ngf, and
@@ -227,6 +241,7 @@ class NLayerSPADEDiscriminator(nn.Module):
         return out
 
 
+@register_net
 class SPADEDiscriminator(nn.Module):
     """`num_D` scales; scale i sees the input average-pooled (3, 2, 1, count_include_pad=False) i
     times. Returns, per scale, the list of every layer's features with the score map last."""
@@ -247,6 +262,7 @@ class SPADEDiscriminator(nn.Module):
         return results
 
 
+@register_net
 class SPADEEncoder(nn.Module):
     """Style image -> (mu, logvar) of size z_dim. The image is resized (bilinear) to `load_size`, then
     k3 stride-2 convs with spectral instance norm (64 -> 128 -> 256 -> 512 -> 512 -> 512 x ndf/64) bring it
