@@ -271,8 +271,8 @@ def test_imported_checkpoint_starts_a_fine_tune_with_init_from(tmp_path):
 def test_spade_import_reads_the_reference_names_and_reorders_label_channels_for_shifted_ids(tmp_path):
     """A G saved by NVlabs/SPADE's own code (the golden fixture's initial G: hook spectral-norm names,
     label_nc 3 + don't-care + instance edges) imports as it is for its raw ids (data.label_shift=0), and
-    for data.label_shift=1 with its label channels reordered: each then gives the same photos for the same
-    label map, the shifted model reading id - 1 with 0 as don't-care."""
+    for data.label_shift=1 with its label channels reordered: both then give the same photos for the same
+    stored label map, the shifted model reading id - 1 with 0 as don't-care."""
     from tests.golden import load_fixture, section
 
     tensors, _ = load_fixture("spade")
@@ -281,20 +281,14 @@ def test_spade_import_reads_the_reference_names_and_reorders_label_channels_for_
     tiny = ["data.crop_size=32", "data.load_size=32", "model.netG.ngf=1", "model.netG.nhidden=8", "data.use_instance=true"]
     raw = ["data.label_nc=4", "data.contain_dontcare_label=false", "data.dontcare_label=null", "data.label_shift=0"]
     shifted = ["data.label_nc=3", "data.contain_dontcare_label=true", "data.dontcare_label=null", "data.label_shift=1"]
-    models = {}
-    for name, layout in (("raw", raw), ("shifted", shifted)):
-        ckpt = _import(tmp_path / name, "spade", [*tiny, *layout], G=tmp_path / "latest_net_G.pth")
-        models[name], _ = build_model(ckpt)
+    models = {name: ganforge.load(_import(tmp_path / name, "spade", [*tiny, *layout], G=tmp_path / "latest_net_G.pth"))
+              for name, layout in (("raw", raw), ("shifted", shifted), ("unordered", [*shifted[:2], "data.dontcare_label=3", "data.label_shift=0"]))}
     g = models["raw"].netG
     assert torch.equal(g.head_0.conv_0.parametrizations.weight.original, reference["head_0.conv_0.weight_orig"])
     assert torch.equal(g.head_0.conv_0.parametrizations.weight[0]._u, reference["head_0.conv_0.weight_u"])
-    ids = torch.randint(0, 4, (2, 1, 32, 32), generator=torch.Generator().manual_seed(0))
-    instance = torch.randint(0, 3, (2, 1, 32, 32), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        out_raw = models["raw"].synthesize({"label": ids, "instance": instance})
-        shifted_ids = torch.where(ids == 0, 3, ids - 1)  # what LabelIds(3, shift=1) makes of the stored ids
-        out_shifted = models["shifted"].synthesize({"label": shifted_ids, "instance": instance})
-        unordered = build_model(_import(tmp_path / "plain", "spade", [*tiny, *shifted[:3], "data.label_shift=0"],
-                                        G=tmp_path / "latest_net_G.pth"))[0].synthesize({"label": shifted_ids, "instance": instance})
-    assert torch.allclose(out_shifted, out_raw, atol=1e-5)
-    assert not torch.allclose(unordered, out_raw, atol=1e-3)  # without the reordering the classes are mixed up
+    stored = torch.randint(0, 4, (2, 32, 32), generator=torch.Generator().manual_seed(0))
+    instance = torch.randint(0, 3, (2, 32, 32), generator=torch.Generator().manual_seed(1))
+    out = {name: m.synthesize(stored if name != "unordered" else torch.where(stored == 0, 3, stored - 1), instance)
+           for name, m in models.items()}
+    assert torch.allclose(out["shifted"], out["raw"], atol=1e-5)
+    assert not torch.allclose(out["unordered"], out["raw"], atol=1e-3)  # the same ids without the reordering: classes mixed up
