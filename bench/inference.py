@@ -73,6 +73,7 @@ def translate_overhead(folder: Path, repeats: int) -> None:
     from PIL import Image
 
     import ganforge
+    from ganforge.models.base import running
 
     torch.set_num_threads(1)
     model = ganforge.load(folder / "model")
@@ -80,7 +81,7 @@ def translate_overhead(folder: Path, repeats: int) -> None:
     x = torch.from_numpy(np.asarray(img, dtype=np.float32).transpose(2, 0, 1).copy())[None] / 127.5 - 1
 
     def bare() -> None:
-        with model.running(model.netG, train_mode=model.spec.test_dropout):
+        with running(model.netG, train_mode=model.spec.test_dropout):
             model.netG(x)
 
     def api() -> None:

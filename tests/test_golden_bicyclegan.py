@@ -12,8 +12,8 @@ import re
 import pytest
 import torch
 
-from ganforge.gans.bicyclegan import BicycleGAN
 from ganforge.cli.import_weights import resnet_encoder_mapping, unet_with_z_mapping
+from ganforge.gans.bicyclegan import BicycleGAN
 from ganforge.nets import MultiscaleDiscriminator, ResnetEncoder, UnetGenerator
 from tests.golden import batch, biases_before_instance_norm, compare, load_fixture, recording, section, train_iterations
 

@@ -23,11 +23,11 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import _get_all_tensors, uses_external_data
 from PIL import Image
 
-from ganforge.utils.errors import ExportError, GanforgeError
 from ganforge.cli.export import export
-from ganforge.export.manifest import MAX_RANDOM_ELEMENTS, file_sha256
 from ganforge.cli.predict import predict
+from ganforge.export.manifest import MAX_RANDOM_ELEMENTS, file_sha256
 from ganforge.export.runtime import OnnxModel
+from ganforge.utils.errors import ExportError, GanforgeError
 from tests.conftest import PREDICT, run_cli
 from tests.export_helpers import tiny_checkpoint
 from tests.test_export import export_cfg, predict_cfg

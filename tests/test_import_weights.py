@@ -281,8 +281,9 @@ def test_spade_import_reads_the_reference_names_and_reorders_label_channels_for_
     tiny = ["data.crop_size=32", "data.load_size=32", "model.netG.ngf=1", "model.netG.nhidden=8", "data.use_instance=true"]
     raw = ["data.label_nc=4", "data.contain_dontcare_label=false", "data.dontcare_label=null", "data.label_shift=0"]
     shifted = ["data.label_nc=3", "data.contain_dontcare_label=true", "data.dontcare_label=null", "data.label_shift=1"]
+    unordered = [*shifted[:2], "data.dontcare_label=3", "data.label_shift=0"]  # the shifted layout, weights as they are
     models = {name: ganforge.load(_import(tmp_path / name, "spade", [*tiny, *layout], G=tmp_path / "latest_net_G.pth"))
-              for name, layout in (("raw", raw), ("shifted", shifted), ("unordered", [*shifted[:2], "data.dontcare_label=3", "data.label_shift=0"]))}
+              for name, layout in (("raw", raw), ("shifted", shifted), ("unordered", unordered))}
     g = models["raw"].netG
     assert torch.equal(g.head_0.conv_0.parametrizations.weight.original, reference["head_0.conv_0.weight_orig"])
     assert torch.equal(g.head_0.conv_0.parametrizations.weight[0]._u, reference["head_0.conv_0.weight_u"])

@@ -144,7 +144,8 @@ def compare(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], 
             worst, worst_key = diff, k
     limit = 0.0 if exact else tol
     if worst > limit:
-        off = sum(1 for k in set(expected) - set(noise_only) if not torch.equal(actual[k].detach().to(expected[k].dtype).reshape(expected[k].shape), expected[k]))
+        off = sum(1 for k in set(expected) - set(noise_only)
+                  if not torch.equal(actual[k].detach().to(expected[k].dtype).reshape(expected[k].shape), expected[k]))
         raise AssertionError(f"{what}: {worst_key} differs by {worst:.3g} (allowed {limit:g}); {off} of {len(expected)} tensors differ")
     return worst
 

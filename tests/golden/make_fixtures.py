@@ -10,12 +10,13 @@ repository root, one model a process: the repositories share top-level module na
 util, data). docs/faithfulness.md says how to get each tree; the files this script imports are checked
 against the pinned commit (git blob hashes) before anything runs.
 
-Each fixture holds the fixed batches (`data/<i>/...`, 8-bit pixels and ids as data files hold them), the initial weights (`init/<net>/<name>`; SPADE
-also each weight's std under the reference's CPU path, `init_cpu_std/<net>/<name>`) and,
-after each training iteration i, every parameter and buffer (`step<i>/<net>/<name>`) and loss
-(`step<i>/loss/<name>`), under the reference's names, in float64 (tests/golden/__init__.py says why).
+Each fixture holds the fixed batches (`data/<i>/...`, 8-bit pixels and ids as data files hold them), the
+initial weights (`init/<net>/<name>`; SPADE also each weight's std under the reference's CPU path,
+`init_cpu_std/<net>/<name>`) and, after each training iteration i, every parameter and buffer
+(`step<i>/<net>/<name>`) and loss (`step<i>/loss/<name>`), under the reference's names, in float64
+(tests/golden/__init__.py says why).
 The reference trains on CPU. What this script changes in it, all by module or object attributes (no
-reference file is edited), is listed per model in PATCHES and written into the fixture's metadata.
+reference file is edited), is listed per model in its *_PATCHES list and written into the fixture's metadata.
 """
 
 from __future__ import annotations

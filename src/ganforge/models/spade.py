@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.base import ExportGraph, InferenceModel, image_io, running
 from ganforge.models.images import (
     ImageBatch,
     forked_rng,
@@ -166,7 +166,7 @@ class SPADEInference(InferenceModel):
         """G on model ids (N, 1, H, W) in eval mode (test.py calls model.eval()). With the VAE: z given, or
         encoded from `style` (reparameterized as the reference's inference, or E's mean), or z ~ N(0, 1)."""
         nets = (self.netG,) + ((self.netE,) if self.use_vae else ())
-        with self.running(*nets):
+        with running(*nets):
             sem = self.semantics(label.to(self.device), None if instance is None else instance.to(self.device))
             if self.use_vae and z is None and style is not None:
                 mu, logvar = self.netE(style.to(sem.device, sem.dtype))
@@ -188,7 +188,7 @@ class SPADEInference(InferenceModel):
         self._need_vae("encode_style")
         x, how = to_tensor_batch(images, 3)
         x = F.interpolate(x, size=self.train_size[::-1], mode="bicubic", align_corners=False)
-        with self.running(self.netE):
+        with running(self.netE):
             mu = self.netE(x.to(self.device, self.dtype))[0]
         return mu[0] if how.single else mu
 
