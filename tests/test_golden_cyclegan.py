@@ -12,14 +12,7 @@ import torch
 
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.nets import NLayerDiscriminator, ResnetGenerator
-from tests.golden import (
-    biases_before_instance_norm,
-    compare,
-    load_fixture,
-    recording,
-    section,
-    train_iterations,
-)
+from tests.golden import batch, biases_before_instance_norm, compare, load_fixture, recording, section, train_iterations
 
 pytestmark = pytest.mark.reference
 
@@ -47,7 +40,7 @@ def test_three_iterations_match_the_reference(tmp_path):
     model.generator_losses = recording(model.generator_losses, g_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
     iterations = int(meta["iterations"])
-    snaps = train_iterations(model, [section(tensors, f"data/{i}") for i in range(iterations)],
+    snaps = train_iterations(model, [batch(tensors, i) for i in range(iterations)],
                              lambda: {n: {k: v.detach().clone() for k, v in net.state_dict().items()} for n, net in nets.items()},
                              tmp_path)
 

@@ -71,11 +71,14 @@ class SPADEInference(InferenceModel):
         dontcare_id: int | None = None
         label_shift: int = 0
         class_names: list[str] = field(default_factory=list)
+        #: mIoU classes are the model ids from this one on, less it (ADE20K's raw ids: 1, 'other' left out)
+        metric_label_shift: int = 0
 
         def __post_init__(self) -> None:
             check_range(self.label_nc, 1, 4096, "label_nc")
             check_range(self.output_nc, 1, MAX_CHANNELS, "output_nc")
             check_range(self.label_shift, 0, 4096, "label_shift")
+            check_range(self.metric_label_shift, 0, self.label_nc - 1, "metric_label_shift")
             if self.dontcare_id is not None:
                 check_range(self.dontcare_id, 0, 65535, "dontcare_id")
             check_nets(self.nets, ["netG"], optional=["netE"])
@@ -87,7 +90,8 @@ class SPADEInference(InferenceModel):
                 "contain_dontcare_label": setting(model, "contain_dontcare_label", True),
                 "use_instance": setting(model, "use_instance", True), "output_nc": setting(data, "output_nc", 3),
                 "dontcare_id": data.get("dontcare_label"), "label_shift": setting(data, "label_shift", 0),
-                "class_names": list(setting(data, "class_names", []))}
+                "class_names": list(setting(data, "class_names", [])),
+                "metric_label_shift": setting(model, "metric_label_shift", 0)}
 
     @property
     def use_vae(self) -> bool:
@@ -104,7 +108,13 @@ class SPADEInference(InferenceModel):
 
     @property
     def metric_label_classes(self) -> int:
-        return self.spec.label_nc
+        return self.spec.label_nc - self.spec.metric_label_shift
+
+    def metric_labels(self, label: torch.Tensor) -> torch.Tensor:
+        """Model ids as the mIoU's classes: less `metric_label_shift`; ids below it, like don't-care, become the
+        left-out id (`metric_label_classes`)."""
+        shift = self.spec.metric_label_shift
+        return torch.where(label < shift, self.metric_label_classes, label - shift) if shift else label
 
     @property
     def n_labels(self) -> int:
@@ -236,7 +246,7 @@ class SPADEInference(InferenceModel):
         """The reference protocol (test.py): G(val label map) at crop size, the style (VAE) encoded from the
         val photo; compared with the val photos, and with the label maps for mIoU."""
         fake = self.generate(batch["label"], batch.get("instance"), style=batch["image"] if self.use_vae else None)
-        return {"fake": fake, "real": batch["image"], "label": batch["label"]}
+        return {"fake": fake, "real": batch["image"], "label": self.metric_labels(batch["label"])}
 
     def colorize(self, label: torch.Tensor) -> torch.Tensor:
         """Model ids (B, 1, H, W) as colours in [-1, 1]; don't-care black."""
