@@ -271,3 +271,29 @@ def test_predict_writes_the_pixels_it_wrote_before_the_refactor(run, tmp_path):
         assert got.shape == want.shape, golden.name
         diff = np.abs(got - want)
         assert diff.max() <= 1 and (diff > 0).mean() < 0.001, f"{golden.name}: max {diff.max()}, {(diff > 0).mean():.2%} differ"
+
+
+def test_push_to_hub_uploads_the_model_folder(tmp_path, monkeypatch):
+    """huggingface_hub's HfApi does the upload (no network here: it is replaced by a recorder)."""
+    import huggingface_hub
+
+    calls = {}
+
+    class Api:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["repo"] = repo_id
+            return type("Repo", (), {"repo_id": f"user/{repo_id}"})()
+
+        def upload_folder(self, repo_id, folder_path, commit_message, revision=None, create_pr=None):
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+            return f"https://huggingface.co/{repo_id}/commit/1"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    model = tiny_module("dcgan", tmp_path).inference_model()
+    url = model.push_to_hub("frogs-dcgan", token="t")
+    assert url == "https://huggingface.co/user/frogs-dcgan/commit/1" and calls["repo"] == "frogs-dcgan"
+    assert calls["files"] == ["README.md", "config.json", "model.safetensors"] and calls["config"]["model"] == "dcgan"

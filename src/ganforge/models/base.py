@@ -4,8 +4,10 @@ An inference model is what a user holds after training: torch only (no Lightning
 nets inference needs and nothing else, and methods that take and return images. It is built by registry
 name from a spec (a dataclass of plain values), never from a `_target_` read from a file.
 
-A model folder is what huggingface_hub's `ModelHubMixin` writes (`model.safetensors`, `config.json`,
-`README.md`), so `push_to_hub` and `from_pretrained("<hub id>")` work as for any Hub model:
+A model folder has the layout of huggingface_hub's `PyTorchModelHubMixin` (`model.safetensors`, `config.json`,
+`README.md`) and the same methods (`save_pretrained`, `from_pretrained`, `push_to_hub`), so Hub ids work as for
+any Hub model. The mixin itself is not inherited: its import costs more than the rest of `ganforge.load`, so
+huggingface_hub is imported only where the Hub is used (downloads, uploads, the model card).
   - model.safetensors: the nets' weights (no pickle);
   - config.json: {"ganforge_version", "format_version", "model" (registry name), "spec", "preprocessing",
     "training"}: plain JSON, validated against the spec's dataclass on load, never interpolated;
@@ -23,7 +25,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from huggingface_hub import ModelHubMixin
 from torch import nn
 
 from ganforge.models.folder import FORMAT_VERSION
@@ -92,8 +93,7 @@ model = ganforge.load("{where}")
 - `config.json`: the model's spec and its preprocessing: {preprocessing}
 """
 
-class InferenceModel(nn.Module, ModelHubMixin, library_name="ganforge", tags=["ganforge", "gan"],
-                     repo_url="https://github.com/ganforge/ganforge"):
+class InferenceModel(nn.Module):
     """Base class: a spec, the nets named in it, and the model-folder format. Subclasses add the methods
     users call (translate, synthesize, sample, ...) and say how their spec and preprocessing read."""
 
@@ -155,18 +155,37 @@ class InferenceModel(nn.Module, ModelHubMixin, library_name="ganforge", tags=["g
                 "spec": dataclasses.asdict(self.spec), "preprocessing": self.preprocessing(),
                 "training": {k: v for k, v in self.training_info.items() if k in ("data", "command", "metrics", "ema")}}
 
-    def _save_pretrained(self, save_directory: Path) -> None:
+    def save_pretrained(self, save_directory: str | Path, *, push_to_hub: bool = False, repo_id: str | None = None,
+                        **push_kwargs: Any) -> str | None:
+        """Write the model folder (model.safetensors, config.json, README.md), replacing what a folder of that name
+        holds of them; with `push_to_hub`, upload it too (to `repo_id`, default: the folder's name)."""
         from safetensors.torch import save_model
 
-        save_model(self, str(save_directory / "model.safetensors"), metadata={"format": "pt", "ganforge_model": self.model_name})
-        (save_directory / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_model(self, str(folder / "model.safetensors"), metadata={"format": "pt", "ganforge_model": self.model_name})
+        (folder / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+        self.generate_model_card().save(folder / "README.md")
+        if push_to_hub:
+            return self.push_to_hub(repo_id or folder.name, **push_kwargs)
+        return None
 
-    def save_pretrained(self, save_directory: str | Path, **kwargs) -> str | None:
-        """Write the model folder (model.safetensors, config.json, README.md); an existing card is replaced."""
-        (Path(save_directory) / "README.md").unlink(missing_ok=True)
-        return super().save_pretrained(save_directory, **kwargs)
+    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload a ganforge model", private: bool | None = None,
+                    token: str | None = None, branch: str | None = None, create_pr: bool | None = None) -> str:
+        """Upload the model folder to the Hugging Face Hub in one commit (huggingface_hub's `upload_folder`)."""
+        import tempfile
 
-    def generate_model_card(self, *args, **kwargs):
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
+                                     revision=branch, create_pr=create_pr)
+
+    def generate_model_card(self, where: str = "<this folder or hub id>"):
+        """The folder's README.md (huggingface_hub's ModelCard: YAML metadata, then the text)."""
         from huggingface_hub import ModelCard
 
         info = self.training_info
@@ -178,7 +197,7 @@ class InferenceModel(nn.Module, ModelHubMixin, library_name="ganforge", tags=["g
         pre = ", ".join(f"{k} {v}" for k, v in self.preprocessing().items() if k != "label_classes")
         return ModelCard(CARD.format(
             title=f"{self.model_name} ({info.get('data') or 'ganforge'})", model=self.model_name, paper=self.paper,
-            paper_name=self.paper_name or self.model_name, where=kwargs.get("where", "<this folder or hub id>"),
+            paper_name=self.paper_name or self.model_name, where=where,
             usage=self.usage, data=info.get("data") or "unknown", command=info.get("command") or "unknown",
             version=self.config_dict()["ganforge_version"], metrics=table,
             ema=" (the EMA average of the generator, as the run kept one)" if info.get("ema") else "", preprocessing=pre,
