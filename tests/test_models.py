@@ -90,8 +90,10 @@ def fixed_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         elif key.endswith(("._u", "._v")):
             v = torch.randn(value.shape, generator=gen)
             out[key] = v / v.norm()
-        elif key.startswith(("noise_amp", "z_opt", "real_")):  # SinGAN's buffers
-            out[key] = torch.rand(value.shape, generator=gen) * 0.5 if key == "noise_amp" else torch.randn(value.shape, generator=gen).clamp(-1, 1)
+        elif key == "noise_amp":  # SinGAN's buffers
+            out[key] = torch.rand(value.shape, generator=gen) * 0.5
+        elif key.startswith(("z_opt", "real_")):
+            out[key] = torch.randn(value.shape, generator=gen).clamp(-1, 1)
         else:
             out[key] = torch.randn(value.shape, generator=gen) * (0.2 if value.dim() > 1 else 0.05)
     return out
