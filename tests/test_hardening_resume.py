@@ -15,7 +15,7 @@ import torch
 
 from ganforge.callbacks.checkpointing import ModelCheckpoint
 from ganforge.callbacks.resume_checks import check_resume_state
-from ganforge.errors import CheckpointError
+from ganforge.utils.errors import CheckpointError
 from tests.conftest import TINY, run_cli, train_checkpoint
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from litdata.streaming.downloader import LocalDownloader, register_downloader, u
 from litdata.streaming.writer import BinaryWriter
 
 from ganforge.data.shards import FIELD_FORMATS, ShardSplit, check_index, validate_index, write_split
-from ganforge.errors import DataLayoutError, GanforgeError
+from ganforge.utils.errors import DataLayoutError, GanforgeError
 from tests.conftest import PAIRED_MINI, SHARED_DATA, run_cli
 
 JPEG = (PAIRED_MINI / "train" / "1.jpg").read_bytes()

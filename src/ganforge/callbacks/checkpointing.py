@@ -26,7 +26,7 @@ import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 
 class PeriodicCheckpoint(L.Callback):

@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning.pytorch as L
 
-from ganforge.errors import CheckpointError
+from ganforge.utils.errors import CheckpointError
 
 _LOOPS = ("fit_loop", "validate_loop", "test_loop", "predict_loop")
 

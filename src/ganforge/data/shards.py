@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ganforge.errors import ConfigError, DataLayoutError
-from ganforge.imageio import MemoryFile
+from ganforge.utils.errors import ConfigError, DataLayoutError
+from ganforge.utils.imageio import MemoryFile
 
 FORMATS = ("folders", "shards")
 
@@ -197,7 +197,9 @@ class _RefusedFormat:
 
 
 def _reading_serializers(directory: str) -> dict:
-    from litdata.streaming.serializers import _SERIALIZERS  # every format this LitData would decode
+    from litdata.streaming.serializers import (
+        _SERIALIZERS,  # every format this LitData would decode
+    )
 
     allowed = {f for formats in FIELD_FORMATS.values() for f in formats}
     return {name: _RefusedFormat(directory) for name in _SERIALIZERS if name not in allowed}

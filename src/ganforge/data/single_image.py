@@ -8,21 +8,16 @@ no pixels (the module keeps the pyramid as buffers): an epoch is `iters_per_epoc
 from __future__ import annotations
 
 import math
+
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ganforge.data.module import GANDataModule
-from ganforge.errors import ConfigError, ImageFileError
-from ganforge.imageio import image_to_tensor, load_image
-
-# ceil() of a size that is an integer up to float error (25.000000004) must not round up.
-_EPS = 1e-6
-
-
-def ceil_size(x: float) -> int:
-    return math.ceil(x - _EPS)
+from ganforge.nets.singan import EPS as _EPS
+from ganforge.nets.singan import ceil_size, resize
+from ganforge.utils.errors import ConfigError, ImageFileError
+from ganforge.utils.imageio import image_to_tensor, load_image
 
 
 def _floor(x: float) -> int:
@@ -57,14 +52,6 @@ def pyramid_sizes(
     sf = (min_size / min(H, W)) ** (1 / stop_scale)
     sizes = [(ceil_size(H * sf ** (stop_scale - i)), ceil_size(W * sf ** (stop_scale - i))) for i in range(stop_scale)]
     return [*sizes, (H, W)], sf
-
-
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic, antialiased when shrinking (the reference's MATLAB-style imresize)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False, antialias=shrink)
 
 
 def build_pyramid(image: torch.Tensor, sizes: list[tuple[int, int]]) -> list[torch.Tensor]:

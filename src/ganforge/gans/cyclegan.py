@@ -10,14 +10,13 @@ The seed article's variant (`order: d_first`, model=cyclegan_seed) steps D_X, D_
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.errors import ConfigError
+from ganforge.gans.losses import GANLoss
 from ganforge.gans.two_domain import TwoDomainGAN
-from ganforge.losses import GANLoss
+from ganforge.utils.errors import ConfigError
 from ganforge.utils.image_pool import ImagePool
 
 ORDERS = ("g_first", "d_first")

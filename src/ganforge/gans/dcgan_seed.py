@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ganforge.errors import ConfigError
 from ganforge.gans.dcgan import DCGAN
+from ganforge.utils.errors import ConfigError
 
 
 class KerasRMSprop(torch.optim.RMSprop):
@@ -66,9 +66,11 @@ class KerasDCGAN(DCGAN):
         """ganforge's [-1, 1] images as D sees them: as they are, or the book's [0, 1]."""
         return (real + 1) / 2 if self.hparams.seed_data_range else real
 
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        fake = super().sample(z)
-        return (fake * 2 - 1).clamp(-1, 1) if self.hparams.seed_data_range else fake
+    model_name = "dcgan_seed"
+
+    @property
+    def unit_output(self) -> bool:
+        return bool(self.hparams.seed_data_range)
 
     def discriminator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         images = torch.cat([fake.detach(), real])  # the book's np.concatenate([generated_images, real_images])
