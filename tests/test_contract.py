@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import open_dict
 
 from ganforge.cli.app import CONF_DIR

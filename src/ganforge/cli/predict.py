@@ -170,7 +170,7 @@ def bicyclegan_outputs(model, x, opts: Mapping) -> dict:
     along the line from the first z to that code."""
     import torch
 
-    from ganforge.models.base import seeded_normal
+    from ganforge.models.images import seeded_normal
 
     n, z_from = int(opts.get("n_samples", 1)), opts.get("z_from")
     if n < 1:
@@ -199,7 +199,7 @@ def spade_outputs(model, x, opts: Mapping) -> dict:
     """One photo per label map (`<stem>.png`); with the VAE, `style=<image>` encodes that image's style (E's mean),
     and `n_samples=K` writes `<stem>_<k>.png` from K random z ~ N(0, 1) drawn with `seed` (the k-th z is the same
     for every label map)."""
-    from ganforge.models.base import seeded_normal
+    from ganforge.models.images import seeded_normal
 
     n, style = int(opts.get("n_samples", 1)), opts.get("style")
     if n < 1:

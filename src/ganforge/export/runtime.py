@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ganforge.cli.export import onnx_proto
+from ganforge.export import onnx_proto
 from ganforge.export.manifest import (FIX, check_external_data, graph_file, input_dtype, read_json, read_manifest_file,
                                       validate_manifest)
 from ganforge.utils.errors import ConfigError, ExportError

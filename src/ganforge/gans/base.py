@@ -32,7 +32,8 @@ from ganforge.gans.checkpoint import (
 )
 from ganforge.gans.losses import GANLoss
 from ganforge.metrics.swd import patch_swd
-from ganforge.models import InferenceModel
+from ganforge.models import MODELS, InferenceModel
+from ganforge.nets.registry import net_config
 from ganforge.utils.errors import CheckpointError, ConfigError
 
 SCHEDULER_POLICIES = ("linear", "step", "plateau", "cosine")
@@ -109,6 +110,8 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     metric_label_classes: int | None = None
     #: the translation directions `metric_batch` accepts
     directions: tuple[str, ...] = ("AtoB",)
+    #: the registered inference model this module trains (ganforge.models.MODELS); stored in its checkpoints
+    model_name: str = ""
     #: the generator modules, by attribute name: what an EMA copy averages (callbacks.ema)
     generator_names: tuple[str, ...] = ("netG",)
 
@@ -140,11 +143,6 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         """The columns of the sample grid for a fixed validation batch, each a batch in [-1, 1]
         (e.g. input | output | target); every grid row is one sample. No gradient, no state change."""
 
-    @abstractmethod
-    def inference_model(self) -> InferenceModel:
-        """The inference model (ganforge.models) around this module's own generator nets (shared, not copied):
-        what translate/sample/synthesize, the metric batches, exports and the model folder use."""
-
     # ----- optional hooks, with defaults -----------------------------------------------------------
     @property
     def input_size_multiple(self) -> int:
@@ -168,15 +166,25 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         the fakes were made from), on the reference's test protocol (the inference model's `metric_batch`)."""
         return self.inference_model().metric_batch(batch, direction)
 
+    def inference_model(self) -> InferenceModel:
+        """The inference model (ganforge.models) around this module's own generator nets (shared, not copied), its
+        spec from the module's hyper-parameters, its nets' configs and the run's data config, by the model's own rule
+        (`spec_data`, as `ganforge.load` reads a checkpoint): what the grids, validation, metric batches, exports and
+        the model folder use."""
+        cls = self.inference_class()
+        spec = cls.Spec(**cls.spec_data(self.model_name, self.hparams, self.data_settings(),
+                                         lambda key: net_config(getattr(self, key), key)))
+        return cls(spec, nets={key: getattr(self, key) for key in spec.nets}, model_name=self.model_name)
+
+    def inference_class(self) -> type[InferenceModel]:
+        if self.model_name not in MODELS:
+            raise ConfigError(f"{type(self).__name__}.model_name={self.model_name!r} names no registered inference model "
+                              f"(ganforge.models.MODELS: {', '.join(sorted(MODELS))})")
+        return MODELS[self.model_name]
+
     def data_settings(self) -> dict[str, Any]:
         """The run's data config (set by the CLI in `run_config`); empty for a module built by hand."""
         return dict((self.run_config or {}).get("data") or {})
-
-    def translation_spec(self) -> dict[str, Any]:
-        """The spec fields of a translator that come from the data (channels, training crop, direction)."""
-        data = self.data_settings()
-        return {"input_nc": int(data.get("input_nc", 3)), "output_nc": int(data.get("output_nc", 3)),
-                "train_size": int(data.get("crop_size") or 256), "direction": data.get("direction") or "AtoB"}
 
     def checkpoint_extras(self) -> dict[str, Any]:
         """Training state outside parameters and buffers (e.g. image pools), saved for exact resume;
@@ -300,6 +308,7 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         checkpoint["ganforge"] = {
             "format_version": FORMAT_VERSION,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "model_name": self.model_name,
             "config": self.run_config,
             # Lightning saves optimizer, scheduler, epoch and step; the random streams make resume exact.
             # (Per process: a DDP run resumes every rank from rank 0's streams.)

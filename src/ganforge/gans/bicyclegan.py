@@ -22,13 +22,13 @@ from torch import nn
 from ganforge.gans.base import frozen
 from ganforge.gans.losses import GANLoss, kl_divergence
 from ganforge.gans.paired import PairedGAN
-from ganforge.models import BicycleGANModel
 from ganforge.utils.errors import ConfigError
 
 GRID_RANDOM_SAMPLES = 3
 
 
 class BicycleGAN(PairedGAN):
+    model_name = "bicyclegan"
     #: random-z outputs have no per-pixel ground truth, so no PSNR/SSIM/LPIPS against the target
     #: (validation logs the encoded output's val/psnr instead); several outputs per input
     metric_multimodal = True
@@ -183,11 +183,6 @@ class BicycleGAN(PairedGAN):
 
     # ----- inference ------------------------------------------------------------------------------
     # ----- inference: the inference model around G and E -------------------------------------------
-    def inference_model(self) -> BicycleGANModel:
-        nets = {"netG": self.netG, "netE": self.netE}
-        spec = BicycleGANModel.Spec(nets=BicycleGANModel.nets_spec(nets), **self.translation_spec(), nz=int(self.hparams.nz))
-        return BicycleGANModel(spec, nets=nets, model_name="bicyclegan")
-
     def validation_output(self, batch) -> torch.Tensor:
         model = self.inference_model()
         return model.generate(batch["A"], model.encode_tensor(batch["B"]))

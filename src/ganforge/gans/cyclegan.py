@@ -29,6 +29,8 @@ def image_channels(net: nn.Module) -> tuple[int, int]:
 
 
 class CycleGAN(TwoDomainGAN):
+    model_name = "cyclegan"
+
     def __init__(
         self,
         gan_mode: str = "lsgan",

@@ -18,7 +18,6 @@ from torch import nn
 
 from ganforge.gans.base import GANModule
 from ganforge.gans.losses import GANLoss
-from ganforge.models import DCGANModel
 from ganforge.utils.errors import ConfigError
 
 #: what the paired models log and this one cannot (no target image)
@@ -29,6 +28,8 @@ GRID_COLUMNS = 4
 
 
 class DCGAN(GANModule):
+    model_name = "dcgan"
+
     def __init__(
         self,
         netG: nn.Module,
@@ -99,15 +100,6 @@ class DCGAN(GANModule):
         self.collect_for_swd(self.sample(z), real)
 
     # ----- sampling: the inference model around G ---------------------------------------------------
-    def inference_model(self) -> DCGANModel:
-        spec = DCGANModel.Spec(nets=DCGANModel.nets_spec({"netG": self.netG}), sample_batch_stats=bool(self.hparams.sample_batch_stats),
-                               unit_output=self.unit_output)
-        return DCGANModel(spec, nets={"netG": self.netG}, model_name=self.model_name)
-
-    #: the seed's literal data range: G draws in [0, 1] (dcgan_seed)
-    unit_output = False
-    model_name = "dcgan"
-
     def sample(self, z: torch.Tensor) -> torch.Tensor:
         """G(z) in [-1, 1] without gradient, in the inference model's mode (see DCGANModel)."""
         return self.inference_model().generate(z)

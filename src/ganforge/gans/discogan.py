@@ -33,7 +33,7 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
 
 
 class DiscoGAN(TwoDomainGAN):
-    unit_range = True
+    model_name = "discogan"  # its nets work on [0, 1] images (the inference model's unit_range)
 
     def __init__(
         self,

@@ -61,6 +61,8 @@ class TFRMSprop(torch.optim.Optimizer):
 
 
 class DualGAN(TwoDomainGAN):
+    model_name = "dualgan"
+
     def __init__(
         self,
         regularizer: str = "gp",

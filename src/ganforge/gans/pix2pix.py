@@ -15,10 +15,10 @@ from torch import nn
 
 from ganforge.gans.losses import GANLoss, gradient_penalty
 from ganforge.gans.paired import PairedGAN
-from ganforge.models import Pix2PixModel
 
 
 class Pix2Pix(PairedGAN):
+    model_name = "pix2pix"
     #: outputs have a ground truth: LPIPS/PSNR/SSIM apply (metric protocol, ganforge.metrics.registry)
     metric_paired = True
 
@@ -76,11 +76,6 @@ class Pix2Pix(PairedGAN):
         self.log_dict(losses)
 
     # ----- inference: the inference model around netG ---------------------------------------------
-    def inference_model(self) -> Pix2PixModel:
-        spec = Pix2PixModel.Spec(nets=Pix2PixModel.nets_spec({"netG": self.netG}), **self.translation_spec(),
-                                 test_dropout=bool(self.hparams.test_dropout))
-        return Pix2PixModel(spec, nets={"netG": self.netG}, model_name="pix2pix")
-
     def validation_output(self, batch) -> torch.Tensor:
         return self.inference_model().generate(batch["A"])
 

@@ -33,6 +33,7 @@ from ganforge.utils.errors import CheckpointError, ConfigError
 
 
 class SinGAN(GANModule):
+    model_name = "singan"
     metric_single_image = True
 
     def __init__(
@@ -128,8 +129,9 @@ class SinGAN(GANModule):
     # ----- generation: the inference model around the pyramid ---------------------------------------
     def inference_model(self) -> SinGANModel:
         buffers = {"noise_amp": self.noise_amp, "z_opt": self.z_opt} | {f"real_{n}": self.real(n) for n in range(self.num_scales)}
-        spec = SinGANModel.spec_of(self.netG, self.hparams.channels, self.pyramid)
-        return SinGANModel(spec, nets={"netG": self.netG}, buffers=buffers, model_name="singan")
+        settings = {**self.hparams, "pyramid": [list(size) for size in self.pyramid]}
+        spec = SinGANModel.Spec(**SinGANModel.spec_data(self.model_name, settings, self.data_settings(), net=None))
+        return SinGANModel(spec, nets={"netG": self.netG}, buffers=buffers, model_name=self.model_name)
 
     def noise(self, n: int, size, batch: int = 1) -> torch.Tensor:
         return self.inference_model().noise(n, size, batch)

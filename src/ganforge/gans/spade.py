@@ -22,7 +22,6 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from ganforge.gans.base import GANModule
 from ganforge.gans.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
-from ganforge.models import SPADEInference
 from ganforge.nets.norms import synchronize_batchnorm
 from ganforge.utils.errors import ConfigError
 
@@ -56,6 +55,8 @@ class ReferenceLinearDecay(lr_scheduler.LRScheduler):
 
 
 class SPADEModel(GANModule):
+    model_name = "spade"
+
     def __init__(
         self,
         netG: nn.Module,
@@ -202,15 +203,6 @@ class SPADEModel(GANModule):
         self.log("val/psnr", self.val_psnr)
 
     # ----- inference: the inference model around G (and E) ----------------------------------------
-    def inference_model(self) -> SPADEInference:
-        nets = {"netG": self.netG} | ({"netE": self.netE} if self.netE is not None else {})
-        data, hp = self.data_settings(), self.hparams
-        spec = SPADEInference.Spec(
-            nets=SPADEInference.nets_spec(nets), label_nc=hp.label_nc, contain_dontcare_label=hp.contain_dontcare_label,
-            use_instance=hp.use_instance, output_nc=int(data.get("output_nc", 3)), dontcare_id=data.get("dontcare_label"),
-            label_shift=int(data.get("label_shift") or 0), class_names=list(data.get("class_names") or []))
-        return SPADEInference(spec, nets=nets, model_name="spade")
-
     def synthesize(self, batch: dict, style: torch.Tensor | None = None, use_mean: bool = False) -> torch.Tensor:
         """G in eval mode on a batch's label map; with the VAE the style code of `style` (see SPADEInference.generate)."""
         return self.inference_model().generate(batch["label"], batch.get("instance"),

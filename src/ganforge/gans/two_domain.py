@@ -13,7 +13,6 @@ from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.gans.base import DIRECTIONS, GANModule
-from ganforge.models import TwoDomainModel
 
 NETS = ("netG_A", "netG_B", "netD_A", "netD_B")
 
@@ -57,18 +56,6 @@ class TwoDomainGAN(GANModule):
         return {"fake_B": fake_B, "rec_A": self.netG_B(fake_B), "fake_A": fake_A, "rec_B": self.netG_A(fake_A)}
 
     # ----- evaluation and inference: generators in eval mode (BatchNorm on running statistics) -----
-    #: DiscoGAN's nets work on [0, 1] images
-    unit_range = False
-
-    def inference_model(self) -> TwoDomainModel:
-        nets = {"netG_A": self.netG_A, "netG_B": self.netG_B}
-        spec = TwoDomainModel.Spec(nets=TwoDomainModel.nets_spec(nets), **self.translation_spec(), unit_range=self.unit_range)
-        return TwoDomainModel(spec, nets=nets, model_name=self.model_name)
-
-    @property
-    def model_name(self) -> str:
-        return type(self).__name__.lower()
-
     def validation_step(self, batch, batch_idx):
         real_A, real_B = batch["A"], batch["B"]
         with self.inference(self.netG_A, self.netG_B):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 from ganforge.models.base import ExportGraph, InferenceModel, image_io
 from ganforge.models.images import ImageBatch, from_tensor_batch, seeded_normal
 from ganforge.models.registry import register_model
-from ganforge.models.spec import NetsSpec, check_nets
+from ganforge.models.spec import NetsSpec, check_nets, setting
 from ganforge.nets.export import ImageToImage, batch_stats_copy, eval_copy
 from ganforge.utils.errors import ConfigError
 
@@ -44,6 +44,11 @@ class DCGANModel(InferenceModel):
 
         def __post_init__(self) -> None:
             check_nets(self.nets, ["netG"])
+
+    @classmethod
+    def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], dict]) -> dict[str, Any]:
+        return {"nets": {"netG": net("netG")}, "sample_batch_stats": setting(model, "sample_batch_stats", False),
+                "unit_output": setting(model, "seed_data_range", False)}
 
     @property
     def nz(self) -> int:

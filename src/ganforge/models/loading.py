@@ -119,54 +119,18 @@ def net_config_from_target(node: Any, where: str) -> dict[str, Any]:
     return {"name": name, "kwargs": {k: v for k, v in node.items() if k != "_target_"}}
 
 def spec_data_from_run_config(name: str, config: Mapping, where: str) -> dict[str, Any]:
-    """The spec of model `name` from a checkpoint's stored run config (checked by the spec on build)."""
+    """The spec of model `name` from a checkpoint's stored run config (checked by the spec on build): the model's
+    own rule, `spec_data`, with each net read from its stored `_target_` config."""
     model, data = config["model"], config.get("data") or {}
 
     def net(key: str) -> dict[str, Any]:
         return net_config_from_target(model.get(key), f"{where}.model.{key}")
 
-    def get(node: Mapping, key: str, default: Any) -> Any:
-        value = node.get(key, default)
-        return default if value is None and default is not None else value
+    try:
+        return MODELS[name].spec_data(name, model, data, net)
+    except CheckpointError as e:
+        raise CheckpointError(f"{where}: {e}") from None
 
-    if name == "singan":
-        from ganforge.nets.singan import SinGANGenerator
-
-        pyramid = get(model, "pyramid", [])
-        if not isinstance(pyramid, list):
-            raise CheckpointError(f"{where}.model.pyramid must be a list of [h, w], got {short(pyramid)}")
-
-        def width(base_key: str, default: int, n: int) -> int:
-            base, every, top = get(model, base_key, default), get(model, "nfc_double_every", 4), get(model, "max_nfc", 128)
-            if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in (base, every, top)):
-                raise CheckpointError(f"{where}.model: nfc, min_nfc, max_nfc and nfc_double_every must be integers in 1..4096")
-            return min(base * 2 ** (n // every), top)
-
-        gens = [{"name": SinGANGenerator.__name__, "kwargs": {
-            "nc": get(model, "channels", 3), "nfc": width("nfc", 32, n), "min_nfc": width("min_nfc", 32, n),
-            "num_layer": get(model, "num_layer", 5), "ker": 3}} for n in range(min(len(pyramid), 65))]
-        return {"channels": get(model, "channels", 3), "pyramid": pyramid, "generators": gens}
-    common = {"input_nc": get(data, "input_nc", 3), "output_nc": get(data, "output_nc", 3),
-              "train_size": get(data, "crop_size", 256)}
-    if name == "pix2pix":
-        return {"nets": {"netG": net("netG")}, **common, "direction": get(data, "direction", "AtoB"),
-                "test_dropout": get(model, "test_dropout", True)}
-    if name in ("cyclegan", "cyclegan_seed", "discogan", "dualgan"):
-        return {"nets": {"netG_A": net("netG_A"), "netG_B": net("netG_B")}, **common, "unit_range": name == "discogan"}
-    if name in ("bicyclegan", "bicyclegan_seed"):
-        return {"nets": {"netG": net("netG"), "netE": net("netE")}, **common, "direction": get(data, "direction", "AtoB"),
-                "nz": get(model, "nz", 8)}
-    if name == "spade":
-        nets = {"netG": net("netG")} | ({"netE": net("netE")} if get(model, "use_vae", False) else {})
-        return {"nets": nets, "label_nc": get(model, "label_nc", 182),
-                "contain_dontcare_label": get(model, "contain_dontcare_label", True),
-                "use_instance": get(model, "use_instance", True), "output_nc": get(data, "output_nc", 3),
-                "dontcare_id": data.get("dontcare_label"), "label_shift": get(data, "label_shift", 0) or 0,
-                "class_names": list(get(data, "class_names", []) or [])}
-    if name in ("dcgan", "dcgan_seed"):
-        return {"nets": {"netG": net("netG")}, "sample_batch_stats": get(model, "sample_batch_stats", False),
-                "unit_output": bool(get(model, "seed_data_range", False))}
-    raise CheckpointError(f"{where}: no spec rule for model {name}")  # every registered name has one above
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", use_ema: bool = True) -> InferenceModel:
     """The inference model of a ganforge checkpoint: its stored config checked against the spec, the generator

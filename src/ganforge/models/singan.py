@@ -27,11 +27,11 @@ from ganforge.models.images import (
     to_tensor_batch,
 )
 from ganforge.models.registry import register_model
-from ganforge.models.spec import MAX_CHANNELS, MAX_SIDE, check_range
+from ganforge.models.spec import MAX_CHANNELS, MAX_SIDE, check_range, setting, short
 from ganforge.nets.export import eval_copy
-from ganforge.nets.registry import build_net, check_net_config, net_config
-from ganforge.nets.singan import ceil_size, resize
-from ganforge.utils.errors import ConfigError
+from ganforge.nets.registry import build_net, check_net_config
+from ganforge.nets.singan import SinGANGenerator, ceil_size, resize
+from ganforge.utils.errors import CheckpointError, ConfigError
 
 APPS = ("samples", "paint2image", "editing", "harmonization", "sr", "animation")
 INJECTION_APPS = ("paint2image", "editing", "harmonization")
@@ -62,7 +62,9 @@ class PyramidSampler(nn.Module):
 def soft_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Reference `dilate_mask`: binary mask dilated by a disk, Gaussian-blurred (sigma 5), rescaled to [0, 1].
     The mask is thresholded at mid-grey rather than at 0, so JPEG noise in a mask is not foreground."""
-    from torchvision.transforms.functional import gaussian_blur  # here: torchvision costs a second at import
+    from torchvision.transforms.functional import (
+        gaussian_blur,  # here: torchvision costs a second at import
+    )
 
     r = torch.arange(-radius, radius + 1, dtype=mask.dtype)
     disk = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius**2).to(mask.dtype)[None, None]
@@ -121,9 +123,23 @@ class SinGANModel(InferenceModel):
             self.eval()
 
     @classmethod
-    def spec_of(cls, netG: nn.ModuleList, channels: int, pyramid: list) -> Spec:
-        return cls.Spec(channels=channels, pyramid=[list(map(int, s)) for s in pyramid],
-                        generators=[net_config(g, f"netG[{n}]") for n, g in enumerate(netG)])
+    def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], Any]) -> dict[str, Any]:
+        """The pyramid's sizes and its generators' configs: each scale's widths follow SinGAN's rule (nfc and min_nfc
+        double every `nfc_double_every` scales, capped at max_nfc), as the training module builds them."""
+        pyramid = setting(model, "pyramid", [])
+        if not isinstance(pyramid, list):
+            raise CheckpointError(f"model.pyramid must be a list of [h, w], got {short(pyramid)}")
+        every, top = setting(model, "nfc_double_every", 4), setting(model, "max_nfc", 128)
+        for key, value in (("nfc", setting(model, "nfc", 32)), ("min_nfc", setting(model, "min_nfc", 32)),
+                           ("nfc_double_every", every), ("max_nfc", top)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 4096:
+                raise CheckpointError(f"model.{key}={short(value)} must be an integer in 1..4096")
+        widths = [(min(setting(model, "nfc", 32) * 2 ** (n // every), top), min(setting(model, "min_nfc", 32) * 2 ** (n // every), top))
+                  for n in range(min(len(pyramid), 65))]
+        generators = [{"name": SinGANGenerator.__name__, "kwargs": {"nc": setting(model, "channels", 3), "nfc": nfc, "min_nfc": min_nfc,
+                                                                    "num_layer": setting(model, "num_layer", 5), "ker": 3}}
+                      for nfc, min_nfc in widths]
+        return {"channels": setting(model, "channels", 3), "pyramid": pyramid, "generators": generators}
 
     @property
     def pyramid(self) -> list[tuple[int, int]]:

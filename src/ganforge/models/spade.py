@@ -7,7 +7,7 @@ array / tensor of ids, (H, W) or (N, H, W)); their ids are converted as the trai
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,13 @@ from ganforge.models.images import (
     to_tensor_batch,
 )
 from ganforge.models.registry import register_model
-from ganforge.models.spec import MAX_CHANNELS, NetsSpec, check_nets, check_range
+from ganforge.models.spec import (
+    MAX_CHANNELS,
+    NetsSpec,
+    check_nets,
+    check_range,
+    setting,
+)
 from ganforge.nets.export import LabelMapToImage, eval_copy
 from ganforge.nets.spade import label_edges
 from ganforge.utils.errors import ConfigError
@@ -73,6 +79,15 @@ class SPADEInference(InferenceModel):
             if self.dontcare_id is not None:
                 check_range(self.dontcare_id, 0, 65535, "dontcare_id")
             check_nets(self.nets, ["netG"], optional=["netE"])
+
+    @classmethod
+    def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], dict]) -> dict[str, Any]:
+        nets = {"netG": net("netG")} | ({"netE": net("netE")} if setting(model, "use_vae", False) else {})
+        return {"nets": nets, "label_nc": setting(model, "label_nc", 182),
+                "contain_dontcare_label": setting(model, "contain_dontcare_label", True),
+                "use_instance": setting(model, "use_instance", True), "output_nc": setting(data, "output_nc", 3),
+                "dontcare_id": data.get("dontcare_label"), "label_shift": setting(data, "label_shift", 0),
+                "class_names": list(setting(data, "class_names", []))}
 
     @property
     def use_vae(self) -> bool:

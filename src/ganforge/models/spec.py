@@ -88,6 +88,12 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
         return
     raise TypeError(f"spec annotation {hint!r} at {where} is not supported")  # a ganforge bug, not user input
 
+def setting(node: Mapping, key: str, default: Any) -> Any:
+    """node[key], or `default` when it is missing or null (a run config writes unset values as null)."""
+    value = node.get(key, default)
+    return default if value is None and default is not None else value
+
+
 def check_range(value: int, lo: int, hi: int, name: str) -> None:
     if not lo <= value <= hi:
         raise ValueError(f"{name}={value} is out of range ({lo}..{hi})")

@@ -7,7 +7,7 @@ the generator's size multiple and cropped back), and returns the same kind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from ganforge.models.spec import (
     NetsSpec,
     check_nets,
     check_range,
+    setting,
 )
 from ganforge.nets.export import (
     CodeOf,
@@ -81,6 +82,12 @@ class Translator(InferenceModel):
                 "normalisation": "pixel / 127.5 - 1", "range": [-1.0, 1.0], "size_multiple": self.size_multiple,
                 "train_size": self.spec.train_size, "resize": "bicubic", "direction": self.spec.direction}
 
+    @classmethod
+    def data_spec(cls, data: Mapping) -> dict[str, Any]:
+        """The spec fields that come from the run's data config: channels, training crop, direction."""
+        return {"input_nc": setting(data, "input_nc", 3), "output_nc": setting(data, "output_nc", 3),
+                "train_size": setting(data, "crop_size", 256), "direction": setting(data, "direction", "AtoB")}
+
     def check_direction(self, direction: str | None) -> str:
         direction = direction or self.directions[0]
         if direction not in self.directions:
@@ -110,6 +117,10 @@ class Pix2PixModel(Translator):
         def __post_init__(self) -> None:
             super().__post_init__()
             check_nets(self.nets, ["netG"])
+
+    @classmethod
+    def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], dict]) -> dict[str, Any]:
+        return {"nets": {"netG": net("netG")}, **cls.data_spec(data), "test_dropout": setting(model, "test_dropout", True)}
 
     def translate(self, images: Any, direction: str | None = None, seed: int | None = None) -> Any:
         """G(A). With test_dropout each image goes through G alone (reference test.py, batch size 1), so an
@@ -177,6 +188,11 @@ class TwoDomainModel(Translator):
             super().__post_init__()
             check_nets(self.nets, ["netG_A", "netG_B"])
 
+    @classmethod
+    def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], dict]) -> dict[str, Any]:
+        return {"nets": {"netG_A": net("netG_A"), "netG_B": net("netG_B")}, **cls.data_spec(data),
+                "unit_range": name == "discogan"}
+
     def translate(self, images: Any, direction: str | None = None) -> Any:
         direction = self.check_direction(direction)
         return self._map_images(images, self.input_channels(direction), lambda x: self.generate(x, direction))
@@ -232,6 +248,10 @@ class BicycleGANModel(Translator):
             super().__post_init__()
             check_range(self.nz, 1, 4096, "nz")
             check_nets(self.nets, ["netG", "netE"])
+
+    @classmethod
+    def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], dict]) -> dict[str, Any]:
+        return {"nets": {"netG": net("netG"), "netE": net("netE")}, **cls.data_spec(data), "nz": setting(model, "nz", 8)}
 
     def encode(self, images: Any) -> torch.Tensor:
         """E's mean for B images: their style codes, (N, nz) (one image: (nz,))."""
