@@ -20,7 +20,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from ganforge.data.module import GANDataModule
 from ganforge.errors import ConfigError, ImageFileError
 from ganforge.imageio import load_image
-from ganforge.nets.imresize import from_levels, imresize
+from ganforge.nets.imresize import from_levels, imresize, reference_layout
 
 # ceil() of a size that is an integer up to float error (25.000000004) must not round up (the applications'
 # sizes); the pyramid follows the reference's plain ceil() instead.
@@ -76,7 +76,7 @@ def image_levels(img) -> torch.Tensor:
     """An 8-bit PIL image as (1, C, H, W) float64 levels 0..255, for `from_levels`."""
     a = np.asarray(img, dtype=np.uint8)
     a = a[:, :, None] if a.ndim == 2 else a
-    return torch.from_numpy(a.transpose(2, 0, 1).copy()).unsqueeze(0).double()
+    return reference_layout(torch.from_numpy(a.copy()).permute(2, 0, 1).unsqueeze(0).double())
 
 
 def build_pyramid(image: torch.Tensor, sizes: list[tuple[int, int]], scale_factor: float, max_size: int) -> list[torch.Tensor]:

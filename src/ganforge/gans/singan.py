@@ -184,7 +184,8 @@ class SinGAN(GANModule):
         if [tuple(s) for s in dm.pyramid] != self.pyramid:
             raise CheckpointError(f"model.pyramid={self.pyramid} does not match the image's pyramid {dm.pyramid}")
         for n, r in enumerate(dm.reals):
-            self.real(n).copy_(r)
+            # in the memory layout imresize gave it, as the reference's reals: reductions over it sum in its order
+            self.register_buffer(f"real_{n}", r.to(self.real(n)).clone(memory_format=torch.preserve_format))
 
     # ----- generation ------------------------------------------------------------------------------
     def noise(self, n: int, size, batch: int = 1) -> torch.Tensor:

@@ -10,7 +10,10 @@ What the reference does, and so what this reproduces value for value:
   start have negative positions, which numpy casts to huge unsigned integers on x86-64: their weight is
   computed at that distance and is 0, so the remaining taps are renormalised instead of mirrored.
 - The result is divided by 255 (float64), cast to float32, mapped back to [-1, 1] by `(v - 0.5) * 2` in
-  float32 and clamped. The output has the input's dtype (a float64 run gets these float32 values).
+  float32 and clamped. The output has the input's dtype (a float64 run gets these float32 values), and
+  the memory layout of the reference's numpy result (W outermost when W was resized last, H, W, C when H
+  was, the input's when neither was), which sets the order in which a later reduction over it sums (the
+  noise amp's MSE, for one).
 - Output size: ceil(side * scale) in float64 (so 25 * (1 / 0.75) gives 34), or the size asked for, whose
   factor is then size / side.
 
@@ -100,13 +103,22 @@ def imresize(x: Tensor, scale: float | None = None, size: tuple[int, int] | None
     else:
         factors = (1.0 * size[0] / h, 1.0 * size[1] / w)
     antialiasing = factors[0] < 1
-    out = to_levels(x)
+    out, last = to_levels(x), None
     for axis in sorted(range(2), key=lambda a: factors[a]):  # the smaller factor first, H on a tie
         if factors[axis] == 1.0:
             continue
         weights, index = contributions(x.shape[2 + axis], int(size[axis]), factors[axis], antialiasing)
-        out = _resize_axis(out, 2 + axis, weights, index)
+        out, last = _resize_axis(out, 2 + axis, weights, index), axis
+    if last is not None:  # with no axis resized, numpy's copy keeps the input's layout, as `out` does
+        out = reference_layout(out, w_outermost=last == 1)
     return from_levels(out, x.dtype)
+
+
+def reference_layout(x: Tensor, w_outermost: bool = False) -> Tensor:
+    """x with the memory layout the reference's numpy image has: (W, H, C) after resizing W last, else (H, W, C)."""
+    if w_outermost:
+        return x.permute(0, 3, 2, 1).contiguous().permute(0, 3, 2, 1)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def upsample_to(x: Tensor, scale_factor: float, size: tuple[int, int]) -> Tensor:
