@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from ganforge.data.torchvision_sets import TorchvisionDataModule
+from ganforge.errors import ConfigError
 from ganforge.gans.dcgan import DCGAN
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
@@ -144,3 +145,5 @@ def test_cifar10_is_resized_to_64_px_bilinear_as_main_py(tmp_path, monkeypatch):
         assert ours.shape == (3, 64, 64)
         # the same 8-bit image; u / 127.5 - 1 here, (u / 255 - 0.5) / 0.5 there: float32 rounding apart
         torch.testing.assert_close(ours, main_py(ds[i][0]), rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"data.interpolation must be one of \['bicubic', 'bilinear'\], got 'nearest'"):
+        TorchvisionDataModule(name="cifar10", root=str(tmp_path / "none"), interpolation="nearest").prepare_data()
