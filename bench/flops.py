@@ -32,7 +32,7 @@ from omegaconf import open_dict
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganforge.app import CONF_DIR
+from ganforge.cli.app import CONF_DIR
 from ganforge.metrics.weights import WEIGHTS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -32,7 +32,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from torch.utils.data import DataLoader, RandomSampler
 
-from ganforge.app import CONF_DIR
+from ganforge.cli.app import CONF_DIR
 from ganforge.utils.resolvers import default_workers
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

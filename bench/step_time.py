@@ -1,7 +1,7 @@
 """Time one training step through ganforge and through a plain PyTorch loop on the same nets (pix2pix, SPADE).
 
     .venv/bin/python bench/step_time.py model=pix2pix [precision=32-true|bf16-mixed] [steps=5] [warmup=3]
-        [rounds=4] [size=256] [any Hydra override of src/ganforge/conf/train.yaml]
+        [rounds=4] [size=256] [any Hydra override of conf/train.yaml]
     .venv/bin/python bench/step_time.py model=spade data=coco_stuff [random_vgg=true] [...]
 
 SPADE's VGG loss needs vgg19-dcbb9e9d.pth (docs/evaluation.md); `random_vgg=true` times it with randomly
@@ -38,8 +38,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from ganforge.app import CONF_DIR
-from ganforge.losses import VGGLoss
+from ganforge.cli.app import CONF_DIR
+from ganforge.gans.losses import VGGLoss
 from ganforge.metrics.weights import WEIGHTS, load_vgg19
 
 OPTIONS = {"precision": "32-true", "steps": "5", "warmup": "3", "rounds": "4", "size": "256", "random_vgg": "false"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from ganforge.app import CONF_DIR
+from ganforge.cli.app import CONF_DIR
 from ganforge.metrics.weights import WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +28,10 @@ PAIRED_MINI = SHARED_DATA / "pix2pix_paired_mini"
 #: the console scripts, as a user runs them
 PREDICT = str(Path(sys.executable).parent / "ganforge-predict")
 EVAL = str(Path(sys.executable).parent / "ganforge-eval")
+
+#: hparams_search=<model>_optuna runs hydra-optuna-sweeper, the sweep extra (dev installs it)
+needs_sweep = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                                 reason='the Optuna sweeper is not installed: pip install "ganforge[sweep]"')
 
 # Runs in tests never talk to W&B's servers.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -110,7 +115,7 @@ def train_from_untrained(cfg: DictConfig):
     import lightning as L
     import torch
 
-    from ganforge.cli import train
+    from ganforge.cli.train import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from ganforge.cli import train
+from ganforge.cli.train import train
 from ganforge.data.paired import PairedDataModule
 from ganforge.data.prescan import FileCheck, find_bad_files
 from ganforge.data.unpaired import UnpairedDataModule
-from ganforge.errors import ConfigError, ImageFileError
+from ganforge.utils.errors import ConfigError, ImageFileError
 from tests.conftest import SHARED_DATA, compose_train, run_cli
 
 PAIRED = SHARED_DATA / "pix2pix_paired_mini"

@@ -13,12 +13,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge.cli import train
-from ganforge.errors import ConfigError
+from ganforge.cli.train import train
 from ganforge.gans.bicyclegan import BicycleGAN
-from ganforge.losses import kl_divergence
+from ganforge.gans.losses import kl_divergence
 from ganforge.nets import MultiscaleDiscriminator, ResnetEncoder, UnetGenerator
-from tests.conftest import PAIRED_MINI, PREDICT, SHARED_DATA, TINY, compose_train, run_cli, train_checkpoint
+from ganforge.utils.errors import ConfigError
+from tests.conftest import (
+    PAIRED_MINI,
+    PREDICT,
+    SHARED_DATA,
+    TINY,
+    compose_train,
+    run_cli,
+    train_checkpoint,
+)
 
 BICYCLE_TINY = [*TINY, "model=bicyclegan"]
 
@@ -223,11 +231,12 @@ def test_short_run_logs_psnr_draws_grid_and_outputs_depend_on_z(tmp_path):
     z = torch.randn(2, 8, generator=torch.Generator().manual_seed(1))
 
     def z_effect(m: BicycleGAN) -> float:
-        return (m.translate(batch["A"], z[:1].expand(2, -1)) - m.translate(batch["A"], z[1:].expand(2, -1))).abs().mean()
+        g = m.inference_model()
+        return (g.generate(batch["A"], z[:1].expand(2, -1)) - g.generate(batch["A"], z[1:].expand(2, -1))).abs().mean()
 
     # Measured: 0.004 untrained (xavier gain 0.02 keeps outputs near flat), 0.023 after these 15 steps.
     assert z_effect(model) > max(0.01, 2 * z_effect(untrained)), "G ignores z"
-    diverse = model.sample_diverse(batch, 3)
+    diverse = model.inference_model().diverse(batch["A"], 3)
     assert diverse.shape == (3, *batch["B"].shape)
 
 
@@ -315,7 +324,7 @@ def test_metrics_protocol_offers_fid_and_diversity_but_no_pixel_metrics():
     out = model.metric_batch(b)
     assert out["fake"].shape == b["B"].shape and out["real"] is b["B"]
     torch.manual_seed(0)
-    diverse = model.sample_diverse(b, 4)
+    diverse = model.inference_model().diverse(b["A"], 4)
     assert diverse.shape == (4, *b["B"].shape)
     assert not torch.equal(diverse[0], diverse[1])  # a fresh z per sample
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import open_dict
 
-from ganforge.app import CONF_DIR
-from ganforge.cli import train
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.train import train
 from ganforge.gans.base import GANModule
 from tests.conftest import PAIRED_MINI, SHARED_DATA, compose_train
 
@@ -69,22 +68,24 @@ def test_the_defaults_of_the_contract():
         def grid_rows(self, batch):
             return {}
 
-        def metric_batch(self, batch, direction="AtoB"):
-            return {}
+        def inference_model(self):
+            return None
 
     m = Minimal()
-    assert (m.input_size_multiple, m.max_epochs, m.directions, m.apps) == (1, None, ("AtoB",), ())
+    assert (m.input_size_multiple, m.max_epochs, m.directions) == (1, None, ("AtoB",))
     assert not (m.metric_paired or m.metric_multimodal or m.metric_single_image)
     assert m.checkpoint_extras() == {}
-    with pytest.raises(Exception, match="does not translate"):
-        m.translate(torch.zeros(1, 3, 8, 8))
-    with pytest.raises(Exception, match="not multimodal"):
-        m.sample_diverse({}, 2)
+
+    class NoInference(GANModule):  # the one inference hook a GAN must write
+        configure_optimizers, training_step, grid_rows = Minimal.configure_optimizers, Minimal.training_step, Minimal.grid_rows
+
+    with pytest.raises(TypeError, match="inference_model"):
+        NoInference()
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_has_a_tiny_config(model):
-    assert model in TINY_CONFIGS, f"model={model} has no src/ganforge/conf/debug_model/tiny_{model}.yaml (debug=tiny must shrink it)"
+    assert model in TINY_CONFIGS, f"model={model} has no conf/debug_model/tiny_{model}.yaml (debug=tiny must shrink it)"
 
 
 def _short(cfg):

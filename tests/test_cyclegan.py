@@ -13,15 +13,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.cli import train
-from ganforge.errors import ConfigError
+from ganforge.cli.predict import TorchModel
+from ganforge.cli.predict import outputs as predict_outputs
+from ganforge.cli.train import train
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.gans.discogan import DiscoGAN
 from ganforge.gans.dualgan import DualGAN
 from ganforge.nets import NLayerDiscriminator, ResnetGenerator, UnetGenerator
-from ganforge.nets.simple import ConvDiscriminator, ConvResGenerator, EncoderDecoderGenerator
+from ganforge.nets.simple import (
+    ConvDiscriminator,
+    ConvResGenerator,
+    EncoderDecoderGenerator,
+)
+from ganforge.utils.errors import ConfigError
 from ganforge.utils.image_pool import ImagePool
-from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli, train_checkpoint
+from tests.conftest import (
+    PREDICT,
+    SHARED_DATA,
+    compose_train,
+    run_cli,
+    train_checkpoint,
+)
 
 CAT2DOG = ["debug=tiny", "logger=csv", "data=cat2dog"]
 ADAM = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
@@ -281,10 +293,12 @@ def test_dualgan_losses_clip_and_gradient_penalty():
 def test_predict_protocol_both_directions_and_reconstruction():
     model = tiny_cyclegan(in_nc=1, out_nc=3, lambda_identity=0.0)
     model.run_config = {"data": {"input_nc": 1, "output_nc": 3}}
-    assert model.predict_input_nc({"direction": "AtoB"}) == 1 and model.predict_input_nc({"direction": "BtoA"}) == 3
-    out = model.predict_outputs(images(1, nc=3), {"direction": "BtoA", "reconstruct": True})
+    predictor = object.__new__(TorchModel)  # the predict loop's view of the inference model, without a file
+    predictor.model, predictor.kind, predictor.directions = model.inference_model(), "TwoDomainModel", ("AtoB", "BtoA")
+    assert predictor.input_channels({"direction": "AtoB"}) == 1 and predictor.input_channels({"direction": "BtoA"}) == 3
+    out = predict_outputs(predictor, images(1, nc=3), {"direction": "BtoA", "reconstruct": True})
     assert out[""].shape[1] == 1 and out["_rec"].shape[1] == 3
-    assert set(model.predict_outputs(images(1, nc=1), {"direction": None})) == {""}
+    assert set(predict_outputs(predictor, images(1, nc=1), {"direction": None})) == {""}
 
 
 def test_metrics_protocol_is_unpaired_in_both_directions():

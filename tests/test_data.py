@@ -21,10 +21,15 @@ from PIL import Image
 import ganforge
 from ganforge.data import datasets
 from ganforge.data.datasets import DatasetSpec, download_and_extract, get_spec
-from ganforge.imageio import IMG_EXTENSIONS, list_images, load_image
 from ganforge.data.paired import PairedDataModule, PairedDataset
 from ganforge.data.transforms import build_transform, fit_size, get_params
-from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
+from ganforge.utils.errors import (
+    ConfigError,
+    DataLayoutError,
+    DatasetUnavailableError,
+    ImageFileError,
+)
+from ganforge.utils.imageio import IMG_EXTENSIONS, list_images, load_image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MINI = SHARED / "pix2pix_paired_mini"

@@ -7,19 +7,21 @@ import csv
 import functools
 import math
 
-import numpy as np
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from ganforge.callbacks import GeneratorEMA
-from ganforge.cli import train
-from ganforge.errors import ConfigError
-from ganforge.gans.dcgan import DCGAN, slerp
+from ganforge.cli.predict import write_dcgan_samples
+from ganforge.cli.train import train
+from ganforge.gans.dcgan import DCGAN
 from ganforge.metrics.swd import patch_swd
+from ganforge.models.dcgan import slerp
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganforge.utils.errors import ConfigError
 from tests.conftest import SHARED_DATA, compose_train, train_from_untrained
 
 FROGS = SHARED_DATA / "cifar10_frog"
@@ -97,8 +99,9 @@ def test_sampling_is_reproducible_by_seed_and_writes_samples_grid_and_interpolat
     opts = {"num_samples": 5, "seed": 3, "interp": 9, "interp_steps": 4}
     for d in "abc":
         (tmp_path / d).mkdir()
-    a, b = m.predict_samples(opts, tmp_path / "a"), m.predict_samples(opts, tmp_path / "b")
-    c = m.predict_samples({**opts, "seed": 4}, tmp_path / "c")
+    g = m.inference_model()
+    a, b = write_dcgan_samples(g, opts, tmp_path / "a"), write_dcgan_samples(g, opts, tmp_path / "b")
+    c = write_dcgan_samples(g, {**opts, "seed": 4}, tmp_path / "c")
     names = sorted(p.name for p in a)
     assert names == ["grid.png", "interp_linear.png", "interp_slerp.png", *[f"sample_{i:04d}.png" for i in range(5)]]
     read = lambda p: torch.from_numpy(np.array(Image.open(p)))  # noqa: E731
@@ -106,7 +109,7 @@ def test_sampling_is_reproducible_by_seed_and_writes_samples_grid_and_interpolat
     assert not torch.equal(read(a[0]), read(c[0]))
     assert Image.open(tmp_path / "a" / "interp_slerp.png").size == (4 * 34 + 2, 34 + 2)
     with pytest.raises(ConfigError, match="num_samples"):
-        m.predict_samples({"num_samples": 0}, tmp_path)
+        write_dcgan_samples(g, {"num_samples": 0}, tmp_path)
 
 
 def test_slerp_keeps_the_ends_and_the_norm():

@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+import ganforge
 from ganforge.callbacks import GeneratorEMA
-from ganforge.checkpoint import build_model, read_checkpoint
-from ganforge.cli import train
-from ganforge.errors import ConfigError
+from ganforge.cli.train import train
+from ganforge.models.loading import read_checkpoint
+from ganforge.utils.errors import ConfigError
 from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli
 
 FROGS = SHARED_DATA / "cifar10_frog" / "test"
@@ -104,12 +105,12 @@ def test_an_exact_resume_includes_the_ema(runs):
     assert any(not torch.equal(v, full["state_dict"][f"netG.{k}"]) for k, v in g.items() if v.is_floating_point())
 
 
-def test_build_model_and_predict_use_the_ema_unless_told_not_to(runs, tmp_path):
+def test_load_and_predict_use_the_ema_unless_told_not_to(runs, tmp_path):
     ckpt = runs[0]
     stored = read_checkpoint(ckpt)
     ema_w = stored["callbacks"]["GeneratorEMA"]["nets"]["netG"]["module.main.0.weight"]
-    with_ema, _ = build_model(ckpt)
-    without, _ = build_model(ckpt, use_ema=False)
+    with_ema = ganforge.load(ckpt)
+    without = ganforge.load(ckpt, use_ema=False)
     assert torch.equal(with_ema.netG.main[0].weight, ema_w)
     assert torch.equal(without.netG.main[0].weight, stored["state_dict"]["netG.main.0.weight"])
     outs = {}

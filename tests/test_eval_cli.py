@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ganforge.cli import train
+from ganforge.cli.train import train
 from tests.conftest import EVAL, TINY, compose_train, run_cli
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_training_logs_generative_metrics_for_checkpoints_and_sweeps(tmp_path, f
 
 
 def test_training_refuses_a_metric_the_model_cannot_supply(tmp_path, fake_torch_home, monkeypatch):
-    from ganforge.errors import ConfigError
+    from ganforge.utils.errors import ConfigError
 
     monkeypatch.setenv("TORCH_HOME", str(fake_torch_home))
     cfg = compose_train(tmp_path, [*TINY, "+callbacks/metrics=default", "callbacks.metrics.metrics=[diversity]"])

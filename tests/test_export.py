@@ -17,11 +17,12 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ganforge.app import CONF_DIR
-from ganforge.errors import ConfigError, ExportError
-from ganforge.export import export
-from ganforge.predict import predict
-from ganforge.runtime import array_to_image
+import ganforge
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.export import export
+from ganforge.cli.predict import predict
+from ganforge.export.runtime import array_to_image
+from ganforge.utils.errors import ConfigError, ExportError
 from tests.conftest import PAIRED_MINI, REPO, run_cli
 from tests.export_helpers import tiny_checkpoint
 
@@ -73,11 +74,9 @@ def test_every_model_exports_to_onnx_within_the_parity_tolerance(tmp_path, name)
 
 
 def test_cyclegan_graphs_take_any_batch_and_size_and_match_the_generators(tmp_path):
-    from ganforge.checkpoint import build_model
-
     ckpt = tiny_checkpoint(tmp_path, "cyclegan")
     export(export_cfg(ckpt, tmp_path / "out"))
-    model, _ = build_model(ckpt)
+    model = ganforge.load(ckpt)
     x = torch.rand(3, 3, 44, 76) * 2 - 1  # neither the traced batch nor size
     for direction in ("AtoB", "BtoA"):
         sess = ort.InferenceSession(str(tmp_path / "out" / f"{direction}.onnx"))
@@ -107,9 +106,7 @@ def test_torchscript_and_safetensors_round_trip(tmp_path):
     ckpt = tiny_checkpoint(tmp_path, "bicyclegan")
     manifest = export(export_cfg(ckpt, tmp_path / "ts", format="torchscript"))
     assert [g["file"] for g in manifest["graphs"]] == ["BtoA.pt", "E.pt"]
-    from ganforge.checkpoint import build_model
-
-    model, _ = build_model(ckpt)
+    model = ganforge.load(ckpt)
     g = torch.jit.load(str(tmp_path / "ts" / "BtoA.pt"))
     x, z = torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, 8)
     assert torch.allclose(g(x, z), model.translate(x, z=z), atol=1e-5)
@@ -121,11 +118,11 @@ def test_torchscript_and_safetensors_round_trip(tmp_path):
     weights = load_file(str(tmp_path / "st" / "netG.safetensors"))
     assert all(torch.equal(weights[k], v) for k, v in model.netG.state_dict().items())
     with safe_open(str(tmp_path / "st" / "netG.safetensors"), "pt") as f:
-        assert json.loads(f.metadata()["net_config"])["_target_"] == "ganforge.nets.UnetGenerator"
+        assert json.loads(f.metadata()["net_config"])["name"] == "UnetGenerator"
 
 
 def test_a_failed_parity_check_fails_the_export_and_removes_the_file(tmp_path, monkeypatch):
-    import ganforge.export as ex
+    import ganforge.cli.export as ex
 
     real = ex._onnx_runner
     monkeypatch.setattr(ex, "_onnx_runner", lambda path: (lambda *xs: real(path)(*xs) + 1e-3))
@@ -159,7 +156,7 @@ def test_export_cli_on_a_file_that_is_no_checkpoint_prints_one_error(tmp_path):
 
 
 def test_array_to_image_resizes_as_torch_bicubic():
-    from ganforge.imageio import tensor_to_image
+    from ganforge.utils.imageio import tensor_to_image
 
     x = torch.rand(3, 16, 24) * 2.2 - 1.1
     for size in ((24, 16), (50, 37), (11, 7)):
@@ -261,7 +258,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f'{name} is blocked in this test (a deploying user has no torch)')
 sys.meta_path.insert(0, Block())
 sys.argv = ['ganforge-predict', *sys.argv[1:]]
-from ganforge.predict import main
+from ganforge.cli.predict import main
 main()
 """
 

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from ganforge.data.labelmap import LabelIds
 from ganforge.data.paired import PairedDataset
 from ganforge.data.transforms import PREPROCESS_CHOICES, build_transform, get_params
-from ganforge.errors import ImageFileError
-from ganforge.data.labelmap import LabelIds
-from ganforge.imageio import load_image, load_label_ids, read_header
+from ganforge.utils.errors import ImageFileError
+from ganforge.utils.imageio import load_image, load_label_ids, read_header
 
 # No example database: it would leave a .hypothesis/ folder in the checkout.
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,6 +1,6 @@
 """DCGAN against its reference, pytorch/examples dcgan/main.py, step for step; and main.py's CIFAR-10 images.
 
-tests/fixtures/golden/make_dcgan.py ran main.py itself (--dataset folder on 12 CIFAR-10 frogs at 64 px,
+tests/golden/make_dcgan.py ran main.py itself (--dataset folder on 12 CIFAR-10 frogs at 64 px,
 nz 4, ngf = ndf = 2, batch 4, 3 steps) in float64 and recorded its initial weights and fixed noise, and at
 every step the torch RNG state, the batch, and then the weights, BatchNorm buffers and losses, with the
 Adam states at the end. ganforge trains from the same weights on the same batches, its noise drawn from
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from ganforge.data.torchvision_sets import TorchvisionDataModule
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 from ganforge.gans.dcgan import DCGAN
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
@@ -130,7 +130,7 @@ def test_cifar10_is_resized_to_64_px_bilinear_as_main_py(tmp_path, monkeypatch):
     """data=cifar10's defaults give main.py --dataset cifar10's images: Resize(64) (PIL bilinear), ToTensor, Normalize."""
     from omegaconf import OmegaConf
 
-    from ganforge.app import CONF_DIR
+    from ganforge.cli.app import CONF_DIR
 
     cfg = OmegaConf.load(Path(CONF_DIR) / "data" / "cifar10.yaml")
     assert (cfg.image_size, cfg.interpolation) == (64, "bilinear")

@@ -1,6 +1,6 @@
 """SinGAN against its reference, tamarott/SinGAN, step for step.
 
-tests/fixtures/golden/make_singan.py ran the reference's own `train` on a 40x30 image (3 scales,
+tests/golden/make_singan.py ran the reference's own `train` on a 40x30 image (3 scales,
 3 iterations each, nfc 4, 3 D steps and 1 G step) in float64 and recorded its pyramid, its initial
 weights, the torch RNG state at the start of every iteration, and after every iteration the weights,
 BatchNorm buffers and losses, with the Adam states, noise amps and z_opt at the end of each scale.

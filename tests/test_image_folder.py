@@ -11,7 +11,12 @@ from PIL import Image
 
 from ganforge.data.image_folder import ImageFolderDataModule
 from ganforge.data.torchvision_sets import TorchvisionDataModule
-from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
+from ganforge.utils.errors import (
+    ConfigError,
+    DataLayoutError,
+    DatasetUnavailableError,
+    ImageFileError,
+)
 from tests.conftest import SHARED_DATA
 
 FROGS = SHARED_DATA / "cifar10_frog"

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.checkpoint import build_model
-from ganforge.errors import CheckpointError
-from ganforge.import_weights import import_weights
+import ganforge
+from ganforge.cli.import_weights import import_weights
+from ganforge.utils.errors import CheckpointError
 from tests.conftest import run_cli
 from tests.export_helpers import TINY_MODELS, compose_train
 
@@ -199,7 +199,7 @@ def test_pix2pix_unet_import_matches_the_reference(tmp_path):
     ref = _randomise(RefUnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True), 1)
     torch.save(ref.state_dict(), tmp_path / "latest_net_G.pth")
     ckpt = _import(tmp_path, "pix2pix", [], G=tmp_path / "latest_net_G.pth")
-    model, _ = build_model(ckpt)
+    model = ganforge.load(ckpt)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(model.netG.eval()(x), ref(x), atol=1e-5)
@@ -212,7 +212,7 @@ def test_cyclegan_resnet_import_matches_the_reference_and_drops_old_instance_nor
     torch.save({f"module.{k}": v for k, v in sd_a.items()}, tmp_path / "a.pth")  # a DataParallel save
     torch.save(ref_b.state_dict(), tmp_path / "b.pth")
     ckpt = _import(tmp_path, "cyclegan", [], G=tmp_path / "a.pth", G_B=tmp_path / "b.pth")
-    model, _ = build_model(ckpt)
+    model = ganforge.load(ckpt)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(model.translate(x, "AtoB"), ref_a(x), atol=1e-5)
@@ -227,7 +227,7 @@ def test_bicyclegan_g_and_e_import_match_the_reference(tmp_path):
     torch.save(e.state_dict(), tmp_path / "E.pth")
     ckpt = _import(tmp_path, "bicyclegan", ["model.netG.num_downs=6", "model.netG.ngf=8", "model.netE.nef=8",
                                             "model.netE.n_blocks=2"], G=tmp_path / "G.pth", E=tmp_path / "E.pth")
-    model, _ = build_model(ckpt)
+    model = ganforge.load(ckpt)
     x, z = torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, 8)
     style = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
@@ -258,7 +258,7 @@ def test_imported_checkpoint_starts_a_fine_tune_with_init_from(tmp_path):
     ref = _randomise(RefUnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True), 6)
     torch.save(ref.state_dict(), tmp_path / "g.pth")
     ckpt = _import(tmp_path, "pix2pix", [], G=tmp_path / "g.pth")
-    from ganforge.cli import train
+    from ganforge.cli.train import train
 
     cfg = compose_train(tmp_path / "run", ["debug=tiny", "logger=csv", *TINY_MODELS["pix2pix"], f"init_from={ckpt}"])
     cfg.train = False  # build and load only: the weights must be the imported ones before any step

@@ -2,7 +2,7 @@
 
 tests/fixtures/golden/imresize.safetensors holds the reference function's outputs on three small images
 (a photo, a texture, a 0/255 checkerboard whose cubic overshoot gets clamped) by factors from 0.31 to 2
-and to one size; tests/fixtures/golden/make_singan.py made it.
+and to one size; tests/golden/make_singan.py made it.
 """
 
 from __future__ import annotations

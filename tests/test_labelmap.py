@@ -17,9 +17,13 @@ from ganforge.data.labelmap import (
     LabelMapDataModule,
     LabelMapDataset,
     find_triples,
-    label_edges,
 )
-from ganforge.errors import DataLayoutError, DatasetUnavailableError, ImageFileError
+from ganforge.nets.spade import label_edges
+from ganforge.utils.errors import (
+    DataLayoutError,
+    DatasetUnavailableError,
+    ImageFileError,
+)
 from tests.conftest import SHARED_DATA
 
 COCO = SHARED_DATA / "coco_stuff_sample"

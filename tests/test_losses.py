@@ -8,9 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.errors import ConfigError
-from ganforge.losses import GANLoss, feature_matching_loss, gradient_penalty, kl_divergence
+from ganforge.gans.losses import (
+    GANLoss,
+    feature_matching_loss,
+    gradient_penalty,
+    kl_divergence,
+)
 from ganforge.nets import NLayerDiscriminator
+from ganforge.utils.errors import ConfigError
 
 # Four scores whose losses are easy to do by hand.
 X = [0.5, -1.0, 2.0, 0.0]

@@ -13,9 +13,15 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from ganforge.errors import ConfigError
-from ganforge.metrics import MetricSuite, PretrainedWeightsError, check_metrics, load_vgg19, resolve
+from ganforge.metrics import (
+    MetricSuite,
+    PretrainedWeightsError,
+    check_metrics,
+    load_vgg19,
+    resolve,
+)
 from ganforge.metrics.weights import WEIGHTS
+from ganforge.utils.errors import ConfigError
 from tests.conftest import SHARED_DATA
 
 INCEPTION_FILE = WEIGHTS["inception"].file

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ganforge.errors import ConfigError
 from ganforge.nets import (
     ConvEncoder,
     MultiscaleDiscriminator,
@@ -20,6 +19,7 @@ from ganforge.nets import (
     init_weights,
 )
 from ganforge.nets.generators import ResnetBlock
+from ganforge.utils.errors import ConfigError
 
 CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 

@@ -88,9 +88,9 @@ def test_test_dropout_keeps_outputs_stochastic_and_eval_does_not():
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     model = tiny_pix2pix(test_dropout=True)
     model.netG = UnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True)  # one dropout block
-    assert not torch.equal(model.translate(x), model.translate(x))
+    assert not torch.equal(model.inference_model().translate(x), model.inference_model().translate(x))
     model.hparams.test_dropout = False
-    assert torch.equal(model.translate(x), model.translate(x))
+    assert torch.equal(model.inference_model().translate(x), model.inference_model().translate(x))
     assert model.netG.training is True  # inference restores the training mode
 
 
@@ -118,7 +118,7 @@ def test_train_mode_batchnorm_output_does_not_depend_on_the_batch():
     model = tiny_pix2pix(test_dropout=True)
     model.netG = UnetGenerator(3, 3, num_downs=5, ngf=8, norm="batch", use_dropout=False)
     x = eight_images()
-    batched, alone = model.translate(x), model.translate(x[3:4])
+    batched, alone = model.inference_model().translate(x), model.inference_model().translate(x[3:4])
     assert torch.equal(batched[3:4], alone)
     assert model.metric_protocol() == {"generator_mode": "train", "per_sample": True, "dropout": True,
                                        "batchnorm": "statistics of each image alone (reference test.py, batch size 1)"}
@@ -131,9 +131,9 @@ def test_test_dropout_generates_image_after_image():
     model.netG = UnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True)  # one dropout block
     x = eight_images(64)
     torch.manual_seed(5)
-    batched = model.translate(x)
+    batched = model.inference_model().translate(x)
     torch.manual_seed(5)
-    singles = torch.cat([model.translate(x[i : i + 1]) for i in range(8)])
+    singles = torch.cat([model.inference_model().translate(x[i : i + 1]) for i in range(8)])
     assert torch.equal(batched, singles)
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from ganforge.checkpoint import read_checkpoint
+from ganforge.gans.checkpoint import read_checkpoint
 from tests.conftest import PAIRED_MINI, REPO, SHARED_DATA, TINY, run_cli
 
 SAMPLES = SHARED_DATA / "pix2pix_samples" / "AB"

@@ -15,10 +15,10 @@ from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch import Callback
 from PIL import Image
 
-from ganforge.app import CONF_DIR
-from ganforge.cli import train
-from ganforge.errors import DataLayoutError, ImageFileError
-from ganforge.prepare import prepare
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.prepare import prepare
+from ganforge.cli.train import train
+from ganforge.utils.errors import DataLayoutError, ImageFileError
 from tests.conftest import PAIRED_MINI, SHARED_DATA, compose_train, run_cli
 
 COCO = SHARED_DATA / "coco_stuff_sample"

@@ -8,23 +8,30 @@ from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as L
-import pytest
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
-from ganforge.cli import train
+import ganforge
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.predict import predict, run_singan_app
+from ganforge.cli.train import train
 from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
-from ganforge.errors import ConfigError, ImageFileError
-from ganforge.app import CONF_DIR
-from ganforge.checkpoint import build_model
 from ganforge.gans.singan import SinGAN
-from ganforge.imageio import tensor_to_image
-from ganforge.predict import predict
-from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli, train_checkpoint
+from ganforge.models.loading import read_checkpoint
+from ganforge.utils.errors import ConfigError, ImageFileError
+from ganforge.utils.imageio import tensor_to_image
+from tests.conftest import (
+    PREDICT,
+    SHARED_DATA,
+    compose_train,
+    run_cli,
+    train_checkpoint,
+)
 
 SG = SHARED_DATA / "singan"
 TINY_SG = ["model=singan", "data=single_image", "debug=tiny", "logger=csv", f"data.path={SG / 'Images' / 'stone.png'}"]
@@ -154,7 +161,7 @@ def test_grayscale_model_trains_and_samples(tmp_path):
     model = fit_tiny(dm, channels=1, iters_per_scale=2)
     model.eval()
     with torch.no_grad():
-        assert model.sample(scale_w=2.0).shape == (1, 1, 30, 80)
+        assert model.inference_model().generate(scale_w=2.0).shape == (1, 1, 30, 80)
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +172,13 @@ def singan_ckpt(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_reconstruction_chain_reproduces_the_image(singan_ckpt):
-    model, cfg = build_model(singan_ckpt)
-    assert cfg["model"]["pyramid"] == [[20, 30], [24, 35], [27, 40]]
-    model.eval()
+    model = ganforge.load(singan_ckpt)
+    assert read_checkpoint(singan_ckpt)["ganforge"]["config"]["model"]["pyramid"] == [[20, 30], [24, 35], [27, 40]]
+    assert model.spec.pyramid == [[20, 30], [24, 35], [27, 40]]
     with torch.no_grad():
         zeros = torch.zeros(1, 3, *model.pyramid[0])
         rec = model.chain(0, model.num_scales - 1, zeros, model.rec_noise)
-        sample = model.sample()
+        sample = model.generate()
     real = model.real(model.num_scales - 1)
     mse = torch.mean((rec - real) ** 2)
     psnr = 10 * torch.log10(4 / mse)  # images in [-1, 1]
@@ -285,7 +292,7 @@ def test_sr_app_follows_the_reference_sr_func(tmp_path):
     model.netG[2].register_forward_hook(lambda net, args, out: calls.append((args[0].clone(), args[1].clone(), out.clone())))
     for net in model.netG[:2]:
         net.register_forward_hook(lambda *a: pytest.fail("SR uses only the finest G"))
-    (path,) = model.run_app({"app": "sr", "sr_factor": 4.0, "seed": 3}, tmp_path)
+    (path,) = run_singan_app({"app": "sr", "sr_factor": 4.0, "seed": 3}, model.inference_model(), tmp_path)
     assert len(calls) == 6  # round(log(1/4) / log(2 ** (-1/3))) = 6
     step, h, w = 4 ** (1 / 6), 27, 40
     for k, (noisy, prev, out) in enumerate(calls):

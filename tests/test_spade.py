@@ -4,8 +4,8 @@ VGG19 loading, and runs of the real config on the COCO-Stuff sample (train, grid
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,13 +13,13 @@ import torch
 import torchvision
 from torch import nn
 
-from ganforge.cli import train
-from ganforge.data.labelmap import label_edges
-from ganforge.errors import ConfigError
+from ganforge.cli.train import train
+from ganforge.gans.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.gans.spade import SPADEModel
-from ganforge.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import WEIGHTS, PretrainedWeightsError
 from ganforge.nets import SPADEDiscriminator, SPADEEncoder, SPADEGenerator
+from ganforge.nets.spade import label_edges
+from ganforge.utils.errors import ConfigError
 from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli
 
 COCO = SHARED_DATA / "coco_stuff_sample"
@@ -106,8 +106,10 @@ def test_generator_loss_weights_feature_matching_and_kld():
     m.netD.eval(), m.netE.eval()  # spectral norm does no power iteration in eval: both passes see the same nets
     b = batch()
     sem = m.batch_semantics(b)
+    g_state = copy.deepcopy(m.netG.state_dict())  # G trains (batch statistics); its power iteration is undone
     torch.manual_seed(1)
     losses = m.generator_losses(sem, b["image"])
+    m.netG.load_state_dict(g_state)
     torch.manual_seed(1)
     fake, _ = m.generate(sem, b["image"])
     pred_fake, pred_real = m.discriminate(sem, fake, b["image"])
@@ -255,8 +257,8 @@ def test_vae_trains_and_predict_encodes_a_style_or_draws_n_styles(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
     from PIL import Image
 
-    from ganforge.app import CONF_DIR
-    from ganforge.predict import predict
+    from ganforge.cli.app import CONF_DIR
+    from ganforge.cli.predict import predict
 
     cfg = compose_train(tmp_path / "run", [*SAMPLE, "model.use_vae=true", "model.netE.load_size=32",
                                            "trainer.max_epochs=1", "callbacks.image_grid=null"])
@@ -294,8 +296,8 @@ def test_eval_scores_miou_with_a_user_supplied_segmenter(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from ganforge.app import CONF_DIR
-    from ganforge.evaluate import evaluate
+    from ganforge.cli.app import CONF_DIR
+    from ganforge.cli.evaluate import evaluate
 
     train(compose_train(tmp_path / "run", [*SAMPLE, "trainer.max_epochs=1", "callbacks.image_grid=null"]))
     GlobalHydra.instance().clear()

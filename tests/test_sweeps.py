@@ -3,17 +3,20 @@ requeued sweep job, and the FID-driven Optuna sweeps (sqlite study, per-epoch re
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
+import subprocess
+import sys
 
-import optuna
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import read_write
 
-from ganforge.cli import resolve_ckpt_path
-from tests.conftest import SHARED_DATA, TINY, compose_train, run_cli
+from ganforge.cli.train import check_sweeper_installed, resolve_ckpt_path
+from ganforge.utils.errors import ConfigError
+from tests.conftest import REPO, SHARED_DATA, TINY, compose_train, needs_sweep, run_cli
 
 SLURM = ["hydra/launcher=slurm", "trainer=slurm", "hydra.launcher.nodes=4", "hydra.launcher.partition=gpu"]
 
@@ -88,7 +91,10 @@ CYCLEGAN = ["-m", "debug=tiny", "logger=csv", "model=cyclegan", "data=cat2dog", 
 
 
 @pytest.mark.slow
+@needs_sweep
 def test_cyclegan_fid_sweep_keeps_its_study_in_sqlite_resumes_and_prunes(tmp_path, fake_torch_home):
+    import optuna
+
     env = {"TORCH_HOME": str(fake_torch_home)}
     logs = tmp_path / "logs"
     proc = run_cli([*CYCLEGAN, "hydra.sweeper.n_trials=3", f"paths.log_dir={logs}", f"hydra.sweep.dir={tmp_path / 'a'}"],
@@ -121,6 +127,7 @@ def test_cyclegan_fid_sweep_keeps_its_study_in_sqlite_resumes_and_prunes(tmp_pat
     ("singan", ["data=single_image", "data.path=x"], "val/sifid"),
     ("cyclegan", [], "val/fid"),
 ])
+@needs_sweep
 def test_fid_sweeps_optimise_their_metric_with_sqlite_and_pruning(tmp_path, model, extra, metric):
     cfg = compose_train(tmp_path, [f"model={model}", *extra, f"hparams_search={model}_optuna", f"paths.log_dir={tmp_path}"])
     assert cfg.optimized_metric == metric
@@ -135,7 +142,10 @@ def test_fid_sweeps_optimise_their_metric_with_sqlite_and_pruning(tmp_path, mode
 
 
 @pytest.mark.slow
+@needs_sweep
 def test_singan_sifid_sweep_reports_every_epoch(tmp_path, fake_torch_home):
+    import optuna
+
     proc = run_cli(["-m", "debug=tiny", "logger=csv", "model=singan", "data=single_image",
                     f"data.path={SHARED_DATA / 'singan' / 'Images' / 'balloons.png'}", "hparams_search=singan_optuna",
                     "hydra.sweeper.n_trials=1", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={tmp_path / 'a'}"],
@@ -144,3 +154,26 @@ def test_singan_sifid_sweep_reports_every_epoch(tmp_path, fake_torch_home):
     (trial,) = optuna.load_study(study_name="singan", storage=f"sqlite:///{tmp_path / 'logs' / 'optuna' / 'singan.db'}").trials
     # debug=tiny SinGAN: 3 scales x 16 iterations, 8 an epoch: SIFID of 2 samples (data.num_val_images) after each of 6 epochs
     assert sorted(trial.intermediate_values) == list(range(6)) and trial.value == trial.intermediate_values[5] > 0
+
+
+@pytest.mark.parametrize("override", ["hparams_search=pix2pix_optuna", "+hparams_search=dcgan_optuna",
+                                      "hydra/sweeper=optuna_sqlite"])
+def test_a_sweep_without_the_sweep_extra_says_how_to_get_it(monkeypatch, override):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("hydra_plugins.hydra_optuna_sweeper") else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r'needs the Optuna sweeper, which is not installed: pip install "ganforge\[sweep\]"'):
+        check_sweeper_installed(["-m", "debug=tiny", override])
+    check_sweeper_installed(["-m", "hparams_search=null", "~hparams_search", "hydra/sweeper=basic", "model.lambda_l1=1,2"])
+
+
+def test_python_train_py_sweep_without_the_extra_exits_2_with_one_line(tmp_path):
+    # train.py as a user runs it, in an interpreter where the sweeper's plugin cannot be found.
+    hide = ("import importlib.util as u, runpy, sys; f = u.find_spec; "
+            "u.find_spec = lambda n, *a: None if n.startswith('hydra_plugins.hydra_optuna_sweeper') else f(n, *a); "
+            "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", hide, str(REPO / "train.py"), "-m", "hparams_search=pix2pix_optuna",
+                           *TINY, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip() == ('Error: hparams_search=pix2pix_optuna needs the Optuna sweeper, which is not installed: '
+                                   'pip install "ganforge[sweep]"')

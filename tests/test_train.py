@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from ganforge.cli import train
-from tests.conftest import PAIRED_MINI, TINY, run_cli
+from ganforge.cli.train import train
+from tests.conftest import PAIRED_MINI, TINY, needs_sweep, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -76,6 +76,7 @@ def test_multirun_two_jobs(tmp_path):
     assert lambdas == {0, 1}
 
 
+@needs_sweep
 def test_optuna_sweep_returns_the_metric(tmp_path):
     proc = run_cli(["-m", *TINY, "hparams_search=pix2pix_optuna", "hydra.sweeper.n_trials=2",
                     "hydra.sweeper.sampler.n_startup_trials=1", f"hydra.sweep.dir={tmp_path}"])
@@ -149,7 +150,7 @@ def test_first_run_learns_to_draw_the_unseen_val_photo(tmp_path):
         out = []
         for batch in objects["datamodule"].val_dataloader():
             assert all("rocket" in p for p in batch["A_path"])  # photos training never saw
-            for drawn, edges in zip(model.translate(batch["A"]), batch["B"]):
+            for drawn, edges in zip(model.inference_model().translate(batch["A"]), batch["B"]):
                 out.append(torch.corrcoef(torch.stack([drawn.mean(0).flatten(), edges.mean(0).flatten()]))[0, 1].item())
         return out
 

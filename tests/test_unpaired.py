@@ -13,7 +13,12 @@ from hydra.utils import instantiate
 
 from ganforge.data import datasets
 from ganforge.data.unpaired import UnpairedDataModule, UnpairedDataset
-from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
+from ganforge.utils.errors import (
+    ConfigError,
+    DataLayoutError,
+    DatasetUnavailableError,
+    ImageFileError,
+)
 from tests.conftest import SHARED_DATA, compose_train
 
 CAT2DOG = SHARED_DATA / "cifar10_cat2dog"

@@ -8,16 +8,25 @@ from it continues the same epoch at the next batch: the data modules' loaders ar
 
 Lightning's own ModelCheckpoint(every_n_train_steps=...) counts optimizer steps, 2 to 4 per GAN
 batch, and under manual optimization warns at every save; batches are what a user counts.
+
+`ModelCheckpoint` is Lightning's, restoring from a resumed checkpoint only the file paths that lie inside
+the checkpoint's own folder: Lightning later deletes the previous best/last/k-th file, and its check of
+"inside the folder" is by the path's text, so `<dirpath>/../../x` read from a crafted checkpoint would
+delete x.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as L
+import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.utilities import rank_zero_warn
 
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 
 class PeriodicCheckpoint(L.Callback):
@@ -40,3 +49,54 @@ class PeriodicCheckpoint(L.Callback):
         if due:
             trainer.save_checkpoint(self.path)
             self._last_save = time.monotonic()
+
+
+def path_inside(path: Any, folder: Any) -> bool:
+    """Whether `path` (read from a checkpoint) names a file inside `folder`, by where it really is (links
+    and '..' followed) and by its text as well, which is what Lightning's own check reads."""
+    if not isinstance(path, str) or not isinstance(folder, str) or not folder:
+        return False
+    if _is_local_file_protocol(path) != _is_local_file_protocol(folder):
+        return False
+    if not _is_local_file_protocol(path):
+        return path.startswith(folder.rstrip("/") + "/") and ".." not in path.split("/")
+    return ".." not in Path(path).parts and Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def _score(value: Any) -> bool:
+    return (isinstance(value, float | int) and not isinstance(value, bool)) or (
+        isinstance(value, torch.Tensor) and value.numel() == 1)
+
+
+class ModelCheckpoint(L.callbacks.ModelCheckpoint):
+    """Lightning's ModelCheckpoint; from a resumed state it drops, with a warning, every file path outside
+    the state's folder (and the top-k bookkeeping with it, when that is not consistent)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not isinstance(state_dict, dict):
+            rank_zero_warn(f"ModelCheckpoint: the resumed checkpoint's state is a {type(state_dict).__name__}, ignored")
+            return
+        state = dict(state_dict)
+        folder = state.get("dirpath", self.dirpath)
+        dropped = []
+        for key in ("best_model_path", "last_model_path"):
+            if state.get(key) and not path_inside(state[key], folder):
+                dropped.append(f"{key}={state[key]!r}")
+                state[key] = ""
+        models, kth = state.get("best_k_models", {}), state.get("kth_best_model_path", "")
+        consistent = (isinstance(models, dict) and all(path_inside(p, folder) and _score(v) for p, v in models.items())
+                      and (kth in models or kth == "" and not models)
+                      and _score(state.get("kth_value", self.kth_value))
+                      and (state.get("best_model_score") is None or _score(state["best_model_score"])))
+        if not consistent:
+            # Lightning deletes the k-th best file when a better one comes: start the top-k list afresh.
+            dropped.append(f"best_k_models={models!r}, kth_best_model_path={kth!r}")
+            for key in ("best_k_models", "kth_best_model_path", "kth_value"):
+                state.pop(key, None)
+            state["best_model_score"] = None
+        if dropped:
+            rank_zero_warn(f"ModelCheckpoint: the resumed checkpoint names files outside its folder {folder!r} or "
+                           f"malformed scores; ignored, and no such file is deleted: {'; '.join(dropped)}")
+        state.setdefault("best_model_score", None)
+        state.setdefault("best_model_path", "")
+        super().load_state_dict(state)

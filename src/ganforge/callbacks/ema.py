@@ -5,7 +5,7 @@ Only the modules a model names in `generator_names` are averaged (its discrimina
 with `torch.optim.swa_utils.AveragedModel` and `get_ema_multi_avg_fn(decay)`; buffers (BatchNorm's
 running statistics) follow the live generator, as stylegan3 copies them. The average lives in the
 callback's state, so checkpoints carry it (tensors only) and a resumed run continues it exactly;
-`ganforge.checkpoint.build_model(use_ema=True)` loads it for predict and eval.
+`ganforge.load(ckpt, use_ema=True)` loads it for predict, eval, export and the demo.
 
 Lightning's `WeightAveraging` averages the whole LightningModule and would write the average as the
 checkpoint's model weights; here D and the live G stay as trained and the average is an extra.
@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ganforge.checkpoint import EMA_STATE_KEY
-from ganforge.errors import ConfigError
+from ganforge.models.loading import EMA_STATE_KEY
+from ganforge.utils.errors import ConfigError
 
 
 def ema_avg_fn(decay: float, warmup: bool):

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from ganforge.callbacks.ema import ema_weights
-from ganforge.imageio import uint8_grid
+from ganforge.utils.imageio import uint8_grid
 
 
 class ImageGrid(L.Callback):

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ganforge.callbacks.ema import ema_weights
-from ganforge.errors import ConfigError
 from ganforge.metrics import MetricSuite, check_metrics
+from ganforge.utils.errors import ConfigError
 
 
 class GenerativeMetrics(L.Callback):
@@ -83,6 +83,6 @@ class GenerativeMetrics(L.Callback):
             for batch in self._loader(trainer):
                 batch = {k: v.to(pl_module.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 out = pl_module.metric_batch(batch)
-                diverse = pl_module.sample_diverse(batch, n_div) if n_div else None
+                diverse = pl_module.inference_model().diverse(batch["A"], n_div) if n_div else None
                 suite.update(out["fake"], out.get("real"), diverse=diverse)
         return suite.compute()

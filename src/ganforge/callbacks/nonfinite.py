@@ -17,7 +17,7 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.utils.errors import ConfigError, GanforgeError
 
 POLICIES = ("stop", "skip_step")
 

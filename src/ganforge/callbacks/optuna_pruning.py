@@ -22,7 +22,7 @@ from typing import Any
 
 import lightning.pytorch as L
 
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 log = logging.getLogger("ganforge")
 

@@ -20,7 +20,7 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
-from ganforge.errors import ConfigError, DatasetUnavailableError
+from ganforge.utils.errors import ConfigError, DatasetUnavailableError
 
 log = logging.getLogger(__name__)
 

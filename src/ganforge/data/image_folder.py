@@ -20,12 +20,17 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
-from ganforge.data.shards import FORMATS, ShardSplit, check_shards
-from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule
 from ganforge.data.prescan import FileCheck, PreScan
-from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
-from ganforge.imageio import IMG_EXTENSIONS, image_to_tensor, is_image_file, load_image
+from ganforge.data.shards import FORMATS, ShardSplit, check_shards
+from ganforge.data.shards import has_split as has_shard_split
+from ganforge.utils.errors import ConfigError, DataLayoutError, ImageFileError
+from ganforge.utils.imageio import (
+    IMG_EXTENSIONS,
+    image_to_tensor,
+    is_image_file,
+    load_image,
+)
 
 log = logging.getLogger(__name__)
 

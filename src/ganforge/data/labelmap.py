@@ -29,12 +29,23 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
-from ganforge.data.shards import FORMATS, ShardSplit, check_shards
-from ganforge.data.shards import has_split as has_shard_split
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule, item_or_next_good
 from ganforge.data.prescan import FileCheck, PreScan
-from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
-from ganforge.imageio import LabelIds, image_to_tensor, list_images, load_image, load_label_ids
+from ganforge.data.shards import FORMATS, ShardSplit, check_shards
+from ganforge.data.shards import has_split as has_shard_split
+from ganforge.utils.errors import (
+    ConfigError,
+    DataLayoutError,
+    DatasetUnavailableError,
+    ImageFileError,
+)
+from ganforge.utils.imageio import (
+    LabelIds,
+    image_to_tensor,
+    list_images,
+    load_image,
+    load_label_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +67,6 @@ def load_palette(path: str | Path) -> dict[tuple[int, int, int], int]:
         return {tuple(int(c) for c in rgb): int(i) for i, rgb in items}
     except (TypeError, ValueError):
         raise ConfigError(f"data.palette={path}: expected {{\"<id>\": [r, g, b], ...}} or a list of [r, g, b]") from None
-
-
-def label_edges(inst: torch.Tensor) -> torch.Tensor:
-    """1 where the instance id differs from any 4-neighbour (pix2pix_model.py get_edges), for (..., H, W)."""
-    edge = torch.zeros_like(inst, dtype=torch.bool)
-    dx = inst[..., :, 1:] != inst[..., :, :-1]
-    dy = inst[..., 1:, :] != inst[..., :-1, :]
-    edge[..., :, 1:] |= dx
-    edge[..., :, :-1] |= dx
-    edge[..., 1:, :] |= dy
-    edge[..., :-1, :] |= dy
-    return edge.float()
 
 
 # ----- the dataset -------------------------------------------------------------------------------
@@ -252,6 +251,7 @@ class LabelMapDataModule(GANDataModule):
         contain_dontcare_label: bool = True,
         dontcare_label: int | None = 255,
         label_shift: int = 0,
+        metric_label_shift: int = 0,
         use_instance: bool = True,
         palette: str | None = None,
         class_names: list[str] | None = None,
@@ -292,6 +292,8 @@ class LabelMapDataModule(GANDataModule):
         if (dontcare_label is not None or label_shift) and not contain_dontcare_label:
             raise ConfigError("data.dontcare_label / data.label_shift map ids to don't-care, which needs "
                               "data.contain_dontcare_label=true (or set data.dontcare_label=null and data.label_shift=0)")
+        if not 0 <= metric_label_shift < label_nc:
+            raise ConfigError(f"data.metric_label_shift={metric_label_shift}: it must be >= 0 and below data.label_nc={label_nc}")
         for key, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size or 1)):
             if value < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {value}")

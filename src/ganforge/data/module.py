@@ -19,7 +19,12 @@ from ganforge.data.datasets import download_and_extract, get_spec
 from ganforge.data.prescan import PreScan
 from ganforge.data.shards import FORMATS, check_shards
 from ganforge.data.transforms import check_preprocess
-from ganforge.errors import ConfigError, DataLayoutError, DatasetUnavailableError, ImageFileError
+from ganforge.utils.errors import (
+    ConfigError,
+    DataLayoutError,
+    DatasetUnavailableError,
+    ImageFileError,
+)
 
 BAD_FILE_CHOICES = ("error", "skip")
 

@@ -15,13 +15,23 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ganforge.imageio import is_image_file, list_images, load_image
-from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, item_or_next_good, split_name
+from ganforge.data.module import (
+    BAD_FILE_CHOICES,
+    FolderDataModule,
+    item_or_next_good,
+    split_name,
+)
 from ganforge.data.prescan import FileCheck
 from ganforge.data.shards import ShardSplit
 from ganforge.data.shards import has_split as has_shard_split
-from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
-from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
+from ganforge.data.transforms import (
+    build_transform,
+    center_params,
+    check_preprocess,
+    get_params,
+)
+from ganforge.utils.errors import ConfigError, DataLayoutError, ImageFileError
+from ganforge.utils.imageio import is_image_file, list_images, load_image
 
 log = logging.getLogger(__name__)
 

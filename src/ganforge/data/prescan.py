@@ -19,8 +19,8 @@ from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from ganforge.errors import ConfigError, ImageFileError
-from ganforge.imageio import SKIP_HINT, load_image, read_header
+from ganforge.utils.errors import ConfigError, ImageFileError
+from ganforge.utils.imageio import SKIP_HINT, load_image, read_header
 
 VERIFY_CHOICES = ("header", "full")
 

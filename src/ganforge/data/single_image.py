@@ -13,23 +13,13 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ganforge.data.module import GANDataModule
-from ganforge.errors import ConfigError, ImageFileError
-from ganforge.imageio import load_image
 from ganforge.nets.imresize import from_levels, imresize, reference_layout
-
-# ceil() of a size that is an integer up to float error (25.000000004) must not round up (the applications'
-# sizes); the pyramid follows the reference's plain ceil() instead.
-_EPS = 1e-6
-
-
-def ceil_size(x: float) -> int:
-    return math.ceil(x - _EPS)
-
+from ganforge.utils.errors import ConfigError, ImageFileError
+from ganforge.utils.imageio import load_image
 
 #: how `pyramid_sizes` rounds the scale counts: ceil() in adjust_scales2image, int() in adjust_scales2image_SR
 ROUNDINGS = {"ceil": math.ceil, "floor": int}
@@ -62,14 +52,6 @@ def pyramid_sizes(
     sizes = [(math.ceil(H * math.pow(sf, stop_scale - i)), math.ceil(W * math.pow(sf, stop_scale - i)))
              for i in range(stop_scale)]
     return [*sizes, (H, W)], sf
-
-
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic, antialiased when shrinking: torch's resize, which the SinGAN applications use."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False, antialias=shrink)
 
 
 def image_levels(img) -> torch.Tensor:

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 
 from ganforge.data.image_folder import UnconditionalDataModule
-from ganforge.errors import ConfigError, DatasetUnavailableError
+from ganforge.utils.errors import ConfigError, DatasetUnavailableError
 
 SETS = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST}
 SPLITS = ("train", "test")

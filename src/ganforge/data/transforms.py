@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganforge.errors import ConfigError
-from ganforge.imageio import fit_size
+from ganforge.utils.errors import ConfigError
+from ganforge.utils.imageio import fit_size
 
 PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 FIT_CHOICES = ("resize", "pad")

@@ -22,13 +22,18 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ganforge.imageio import list_images, load_image
 from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
 from ganforge.data.prescan import FileCheck
 from ganforge.data.shards import ShardSplit
 from ganforge.data.shards import has_split as has_shard_split
-from ganforge.data.transforms import build_transform, center_params, check_preprocess, get_params
-from ganforge.errors import ConfigError, DataLayoutError, ImageFileError
+from ganforge.data.transforms import (
+    build_transform,
+    center_params,
+    check_preprocess,
+    get_params,
+)
+from ganforge.utils.errors import ConfigError, DataLayoutError, ImageFileError
+from ganforge.utils.imageio import list_images, load_image
 
 EPOCH_LENGTHS = ("max", "min")
 

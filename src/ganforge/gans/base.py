@@ -16,22 +16,25 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 
-from ganforge.checkpoint import FORMAT_VERSION, check_state_dict_matches, plain_hyperparameters, rng_states, set_rng_states
-from ganforge.errors import CheckpointError, ConfigError
-from ganforge.imageio import image_to_tensor, load_image
-from ganforge.losses import GANLoss
+from ganforge.gans.checkpoint import (
+    FORMAT_VERSION,
+    check_state_dict_matches,
+    plain_hyperparameters,
+    rng_states,
+    set_rng_states,
+)
+from ganforge.gans.losses import GANLoss
 from ganforge.metrics.swd import patch_swd
+from ganforge.models import MODELS, InferenceModel
+from ganforge.nets.registry import net_config
+from ganforge.utils.errors import CheckpointError, ConfigError
 
 SCHEDULER_POLICIES = ("linear", "step", "plateau", "cosine")
 DIRECTIONS = ("AtoB", "BtoA")
@@ -76,45 +79,6 @@ def build_scheduler(
     return config
 
 
-@dataclass
-class ExportGraph:
-    """One network as `ganforge-export` writes it: `module(*example_inputs)` returns one tensor.
-
-    `inputs` describes each input in order, as the manifest records it: {"name", "kind" (image |
-    label | z | noise | flag), "shape" (ints, or axis names for the dynamic ones), "dtype", and for
-    images the value range and channels}. `dynamic` names the axes that may change ({input or
-    output name: {axis: axis name}}). `meta` goes into the manifest as is (direction, mode, ...).
-    """
-
-    name: str
-    module: nn.Module
-    example_inputs: tuple[torch.Tensor, ...]
-    inputs: list[dict[str, Any]]
-    output: dict[str, Any]
-    dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def image_io(name: str, channels: int, side: int, dynamic_hw: bool, kind: str = "image") -> dict[str, Any]:
-    """The manifest entry of an image tensor in [-1, 1] (x / 127.5 - 1 of the 8-bit pixels)."""
-    hw = ["height", "width"] if dynamic_hw else [side, side]
-    return {"name": name, "kind": kind, "shape": ["batch", channels, *hw], "dtype": "float32",
-            "channels": channels, "range": [-1.0, 1.0], "normalisation": "pixel / 127.5 - 1"}
-
-
-def seeded_normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """N(0, 1) latents for predict, drawn with numpy's default generator from `seed`: an ONNX export run
-    without torch (ganforge.runtime) draws the same ones, so it writes the checkpoint's samples."""
-    return seeded_normals([shape], seed)[0]
-
-
-def seeded_normals(shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
-    """`seeded_normal` for a graph with several latent inputs: one generator draws them in turn, in the
-    order of the export's inputs, as the runtime feeds them (SinGAN's noise pyramid)."""
-    rng = np.random.default_rng(int(seed))
-    return [torch.from_numpy(rng.standard_normal(shape).astype(np.float32)) for shape in shapes]
-
-
 def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:
     for net in nets if isinstance(nets, list) else [nets]:
         for p in net.parameters():
@@ -137,23 +101,17 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     # ----- what the model is: flags the metric suite and the commands read -------------------------
     #: outputs have a per-pixel ground truth (pix2pix): LPIPS, PSNR and SSIM against it apply
     metric_paired: bool = False
-    #: several outputs per input from different latents (BicycleGAN): `sample_diverse` works
+    #: several outputs per input from different latents (BicycleGAN): the inference model's `diverse` works
     metric_multimodal: bool = False
     #: trained on one image (SinGAN): SIFID against it applies
     metric_single_image: bool = False
     #: generated from label maps of this many classes (SPADE): `metric_batch` also returns "label" (ids,
     #: don't-care = the class count), and mIoU of a user-supplied segmenter applies
     metric_label_classes: int | None = None
-    #: the translation directions `metric_batch`, `translate` and predict accept
+    #: the translation directions `metric_batch` accepts
     directions: tuple[str, ...] = ("AtoB",)
-    #: the `app=` names `run_app` accepts
-    apps: tuple[str, ...] = ()
-    #: False for a model that generates from noise alone (DCGAN): predict calls `predict_samples`
-    needs_input: bool = True
-    #: the predict option that names a style image whose latent code the outputs take (BicycleGAN
-    #: `z_from`, SPADE with its VAE `style`); None: no latent code. A model with one also draws its
-    #: code from `seed` and gives `n_samples` outputs per input (predict and the demo offer both).
-    style_option: str | None = None
+    #: the registered inference model this module trains (ganforge.models.MODELS); stored in its checkpoints
+    model_name: str = ""
     #: the generator modules, by attribute name: what an EMA copy averages (callbacks.ema)
     generator_names: tuple[str, ...] = ("netG",)
 
@@ -185,13 +143,6 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         """The columns of the sample grid for a fixed validation batch, each a batch in [-1, 1]
         (e.g. input | output | target); every grid row is one sample. No gradient, no state change."""
 
-    @abstractmethod
-    def metric_batch(self, batch: dict, direction: str = "AtoB") -> dict[str, torch.Tensor]:
-        """{"fake": generated images, "real": the real images they are compared with}, both in
-        [-1, 1], for FID, KID, IS (and LPIPS/PSNR/SSIM when `metric_paired`; with `metric_label_classes`,
-        "label": the label maps the fakes were made from). Generated on the reference's test protocol
-        (see `metric_protocol`)."""
-
     # ----- optional hooks, with defaults -----------------------------------------------------------
     @property
     def input_size_multiple(self) -> int:
@@ -206,67 +157,34 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         return None
 
     def metric_protocol(self) -> dict[str, Any]:
-        """How `translate`/`metric_batch` run the generator, for the report of ganforge-eval: the mode
-        of its norm and dropout layers and whether images are generated one at a time (their output
-        then does not depend on the images batched with them)."""
-        return {"generator_mode": "eval", "per_sample": False}
+        """How `metric_batch` runs the generator, for the report of ganforge-eval (the inference model's protocol)."""
+        return self.inference_model().metric_protocol()
 
-    def sample_diverse(self, batch: dict, n: int) -> torch.Tensor:
-        """n outputs per input, each from its own latent: (n, B, C, H, W) (multimodal models only)."""
-        raise ConfigError(f"{type(self).__name__} gives one output per input (it is not multimodal)")
+    def metric_batch(self, batch: dict, direction: str = "AtoB") -> dict[str, torch.Tensor]:
+        """{"fake": generated images, "real": the real images they are compared with}, both in [-1, 1], for FID,
+        KID, IS (and LPIPS/PSNR/SSIM when `metric_paired`; with `metric_label_classes`, "label": the label maps
+        the fakes were made from), on the reference's test protocol (the inference model's `metric_batch`)."""
+        return self.inference_model().metric_batch(batch, direction)
 
-    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
-        """Generated images for the input batch `x` in [-1, 1], in inference mode."""
-        raise ConfigError(f"{type(self).__name__} does not translate input images")
+    def inference_model(self) -> InferenceModel:
+        """The inference model (ganforge.models) around this module's own generator nets (shared, not copied), its
+        spec from the module's hyper-parameters, its nets' configs and the run's data config, by the model's own rule
+        (`spec_data`, as `ganforge.load` reads a checkpoint): what the grids, validation, metric batches, exports and
+        the model folder use."""
+        cls = self.inference_class()
+        spec = cls.Spec(**cls.spec_data(self.model_name, self.hparams, self.data_settings(),
+                                         lambda key: net_config(getattr(self, key), key)))
+        return cls(spec, nets={key: getattr(self, key) for key in spec.nets}, model_name=self.model_name)
 
-    def predict_direction(self, opts: Mapping) -> str:
-        """The direction predict runs (and which half of an A|B input is the model's input)."""
-        direction = opts.get("direction") or self.directions[0]
-        if direction not in self.directions:
-            raise ConfigError(f"direction must be {' or '.join(self.directions)}, got {direction!r} ({type(self).__name__})")
-        return direction
+    def inference_class(self) -> type[InferenceModel]:
+        if self.model_name not in MODELS:
+            raise ConfigError(f"{type(self).__name__}.model_name={self.model_name!r} names no registered inference model "
+                              f"(ganforge.models.MODELS: {', '.join(sorted(MODELS))})")
+        return MODELS[self.model_name]
 
-    def predict_input_nc(self, opts: Mapping) -> int:
-        """Channels of the images predict feeds the model."""
-        data = (self.run_config or {}).get("data", {})
-        return int(data.get("input_nc" if self.predict_direction(opts) == "AtoB" else "output_nc", 3))
-
-    def predict_load(self, path: Path, opts: Mapping) -> Image.Image:
-        """An input file as the model reads it (an 8-bit image; a label-map model reads label ids);
-        raises ImageFileError naming the file when it cannot be used."""
-        return load_image(path, channels=self.predict_input_nc(opts))
-
-    def predict_tensor(self, img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-        """The (1, C, h, w) network input for `img` at size=(w, h) (photos: bicubic, in [-1, 1])."""
-        return image_to_tensor(img, size).unsqueeze(0)
-
-    def label_classes(self) -> list[tuple[str, tuple[int, int, int]]] | None:
-        """For a model whose input is a label map (SPADE): (name, RGB colour) of each class, indexed by
-        the id `predict_tensor` takes (the demo paints with these colours); None: inputs are images."""
-        return None
-
-    def predict_samples(self, opts: Mapping, out_dir: Path) -> list[Path]:
-        """The files predict writes for a model with `needs_input=False` (samples from noise)."""
-        raise ConfigError(f"{type(self).__name__} translates input images: give input=<image or folder>")
-
-    def predict_outputs(self, x: torch.Tensor, opts: Mapping) -> dict[str, torch.Tensor]:
-        """Named outputs for one input batch; the key is the file-name suffix (`<stem><key>.png`)."""
-        return {"": self.translate(x, self.predict_direction(opts))}
-
-    def export_side(self) -> int:
-        """The side of the example input an export traces with: the training crop."""
-        return int((self.run_config or {}).get("data", {}).get("crop_size", 256))
-
-    def export_graphs(self, opts: Mapping) -> list[ExportGraph]:
-        """The networks `ganforge-export` writes, one file each (the CycleGAN family: one per
-        direction), as inference modules in the predict protocol's mode with example inputs at
-        the training size (`opts.size` overrides the side). The modules are copies: exporting
-        changes nothing in the model."""
-        raise ConfigError(f"{type(self).__name__} has no export (export_graphs is not defined)")
-
-    def run_app(self, opts: Mapping, out_dir: Path) -> list[Path]:
-        """A whole application (`ganforge-predict app=<name>`, one of `apps`): the files it wrote."""
-        raise ConfigError(f"app={opts.get('app')} is not available for {type(self).__name__} (it has no apps)")
+    def data_settings(self) -> dict[str, Any]:
+        """The run's data config (set by the CLI in `run_config`); empty for a module built by hand."""
+        return dict((self.run_config or {}).get("data") or {})
 
     def checkpoint_extras(self) -> dict[str, Any]:
         """Training state outside parameters and buffers (e.g. image pools), saved for exact resume;
@@ -393,6 +311,7 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         checkpoint["ganforge"] = {
             "format_version": FORMAT_VERSION,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "model_name": self.model_name,
             "config": self.run_config,
             # Lightning saves optimizer, scheduler, epoch and step; the random streams make resume exact.
             # (Per process: a DDP run resumes every rank from rank 0's streams.)

@@ -13,28 +13,25 @@ into G alone; then D on (B1, fake_enc) and D2 on (B2, fake_rand).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.errors import ConfigError
-from ganforge.gans.base import ExportGraph, frozen, image_io, seeded_normal
+from ganforge.gans.base import frozen
+from ganforge.gans.losses import GANLoss, kl_divergence
 from ganforge.gans.paired import PairedGAN
-from ganforge.imageio import image_to_tensor, load_image
-from ganforge.losses import GANLoss, kl_divergence
-from ganforge.nets.export import CodeOf, ImageAndCode, eval_copy
+from ganforge.utils.errors import ConfigError
 
 GRID_RANDOM_SAMPLES = 3
 
 
 class BicycleGAN(PairedGAN):
+    model_name = "bicyclegan"
     #: random-z outputs have no per-pixel ground truth, so no PSNR/SSIM/LPIPS against the target
     #: (validation logs the encoded output's val/psnr instead); several outputs per input
     metric_multimodal = True
-    style_option = "z_from"
 
     def __init__(
         self,
@@ -185,99 +182,18 @@ class BicycleGAN(PairedGAN):
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})
 
     # ----- inference ------------------------------------------------------------------------------
-    def encode(self, real_B: torch.Tensor) -> torch.Tensor:
-        """E's mean for B: the test-time code of an image's style."""
-        with self.inference(self.netE):  # the reference test.py calls model.eval(): dropout off
-            return self.netE(real_B)[0]
-
-    def translate(self, real_A: torch.Tensor, direction: str = "AtoB", z: torch.Tensor | None = None) -> torch.Tensor:
-        """G(A, z); z ~ N(0, 1) when not given, one per input."""
-        z = self.random_z(real_A.shape[0]) if z is None else z
-        with self.inference(self.netG):
-            return self.netG(real_A, z.to(real_A.device))
-
-    # ----- the GAN contract: metrics, grids -----------------------------------------------------------
-    def metric_batch(self, batch: dict, direction: str = "AtoB") -> dict[str, torch.Tensor]:
-        """FID/KID/IS compare random-z outputs (what sampling gives a user) with the real targets."""
-        return {"fake": self.translate(batch["A"]), "real": batch["B"]}
-
-    def sample_diverse(self, batch: dict, n: int) -> torch.Tensor:
-        """n outputs per input of `batch`, each from its own z ~ N(0, 1): (n, B, C, H, W)."""
-        real_A = batch["A"]
-        return torch.stack([self.translate(real_A) for _ in range(n)])
-
+    # ----- inference: the inference model around G and E -------------------------------------------
     def validation_output(self, batch) -> torch.Tensor:
-        # The encoded output (z = E's mean of the target) is the one with a defined target.
-        return self.translate(batch["A"], z=self.encode(batch["B"]))
+        model = self.inference_model()
+        return model.generate(batch["A"], model.encode_tensor(batch["B"]))
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """input | target | encoded output | random outputs. The random z are the same at every
         call, so successive grids show how the same codes evolve."""
-        real_A, real_B = batch["A"], batch["B"]
+        model, real_A, real_B = self.inference_model(), batch["A"], batch["B"]
         gen = torch.Generator().manual_seed(0)
-        rows = {"input": real_A, "target": real_B, "encoded": self.translate(real_A, z=self.encode(real_B))}
+        rows = {"input": real_A, "target": real_B, "encoded": model.generate(real_A, model.encode_tensor(real_B))}
         for k in range(1, GRID_RANDOM_SAMPLES + 1):
             z = self.random_z(1, gen).expand(real_A.shape[0], -1)
-            rows[f"random_{k}"] = self.translate(real_A, z=z)
+            rows[f"random_{k}"] = model.generate(real_A, z)
         return rows
-
-    # ----- ganforge-predict -----------------------------------------------------------------------
-    def _style_code(self, path: str, like: torch.Tensor) -> torch.Tensor:
-        """E's mean of a style image, resized to the network input's size: (1, nz)."""
-        if not Path(path).is_file():
-            raise ConfigError(f"{path} is not an image file; give z_from/interp a style image (or interp an int seed)")
-        out_nc = int((self.run_config or {}).get("data", {}).get("output_nc", 3))
-        x = image_to_tensor(load_image(path, channels=out_nc), (like.shape[-1], like.shape[-2])).unsqueeze(0)
-        return self.encode(x.to(like.device))
-
-    def predict_outputs(self, x: torch.Tensor, opts) -> dict[str, torch.Tensor]:
-        """`<stem>_<k>`: n_samples outputs from z ~ N(0, 1) drawn with `seed` (the k-th z is the same
-        for every input, so the k-th outputs share a style), or one output `<stem>_0` from E's mean
-        of the style image `z_from`. `interp` (a style image or an int seed) adds `<stem>_interp`, a strip
-        (and a GIF) of `interp_steps` outputs along the line from the first z to that code."""
-        n, z_from = int(opts.get("n_samples", 1)), opts.get("z_from")
-        if n < 1:
-            raise ConfigError(f"n_samples must be >= 1, got {n}")
-        if z_from and n > 1:
-            raise ConfigError("z_from gives one code per input: drop n_samples (or use n_samples=1)")
-        zs = self._style_code(z_from, x) if z_from else seeded_normal((n, self.hparams.nz), opts.get("seed", 0)).to(self.device)
-        outputs = {f"_{k}": self.translate(x, z=z.expand(x.shape[0], -1)) for k, z in enumerate(zs[:, None])}
-        interp = opts.get("interp")
-        if interp is not None:
-            steps = int(opts.get("interp_steps", 8))
-            if steps < 2:
-                raise ConfigError(f"interp_steps must be >= 2, got {steps}")
-            if isinstance(interp, int):
-                end = seeded_normal((1, self.hparams.nz), interp).to(self.device)
-            else:
-                end = self._style_code(str(interp), x)
-            frames = [self.translate(x[:1], z=torch.lerp(zs[:1], end, t)) for t in torch.linspace(0, 1, steps).tolist()]
-            outputs["_interp"] = torch.cat(frames)
-        return outputs
-
-    # ----- export: G(image, z) and E's mean code of a style image --------------------------------
-    def export_graphs(self, opts) -> list[ExportGraph]:
-        """G(image, z) in eval mode (as `translate`), and `E`: an image's style code (E's mean, as `encode`)."""
-        data = (self.run_config or {}).get("data", {})
-        in_nc, out_nc, nz = int(data.get("input_nc", 3)), int(data.get("output_nc", 3)), self.hparams.nz
-        side = int(opts.get("size") or self.export_side())
-        hw = {0: "batch", 2: "height", 3: "width"}
-        direction = self.predict_direction(opts)
-        z_io = {"name": "z", "kind": "z", "shape": ["batch", nz], "dtype": "float32", "distribution": "N(0, 1)"}
-        g = ExportGraph(
-            name=direction, module=ImageAndCode(eval_copy(self.netG)),
-            example_inputs=(torch.rand(1, in_nc, side, side) * 2 - 1, torch.randn(1, nz)),
-            inputs=[image_io("image", in_nc, side, dynamic_hw=True), z_io],
-            output=image_io("output", out_nc, side, dynamic_hw=True),
-            dynamic={"image": hw, "z": {0: "batch"}, "output": hw},
-            meta={"direction": direction, "generator_mode": "eval", "nz": nz},
-        )
-        e = ExportGraph(
-            name="E", module=CodeOf(eval_copy(self.netE)),
-            example_inputs=(torch.rand(1, out_nc, side, side) * 2 - 1,),
-            inputs=[image_io("image", out_nc, side, dynamic_hw=True, kind="style")],
-            output={"name": "z", "kind": "z", "shape": ["batch", nz], "dtype": "float32"},
-            dynamic={"image": hw, "z": {0: "batch"}},
-            meta={"role": "encoder: the style code (E's mean) of a B image, for G's z"},
-        )
-        return [g, e]

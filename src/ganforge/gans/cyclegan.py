@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.errors import ConfigError
+from ganforge.gans.losses import GANLoss
 from ganforge.gans.two_domain import TwoDomainGAN
-from ganforge.losses import GANLoss
+from ganforge.utils.errors import ConfigError
 from ganforge.utils.image_pool import ImagePool
 
 ORDERS = ("g_first", "d_first")
@@ -31,6 +31,8 @@ def image_channels(net: nn.Module) -> tuple[int, int]:
 
 
 class CycleGAN(TwoDomainGAN):
+    model_name = "cyclegan"
+
     def __init__(
         self,
         gan_mode: str = "lsgan",

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ganforge.errors import ConfigError
 from ganforge.gans.dcgan import DCGAN
+from ganforge.utils.errors import ConfigError
 
 
 class KerasRMSprop(torch.optim.RMSprop):
@@ -58,6 +58,8 @@ class KerasRMSprop(torch.optim.RMSprop):
 
 
 class KerasDCGAN(DCGAN):
+    model_name = "dcgan_seed"  # seed_data_range: G draws in [0, 1] (the inference model's unit_output)
+
     def __init__(self, *args, label_noise: float = 0.05, seed_data_range: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
@@ -65,10 +67,6 @@ class KerasDCGAN(DCGAN):
     def to_model_range(self, real: torch.Tensor) -> torch.Tensor:
         """ganforge's [-1, 1] images as D sees them: as they are, or the book's [0, 1]."""
         return (real + 1) / 2 if self.hparams.seed_data_range else real
-
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        fake = super().sample(z)
-        return (fake * 2 - 1).clamp(-1, 1) if self.hparams.seed_data_range else fake
 
     def discriminator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         images = torch.cat([fake.detach(), real])  # the book's np.concatenate([generated_images, real_images])

@@ -11,19 +11,17 @@ Value range: the reference's nets work on [0, 1] images (`dataset.py` `read_imag
 255) and its G ends in a sigmoid. ganforge's data, sample grids, metrics and predict use [-1, 1].
 So this module maps [-1, 1] to [0, 1] before the nets and maps G's outputs back after them. Both
 maps are affine, so nothing is lost. The nets and the losses (the MSE reconstruction, the Ds'
-inputs and features) see the same numbers as the reference's. `cycle` and `translate` speak
+inputs and features) see the same numbers as the reference's. `cycle` and the inference model speak
 [-1, 1] to the framework; `unit_cycle`, `generator_losses` and `discriminator_losses` work in [0, 1].
 """
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
+from ganforge.gans.losses import GANLoss, feature_matching_loss
 from ganforge.gans.two_domain import TwoDomainGAN
-from ganforge.losses import GANLoss, feature_matching_loss
-from ganforge.nets.export import ImageToImage, eval_copy
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -35,6 +33,8 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
 
 
 class DiscoGAN(TwoDomainGAN):
+    model_name = "discogan"  # its nets work on [0, 1] images (the inference model's unit_range)
+
     def __init__(
         self,
         gan_mode: str = "vanilla",
@@ -57,15 +57,6 @@ class DiscoGAN(TwoDomainGAN):
 
     def cycle(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: from_unit(v) for k, v in self.unit_cycle(to_unit(real_A), to_unit(real_B)).items()}
-
-    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
-        net = self.netG_A if direction == "AtoB" else self.netG_B
-        with self.inference(self.netG_A, self.netG_B):
-            return from_unit(net(to_unit(x)))
-
-    def export_module(self, direction: str):
-        """The nets work on [0, 1]: the exported graph maps [-1, 1] in and out, as `translate`."""
-        return ImageToImage(eval_copy(self.netG_A if direction == "AtoB" else self.netG_B), unit_range=True)
 
     def rate(self) -> float:
         """Weight of the reconstruction loss: small while the GAN terms get started."""

@@ -16,13 +16,12 @@ run keeps the schedule.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
-from ganforge.errors import ConfigError
+from ganforge.gans.losses import GANLoss, gradient_penalty
 from ganforge.gans.two_domain import TwoDomainGAN
-from ganforge.losses import GANLoss, gradient_penalty
+from ganforge.utils.errors import ConfigError
 
 REGULARIZERS = ("gp", "clip")
 
@@ -62,6 +61,8 @@ class TFRMSprop(torch.optim.Optimizer):
 
 
 class DualGAN(TwoDomainGAN):
+    model_name = "dualgan"
+
     def __init__(
         self,
         regularizer: str = "gp",

@@ -38,10 +38,3 @@ class PairedGAN(GANModule):
         self.log("val/l1", F.l1_loss(fake_B.float(), batch["B"].float()), sync_dist=True, batch_size=len(fake_B))
         self.log("val/psnr", self.val_psnr, prog_bar=True)
         self.log("val/ssim", self.val_ssim)
-
-    def predict_direction(self, opts) -> str:
-        """The training direction (data.direction): which half of an A|B input is the model's input."""
-        return (self.run_config or {}).get("data", {}).get("direction", "AtoB")
-
-    def predict_input_nc(self, opts) -> int:
-        return int((self.run_config or {}).get("data", {}).get("input_nc", 3))

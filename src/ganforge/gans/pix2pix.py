@@ -13,17 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.errors import ConfigError
-from ganforge.gans.base import ExportGraph, image_io
+from ganforge.gans.losses import GANLoss, gradient_penalty
 from ganforge.gans.paired import PairedGAN
-from ganforge.losses import GANLoss, gradient_penalty
-from ganforge.nets.export import DropoutGate, ImageToImage, eval_copy, has_dropout, reference_test_copy
-
-#: export modes of G (ganforge-export generator_mode=...)
-EXPORT_MODES = ("train", "eval")
 
 
 class Pix2Pix(PairedGAN):
+    model_name = "pix2pix"
     #: outputs have a ground truth: LPIPS/PSNR/SSIM apply (metric protocol, ganforge.metrics.registry)
     metric_paired = True
 
@@ -80,59 +75,10 @@ class Pix2Pix(PairedGAN):
         self.log("train/loss_G_L1", losses.pop("train/loss_G_L1"), prog_bar=True)
         self.log_dict(losses)
 
-    # ----- inference ------------------------------------------------------------------------------
-    def translate(self, real_A: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
-        """G(A). In train mode each image goes through G alone, as in the reference test.py (batch
-        size 1): BatchNorm normalises it by its own statistics, so an output does not depend on the
-        images batched with it, and dropout draws its masks image after image, so a seeded run gives
-        the same outputs whatever the loader's batch size."""
-        # Train mode as the paper and the reference test.py (dropout on, BatchNorm on the test
-        # image's statistics); `test_dropout=false` uses eval() instead.
-        with self.inference(self.netG, train_mode=self.hparams.test_dropout):
-            if self.hparams.test_dropout:
-                return torch.cat([self.netG(x) for x in real_A.split(1)])
-            return self.netG(real_A)
-
-    def metric_protocol(self) -> dict[str, Any]:
-        if self.hparams.test_dropout:
-            return {"generator_mode": "train", "per_sample": True, "dropout": True,
-                    "batchnorm": "statistics of each image alone (reference test.py, batch size 1)"}
-        return {"generator_mode": "eval", "per_sample": False, "dropout": False, "batchnorm": "running statistics"}
-
+    # ----- inference: the inference model around netG ---------------------------------------------
     def validation_output(self, batch) -> torch.Tensor:
-        return self.translate(batch["A"])
-
-    def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
-        """Generated images and their targets for FID & co. (metric protocol)."""
-        return {"fake": self.translate(batch["A"]), "real": batch["B"]}
+        return self.inference_model().generate(batch["A"])
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """Rows of the sample grid: input | output | target."""
-        return {"input": batch["A"], "output": self.translate(batch["A"]), "target": batch["B"]}
-
-    # ----- export ---------------------------------------------------------------------------------
-    def export_graphs(self, opts: Mapping) -> list[ExportGraph]:
-        """G in the mode predict runs it: `generator_mode=train` (the default when test_dropout is on,
-        as the reference test.py) normalises each image by its own statistics and adds a `dropout` input
-        (1: the reference's random dropout, 0: none); `eval` uses the running statistics, no dropout."""
-        mode = opts.get("generator_mode") or ("train" if self.hparams.test_dropout else "eval")
-        if mode not in EXPORT_MODES:
-            raise ConfigError(f"generator_mode must be one of {EXPORT_MODES}, got {mode!r}")
-        in_nc, side = self.predict_input_nc(opts), int(opts.get("size") or self.export_side())
-        out_nc = int((self.run_config or {}).get("data", {}).get("output_nc", 3))
-        gate = DropoutGate() if mode == "train" and has_dropout(self.netG) else None
-        net = reference_test_copy(self.netG, DropoutGate() if gate is None else gate) if mode == "train" else eval_copy(self.netG)
-        inputs = [image_io("image", in_nc, side, dynamic_hw=True)]
-        example = (torch.rand(1, in_nc, side, side) * 2 - 1,)
-        if gate is not None:
-            inputs.append({"name": "dropout", "kind": "flag", "shape": [], "dtype": "float32", "default": 1.0,
-                           "meaning": "1: dropout as the reference test.py (random masks), 0: no dropout"})
-            example += (torch.tensor(1.0),)
-        direction = self.predict_direction(opts)
-        return [ExportGraph(
-            name=direction, module=ImageToImage(net, gate), example_inputs=example, inputs=inputs,
-            output=image_io("output", out_nc, side, dynamic_hw=True),
-            dynamic={"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}},
-            meta={"direction": direction, "generator_mode": mode,
-                  "batchnorm": "each image's own statistics" if mode == "train" else "running statistics"},
-        )]
+        return {"input": batch["A"], "output": self.inference_model().generate(batch["A"]), "target": batch["B"]}

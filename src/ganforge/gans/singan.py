@@ -21,14 +21,13 @@ resumes at the right scale and iteration, with the noise amps and the fixed nois
 The pyramid sizes depend on the image: the data module computes them (`model_settings`) and the
 trainer writes them into the run config (`model.pyramid`) before it builds this module, so the
 stored config rebuilds the same nets; the module's epoch count (`max_epochs`) follows from them.
-The applications (random samples, injection, SR, animation) are in `gans/singan_apps.py`.
+The applications (random samples, injection, SR, animation) are methods of the inference model (`models/singan.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,19 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ganforge.data.single_image import resize
-from ganforge.errors import CheckpointError, ConfigError
-from ganforge.gans.base import ExportGraph, GANModule, image_io, seeded_normals, set_requires_grad
-from ganforge.gans.singan_apps import APPS, run_app
-from ganforge.losses import gradient_penalty
-from ganforge.nets.export import eval_copy
-from ganforge.nets.imresize import upsample_to
+from ganforge.gans.base import GANModule, set_requires_grad
+from ganforge.gans.losses import gradient_penalty
+from ganforge.models.singan import SinGANModel, scale_step
 from ganforge.nets.singan import SinGANDiscriminator, SinGANGenerator
-
-
-def scale_step(net: nn.Module, amp: torch.Tensor, z: torch.Tensor, prev: torch.Tensor, pad: int) -> torch.Tensor:
-    """One scale of the pyramid: G_n(noise * amp_n + prev, prev), both zero-padded so the output has prev's size."""
-    return net(F.pad(amp * z + prev, [pad] * 4), F.pad(prev, [pad] * 4))
+from ganforge.utils.errors import CheckpointError, ConfigError
 
 
 @contextmanager
@@ -64,28 +55,9 @@ def running_stats_kept(net: nn.Module):
             m.track_running_stats = True
 
 
-class PyramidSampler(nn.Module):
-    """`SinGAN.sample` as one module for export: the noises are inputs (scale 0's has one channel,
-    shared by all, as the reference), so the graph draws nothing; the sizes are fixed."""
-
-    def __init__(self, nets: nn.ModuleList, noise_amp: torch.Tensor, pad: int, sizes: list[tuple[int, int]], channels: int,
-                 scale_factor: float):
-        super().__init__()
-        self.nets, self.pad, self.sizes, self.channels, self.scale_factor = nets, pad, sizes, channels, scale_factor
-        self.register_buffer("noise_amp", noise_amp.detach().clone())
-
-    def forward(self, *noises: torch.Tensor) -> torch.Tensor:
-        x = torch.zeros_like(noises[0]).expand(-1, self.channels, -1, -1)
-        for n, net in enumerate(self.nets):
-            if n:
-                x = upsample_to(x, self.scale_factor, self.sizes[n])
-            x = scale_step(net, self.noise_amp[n], noises[n].expand_as(x), x, self.pad)
-        return x
-
-
 class SinGAN(GANModule):
+    model_name = "singan"
     metric_single_image = True
-    apps = APPS
 
     def __init__(
         self,
@@ -144,20 +116,12 @@ class SinGAN(GANModule):
         for n, (h, w) in enumerate(sizes):
             self.register_buffer(f"real_{n}", torch.zeros(1, nc, h, w))
         self.pad = self.netG[0].pad
-        self.register_buffer("z_opt", torch.zeros(1, nc, *sizes[0]))  # the fixed reconstruction noise
+        self.register_buffer("z_opt", torch.zeros(1, nc, *sizes[0]))  # the reconstruction noise
         self.register_buffer("noise_amp", torch.ones(len(sizes)))
 
     @property
     def num_scales(self) -> int:
         return len(self.pyramid)
-
-    @property
-    def scale_factor(self) -> float:
-        """The pyramid's refit factor, which the data module computed from the image (model.scale_factor).
-        A config without it (written before it was stored) gets the factor its pyramid's shorter sides span."""
-        if self.hparams.scale_factor is not None:
-            return float(self.hparams.scale_factor)
-        return (min(self.pyramid[0]) / min(self.pyramid[-1])) ** (1 / max(self.num_scales - 1, 1))
 
     @property
     def epochs_per_scale(self) -> int:
@@ -187,35 +151,27 @@ class SinGAN(GANModule):
             # in the memory layout imresize gave it, as the reference's reals: reductions over it sum in its order
             self.register_buffer(f"real_{n}", r.to(self.real(n)).clone(memory_format=torch.preserve_format))
 
-    # ----- generation ------------------------------------------------------------------------------
+    # ----- generation: the inference model around the pyramid ---------------------------------------
+    def inference_model(self) -> SinGANModel:
+        buffers = {"noise_amp": self.noise_amp, "z_opt": self.z_opt} | {f"real_{n}": self.real(n) for n in range(self.num_scales)}
+        settings = {**self.hparams, "pyramid": [list(size) for size in self.pyramid]}
+        spec = SinGANModel.Spec(**SinGANModel.spec_data(self.model_name, settings, self.data_settings(), net=None))
+        return SinGANModel(spec, nets={"netG": self.netG}, buffers=buffers, model_name=self.model_name)
+
     def noise(self, n: int, size, batch: int = 1) -> torch.Tensor:
-        """Scale-n noise; the coarsest scale's is one channel shared by all (reference)."""
-        nc = 1 if n == 0 else self.hparams.channels
-        return torch.randn(batch, nc, *size, device=self.noise_amp.device).expand(-1, self.hparams.channels, -1, -1)
+        return self.inference_model().noise(n, size, batch)
 
     def rec_noise(self, n: int, size) -> torch.Tensor:
-        """The reconstruction noise: z_opt at the coarsest scale, zero above."""
-        if n > 0:
-            return self.z_opt.new_zeros(1, self.hparams.channels, *size)
-        return resize(self.z_opt, size)
-
-    def upsample(self, x: torch.Tensor, size) -> torch.Tensor:
-        """The output of one scale as the next one's input: the reference's imresize by 1 / scale_factor, cropped."""
-        return upsample_to(x, self.scale_factor, size)
+        return self.inference_model().rec_noise(n, size)
 
     def scale_forward(self, n: int, z: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        """G_n(noise * amp_n + prev, prev), both zero-padded so the output has prev's size."""
         return scale_step(self.netG[n], self.noise_amp[n], z, prev, self.pad)
 
     def chain(self, first: int, last: int, x: torch.Tensor, z_fn, sizes=None) -> torch.Tensor:
-        """Run scales first..last on `x` (at scale `first`'s size), upsampling between scales;
-        z_fn(n, size) gives each scale's noise."""
-        sizes = sizes or self.pyramid
-        for n in range(first, last + 1):
-            if n > first:
-                x = self.upsample(x, sizes[n])
-            x = self.scale_forward(n, z_fn(n, sizes[n]).expand_as(x), x)
-        return x
+        return self.inference_model().chain(first, last, x, z_fn, sizes)
+
+    def upsample(self, x: torch.Tensor, size) -> torch.Tensor:
+        return self.inference_model().upsample(x, size)
 
     def prev_for(self, n: int, kind: str) -> torch.Tensor:
         """Scale n's input image: the frozen scales' output ('rand' or 'rec'), upsampled to scale n."""
@@ -354,13 +310,6 @@ class SinGAN(GANModule):
         self.log("val/psnr", self.val_psnr, prog_bar=True)
         self.log("val/scale", float(n))
 
-    def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
-        """Random samples of the whole pyramid against the training image (SIFID compares each with it)."""
-        k = len(batch["index"])
-        with torch.no_grad():
-            fake = torch.cat([self.sample() for _ in range(k)])
-        return {"fake": fake, "real": self.real(self.num_scales - 1).expand(k, -1, -1, -1)}
-
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """real | reconstruction | random sample, at the scale being trained."""
         n = min(self.current_epoch // self.epochs_per_scale, self.num_scales - 1)
@@ -369,52 +318,3 @@ class SinGAN(GANModule):
             samples = torch.cat([self.chain(0, n, self.prev_for(0, "rand"), self.noise) for _ in range(k)])
             rec = self.reconstruct(n)
         return {"real": self.real(n).expand(k, -1, -1, -1), "reconstruction": rec.expand(k, -1, -1, -1), "sample": samples}
-
-    def sample_sizes(self, scale_h: float = 1.0, scale_w: float = 1.0) -> list[tuple[int, int]]:
-        """Each scale's (h, w) for a sample of (round(H * scale_h), round(W * scale_w))."""
-        return [(max(1, round(h * scale_h)), max(1, round(w * scale_w))) for h, w in self.pyramid]
-
-    def seeded_noises(self, num: int, seed: int, scale_h: float = 1.0, scale_w: float = 1.0) -> list[list[torch.Tensor]]:
-        """`num` noise pyramids drawn with numpy from `seed`, as an export's runtime feeds noise_0..noise_N
-        (scale by scale, (num, 1 or C, h, w) each), so the checkpoint and the export write the same samples."""
-        shapes = [(num, 1 if n == 0 else self.hparams.channels, *s) for n, s in enumerate(self.sample_sizes(scale_h, scale_w))]
-        noises = [z.to(self.noise_amp.device) for z in seeded_normals(shapes, seed)]
-        return [[z[k:k + 1] for z in noises] for k in range(num)]
-
-    def sample(self, scale_h: float = 1.0, scale_w: float = 1.0, gen_start_scale: int = 0,
-               noises: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """One random image of (round(H * scale_h), round(W * scale_w)); scales below
-        `gen_start_scale` use the reconstruction noise, so the sample keeps the image's coarse layout.
-        `noises`: each scale's noise (`seeded_noises`); None draws them from torch's stream."""
-        sizes = self.sample_sizes(scale_h, scale_w)
-        zeros = self.z_opt.new_zeros(1, self.hparams.channels, *sizes[0])
-
-        def z_fn(n, size):
-            if n < gen_start_scale:
-                return self.rec_noise(n, size)
-            return self.noise(n, size) if noises is None else noises[n]
-
-        return self.chain(0, self.num_scales - 1, zeros, z_fn, sizes)
-
-    # ----- applications (ganforge-predict app=..., gans/singan_apps.py) ---------------------------------
-    def run_app(self, opts, out_dir) -> list[Path]:
-        return run_app(self, opts, Path(out_dir))
-
-    # ----- export: the whole pyramid at one output size, its noises as inputs ---------------------------
-    def export_graphs(self, opts) -> list[ExportGraph]:
-        """One graph: random samples of (round(H * scale_h), round(W * scale_w)) from noise_0..noise_N
-        (N(0, 1), one per scale at its size; noise_0 has one channel), every scale in eval mode (as predict)."""
-        scale_h, scale_w = float(opts.get("scale_h") or 1.0), float(opts.get("scale_w") or 1.0)
-        sizes = self.sample_sizes(scale_h, scale_w)
-        nc = self.hparams.channels
-        nets = nn.ModuleList(eval_copy(g) for g in self.netG)
-        module = PyramidSampler(nets, self.noise_amp, self.pad, sizes, nc, self.scale_factor)
-        example = tuple(torch.randn(1, 1 if n == 0 else nc, *s) for n, s in enumerate(sizes))
-        inputs = [{"name": f"noise_{n}", "kind": "noise", "shape": ["batch", 1 if n == 0 else nc, *s], "dtype": "float32",
-                   "distribution": "N(0, 1)"} for n, s in enumerate(sizes)]
-        out = image_io("image", nc, sizes[-1][1], dynamic_hw=False)
-        out["shape"] = ["batch", nc, *sizes[-1]]
-        dynamic = {f"noise_{n}": {0: "batch"} for n in range(len(sizes))} | {"image": {0: "batch"}}
-        return [ExportGraph(name="pyramid", module=module, example_inputs=example, inputs=inputs, output=out,
-                            dynamic=dynamic, meta={"generator_mode": "eval", "scales": len(sizes), "sizes": sizes,
-                                                   "scale_h": scale_h, "scale_w": scale_w})]

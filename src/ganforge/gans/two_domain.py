@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ganforge.gans.base import DIRECTIONS, ExportGraph, GANModule, image_io
-from ganforge.nets.export import ImageToImage, eval_copy
+from ganforge.gans.base import DIRECTIONS, GANModule
 
 NETS = ("netG_A", "netG_B", "netD_A", "netD_B")
 
@@ -57,10 +56,6 @@ class TwoDomainGAN(GANModule):
         return {"fake_B": fake_B, "rec_A": self.netG_B(fake_B), "fake_A": fake_A, "rec_B": self.netG_A(fake_A)}
 
     # ----- evaluation and inference: generators in eval mode (BatchNorm on running statistics) -----
-    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
-        with self.inference(self.netG_A, self.netG_B):
-            return (self.netG_A if direction == "AtoB" else self.netG_B)(x)
-
     def validation_step(self, batch, batch_idx):
         real_A, real_B = batch["A"], batch["B"]
         with self.inference(self.netG_A, self.netG_B):
@@ -77,43 +72,3 @@ class TwoDomainGAN(GANModule):
             out = self.cycle(batch["A"], batch["B"])
         return {"real_A": batch["A"], "fake_B": out["fake_B"], "rec_A": out["rec_A"],
                 "real_B": batch["B"], "fake_A": out["fake_A"], "rec_B": out["rec_B"]}
-
-    def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
-        """For FID, KID, IS: translations in `direction` vs the real images of the target domain
-        (A -> B against real B, B -> A against real A). Unpaired: fake[i] and real[i] differ in content."""
-        if direction == "AtoB":
-            return {"fake": self.translate(batch["A"], "AtoB"), "real": batch["B"]}
-        return {"fake": self.translate(batch["B"], "BtoA"), "real": batch["A"]}
-
-    # ----- ganforge-predict: direction=AtoB|BtoA, reconstruct=true adds <stem>_rec.png -------------
-    def predict_outputs(self, x: torch.Tensor, opts) -> dict[str, torch.Tensor]:
-        forward = self.predict_direction(opts)
-        out = {"": self.translate(x, forward)}
-        if opts.get("reconstruct"):
-            out["_rec"] = self.translate(out[""], "BtoA" if forward == "AtoB" else "AtoB")
-        return out
-
-
-
-    # ----- export: one graph per direction, as the seed's export_graph.py ---------------------------
-    def export_module(self, direction: str) -> nn.Module:
-        """The translation of `direction` as one module on [-1, 1] images (eval mode)."""
-        return ImageToImage(eval_copy(self.netG_A if direction == "AtoB" else self.netG_B))
-
-    def export_graphs(self, opts) -> list[ExportGraph]:
-        data = (self.run_config or {}).get("data", {})
-        nc = {"A": int(data.get("input_nc", 3)), "B": int(data.get("output_nc", 3))}
-        side = int(opts.get("size") or self.export_side())
-        hw = {0: "batch", 2: "height", 3: "width"}
-        graphs = []
-        for direction in self.directions:
-            src, dst = direction[0], direction[-1]
-            graphs.append(ExportGraph(
-                name=direction, module=self.export_module(direction),
-                example_inputs=(torch.rand(1, nc[src], side, side) * 2 - 1,),
-                inputs=[image_io("image", nc[src], side, dynamic_hw=True)],
-                output=image_io("output", nc[dst], side, dynamic_hw=True),
-                dynamic={"image": hw, "output": hw},
-                meta={"direction": direction, "generator_mode": "eval"},
-            ))
-        return graphs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 #: requirement -> (check of the model and whether a segmenter is given, what is missing, said in the error)
 REQUIREMENTS = {

@@ -23,11 +23,17 @@ from torchmetrics.image import (
     StructuralSimilarityIndexMeasure,
 )
 
-from ganforge.errors import ConfigError
-from ganforge.imageio import to_uint8
-from ganforge.metrics.inception import LAYER_NAMES, RESIZE, SIFID, Precomputed, load_inception
+from ganforge.metrics.inception import (
+    LAYER_NAMES,
+    RESIZE,
+    SIFID,
+    Precomputed,
+    load_inception,
+)
 from ganforge.metrics.registry import METRICS
 from ganforge.metrics.weights import LPIPS_BACKBONES, hub_cache_with, resolve
+from ganforge.utils.errors import ConfigError
+from ganforge.utils.imageio import to_uint8
 
 Images = torch.Tensor | Sequence[torch.Tensor]
 FEATURE_DIMS = {"2048": 2048, "logits_unbiased": 1008, "64": 64}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.utils.errors import ConfigError, GanforgeError
 
 
 class PretrainedWeightsError(GanforgeError):

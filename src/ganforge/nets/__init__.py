@@ -1,6 +1,10 @@
 """Lightning-free network library shared by every GAN: generators, discriminators, encoders."""
 
-from ganforge.nets.discriminators import MultiscaleDiscriminator, NLayerDiscriminator, PixelDiscriminator
+from ganforge.nets.discriminators import (
+    MultiscaleDiscriminator,
+    NLayerDiscriminator,
+    PixelDiscriminator,
+)
 from ganforge.nets.encoders import ConvEncoder, ResnetEncoder
 from ganforge.nets.generators import ResnetGenerator, UnetGenerator
 from ganforge.nets.init import INIT_CHOICES, init_weights
@@ -25,7 +29,11 @@ __all__ = [
     "use_bias",
 ]
 
-from ganforge.nets.simple import ConvDiscriminator, ConvResGenerator, EncoderDecoderGenerator  # noqa: E402
+from ganforge.nets.simple import (  # noqa: E402
+    ConvDiscriminator,
+    ConvResGenerator,
+    EncoderDecoderGenerator,
+)
 
 __all__ += ["ConvDiscriminator", "ConvResGenerator", "EncoderDecoderGenerator"]
 
@@ -34,6 +42,20 @@ from ganforge.nets.dualgan import DualGANDiscriminator, DualGANGenerator  # noqa
 __all__ += ["DualGANDiscriminator", "DualGANGenerator"]
 
 from ganforge.nets.norms import SPADE  # noqa: E402
-from ganforge.nets.spade import SPADEDiscriminator, SPADEEncoder, SPADEGenerator, SPADEResnetBlock  # noqa: E402
+from ganforge.nets.spade import (  # noqa: E402
+    SPADEDiscriminator,
+    SPADEEncoder,
+    SPADEGenerator,
+    SPADEResnetBlock,
+)
 
 __all__ += ["SPADE", "SPADEDiscriminator", "SPADEEncoder", "SPADEGenerator", "SPADEResnetBlock"]
+
+from ganforge.nets.dcgan import (  # noqa: E402
+    ConvDropoutDiscriminator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    DenseConvGenerator,
+)
+
+__all__ += ["ConvDropoutDiscriminator", "DCGANDiscriminator", "DCGANGenerator", "DenseConvGenerator"]

@@ -15,7 +15,8 @@ import math
 
 from torch import Tensor, nn
 
-from ganforge.errors import ConfigError
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 
 def _num_blocks(image_size: int) -> int:
@@ -37,6 +38,7 @@ def dcgan_init(net: nn.Module) -> nn.Module:
     return net
 
 
+@register_net
 class DCGANGenerator(nn.Module):
     """z (B, nz, 1, 1) -> image (B, nc, S, S) in [-1, 1]."""
 
@@ -57,6 +59,7 @@ class DCGANGenerator(nn.Module):
         return self.main(z.view(z.shape[0], self.nz, 1, 1))
 
 
+@register_net
 class DCGANDiscriminator(nn.Module):
     """image (B, nc, S, S) -> one logit per image (B,). The reference ends in a sigmoid for BCELoss;
     the logit goes to BCE-with-logits (GANLoss vanilla), the same loss computed stably."""
@@ -91,6 +94,7 @@ def glorot_init(net: nn.Module) -> nn.Module:
 KERAS_LEAKY_SLOPE = 0.3
 
 
+@register_net
 class DenseConvGenerator(nn.Module):
     """The GAN of Chollet, *Deep Learning with Python* (2017) §8.5, in Keras: z (B, nz) -> Dense to
     `width` maps at half the image size -> LeakyReLU -> conv5 `ngf` -> convT4 s2 `ngf` (to the full
@@ -118,6 +122,7 @@ class DenseConvGenerator(nn.Module):
         return self.convs(h.view(-1, self.width, self.start, self.start))
 
 
+@register_net
 class ConvDropoutDiscriminator(nn.Module):
     """The discriminator of the same §8.5: conv3 `ndf` then 3x conv4 s2 `ndf` ('valid' padding), each
     followed by LeakyReLU, flatten, dropout 0.4, Dense to one logit (B,). The book's Dense ends in a

@@ -8,11 +8,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.errors import ConfigError
 from ganforge.nets.init import init_weights
 from ganforge.nets.norms import conv_wrapper, get_norm_layer, use_bias
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 
+@register_net
 class NLayerDiscriminator(nn.Module):
     """PatchGAN: 4x4 convs with strides 2 (`n_layers` times), 1, 1; LeakyReLU 0.2.
 
@@ -65,6 +67,7 @@ class NLayerDiscriminator(nn.Module):
         return out
 
 
+@register_net
 class PixelDiscriminator(nn.Module):
     """1x1 PatchGAN: classifies each pixel independently (pix2pix `--netD pixel`)."""
 
@@ -92,6 +95,7 @@ class PixelDiscriminator(nn.Module):
         return self.net(x)
 
 
+@register_net
 class MultiscaleDiscriminator(nn.Module):
     """`num_D` PatchGANs; scale i sees the input average-pooled i times.
 

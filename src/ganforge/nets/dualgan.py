@@ -24,8 +24,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.errors import ConfigError
 from ganforge.nets.generators import check_divisible
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 
 def _same_pad(k: int) -> tuple[int, int]:
@@ -78,6 +79,7 @@ class SameDeconv(nn.Module):
         return self.deconv(x)[..., self.before : self.before + h, self.before : self.before + w]
 
 
+@register_net
 class DualGANGenerator(nn.Module):
     """The reference `fcn` U-Net. `num_downs` 8 takes 256 px to a 1x1 bottleneck; 6 does it for 64 px."""
 
@@ -115,6 +117,7 @@ class DualGANGenerator(nn.Module):
         return self.last(h)
 
 
+@register_net
 class DualGANDiscriminator(nn.Module):
     """The reference 'globalgan' critic: one raw score per image of `image_size` px (square)."""
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from ganforge.nets.init import init_weights
 from ganforge.nets.norms import ConvWrapper, NormFactory, conv_wrapper, get_norm_layer
+from ganforge.nets.registry import register_net
 
 Code = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -58,6 +59,7 @@ class _Encoder(nn.Module):
         return self.fc(h), self.fcVar(h)
 
 
+@register_net
 class ResnetEncoder(_Encoder):
     """E_ResNet: conv4x4 s2, `n_blocks - 1` BasicBlocks (ndf * min(4, n) channels), LeakyReLU, pool."""
 
@@ -83,6 +85,7 @@ class ResnetEncoder(_Encoder):
         init_weights(self, init_type, init_gain)
 
 
+@register_net
 class ConvEncoder(_Encoder):
     """E_NLayers: `n_layers` 4x4 stride-2 convs (ndf * min(2**n, 4) channels), LeakyReLU, pool."""
 

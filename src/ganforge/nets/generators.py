@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.errors import ConfigError
 from ganforge.nets.init import init_weights
 from ganforge.nets.norms import conv_wrapper, get_norm_layer, use_bias
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 WHERE_ADD_CHOICES = ("input", "all")
 PADDING_CHOICES = ("reflect", "replicate", "zero")
@@ -93,6 +94,7 @@ class UnetSkipBlock(nn.Module):
         return h if self.outermost else torch.cat([x, h], 1)
 
 
+@register_net
 class UnetGenerator(nn.Module):
     """pix2pix U-Net (`num_downs` 7 = unet_128, 8 = unet_256), optionally conditioned on z.
 
@@ -171,6 +173,7 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+@register_net
 class ResnetGenerator(nn.Module):
     """CycleGAN generator (Johnson et al.): c7s1-ngf, two stride-2 downs, `n_blocks` residual
     blocks, two stride-2 transposed convs, c7s1-output_nc, tanh. 9 blocks for 256 px, 6 for 128.

@@ -13,7 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 INIT_CHOICES = ("normal", "xavier", "kaiming", "orthogonal")
 

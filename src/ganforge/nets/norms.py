@@ -3,6 +3,9 @@
 `batch`, `instance` and `none` are the pix2pix/CycleGAN choices. `spectral` adds no norm
 layer and wraps every conv in spectral normalization instead; `spectralinstance` and
 `spectralbatch` do both, as SPADE's discriminator (`spectralinstance`) does.
+
+`SpectralNorm` is spectral normalization computed as `torch.nn.utils.spectral_norm` computes it (the
+function NVlabs/SPADE uses), registered as a parametrization (`spectral_norm(module, "reference")`).
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
 
-from ganforge.errors import ConfigError
+from ganforge.utils.errors import ConfigError
 
 NORM_CHOICES = ("batch", "instance", "none", "spectral", "spectralbatch", "spectralinstance")
 
@@ -52,7 +57,7 @@ def conv_wrapper(norm: str) -> ConvWrapper:
     """Return the function every net passes its convs through (spectral norm or identity)."""
     _, spectral = _parse(norm)
     if spectral:
-        return spectral_norm
+        return torch_spectral_norm
     return lambda module: module
 
 
@@ -65,6 +70,62 @@ def use_bias(norm: str) -> bool:
     """
     kind, _ = _parse(norm)
     return kind != "batch"
+
+
+SPECTRAL_NORM_CHOICES = ("reference", "torch")
+
+
+class SpectralNorm(nn.Module):
+    """W / sigma(W), with sigma estimated as `torch.nn.utils.spectral_norm` (the old hook API) does.
+
+    One power-iteration step per training forward, v = normalize(W^T u) first, then u = normalize(W v),
+    starting from the random unit u and v drawn here, with no warm-up. torch's parametrization
+    (`torch.nn.utils.parametrizations.spectral_norm`) steps u first, then v, and runs 15 steps when it is
+    registered; from the same weights the two give other sigmas at every step, so training differs from
+    the first step on. As a parametrization (torch.nn.utils.parametrize) it keeps what the hook API lacks:
+    the state-dict names of torch's (`parametrizations.weight.original`, `parametrizations.weight.0._u`,
+    `._v`), `torch.compile`, and `parametrize.remove_parametrizations` for export.
+    """
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, eps: float = 1e-12):
+        super().__init__()
+        if weight.ndim < 2:
+            raise ConfigError(f"spectral norm needs a weight of 2 or more dimensions, got shape {tuple(weight.shape)}")
+        self.n_power_iterations, self.eps = n_power_iterations, eps
+        h, w = weight.shape[0], weight[0].numel()
+        with torch.no_grad():
+            self.register_buffer("_u", F.normalize(weight.new_empty(h).normal_(0, 1), dim=0, eps=eps))
+            self.register_buffer("_v", F.normalize(weight.new_empty(w).normal_(0, 1), dim=0, eps=eps))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        weight_mat = weight.reshape(weight.shape[0], -1)
+        u, v = self._u, self._v
+        if self.training:
+            with torch.no_grad():
+                for _ in range(self.n_power_iterations):
+                    v = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
+                    u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps, out=u)
+            # The buffers change in place at the next forward; a graph that still needs them (two
+            # forwards before one backward, as a GAN's D on real and fake) keeps these copies.
+            u = u.clone(memory_format=torch.contiguous_format)
+            v = v.clone(memory_format=torch.contiguous_format)
+        sigma = torch.dot(u, torch.mv(weight_mat, v))
+        return weight / sigma
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+
+def spectral_norm(module: nn.Module, kind: str = "reference") -> nn.Module:
+    """Spectral normalization of `module.weight`: `reference` is `SpectralNorm` (torch.nn.utils.spectral_norm's
+    numerics), `torch` is torch.nn.utils.parametrizations.spectral_norm (u first, 15 steps at registration)."""
+    if kind == "torch":
+        return torch_spectral_norm(module)
+    if kind != "reference":
+        raise ConfigError(f"spectral_norm={kind!r}: choose one of {', '.join(SPECTRAL_NORM_CHOICES)}")
+    # unsafe=True skips the registration's check, which would run the parametrization once (a power step).
+    parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight), unsafe=True)
+    return module
 
 
 SPADE_PARAM_FREE_NORMS = ("batch", "syncbatch", "instance")

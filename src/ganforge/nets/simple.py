@@ -18,11 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganforge.errors import ConfigError
 from ganforge.nets.generators import check_divisible
 from ganforge.nets.init import init_weights
 from ganforge.nets.norms import get_norm_layer, use_bias
-
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 OUTPUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -59,6 +59,7 @@ class ResidualBlock(nn.Module):
         return x + self.block(x)
 
 
+@register_net
 class ConvResGenerator(nn.Module):
     """The seed article's G: `n_down` conv/BN downsamplings (conv_dim, 2*conv_dim, ...),
     `n_blocks` residual blocks, `n_down` transposed convs back, tanh."""
@@ -98,6 +99,7 @@ class ConvResGenerator(nn.Module):
         return self.model(x)
 
 
+@register_net
 class EncoderDecoderGenerator(nn.Module):
     """DiscoGAN's G. At 64 px: 64 -> 32 -> 16 -> 8 -> 4 and back; with `nz`, the 4x4 maps go
     through a 1x1x`nz` bottleneck (larger inputs, multiples of 16 of at least 64 px, keep a small
@@ -158,6 +160,7 @@ class EncoderDecoderGenerator(nn.Module):
         return self.model(x)
 
 
+@register_net
 class ConvDiscriminator(nn.Module):
     """`n_layers` stride-2 4x4 convs (ndf, 2*ndf, ..., capped at 8*ndf), then a 4x4 valid conv to 1
     channel. Raw scores; `features(x)` also returns the normed hidden activations (DiscoGAN's

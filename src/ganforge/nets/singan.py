@@ -7,8 +7,28 @@ tail. The body halves the width each block, never below `min_nfc`. The caller ze
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from ganforge.nets.registry import register_net
+
+#: ceil() of a size that is an integer up to float error (25.000000004) must not round up
+EPS = 1e-6
+
+
+def ceil_size(x: float) -> int:
+    return math.ceil(x - EPS)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic, antialiased when shrinking (the reference's MATLAB-style imresize)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False, antialias=shrink)
 
 
 def conv_block(cin: int, cout: int, ker: int) -> nn.Sequential:
@@ -46,6 +66,7 @@ class _ConvStack(nn.Module):
         return self.tail(self.body(self.head(x)))
 
 
+@register_net
 class SinGANGenerator(_ConvStack):
     """Residual G: out = tanh(convs(noise * amp + prev)) + prev, prev centre-cropped to the output."""
 
@@ -58,6 +79,7 @@ class SinGANGenerator(_ConvStack):
         return x + prev[:, :, dh : dh + x.shape[2], dw : dw + x.shape[3]]
 
 
+@register_net
 class SinGANDiscriminator(_ConvStack):
     """WGAN-GP patch critic: one score per receptive field (11x11), no sigmoid."""
 

@@ -4,6 +4,11 @@
 `SPADEDiscriminator` (discriminator.py MultiscaleDiscriminator + NLayerDiscriminator) and
 `SPADEEncoder` (encoder.py ConvEncoder). The SPADE norm itself is `ganforge.nets.norms.SPADE`.
 Every net takes `semantic_nc`: label channels (+1 don't-care, +1 instance edges).
+
+Spectral norm and init follow what the published models trained with (`init_spade_weights`):
+`spectral_norm="reference"` is torch.nn.utils.spectral_norm's power iteration (`ganforge.nets.norms.SpectralNorm`),
+and `init_spectral=False` leaves the spectral-normed layers at PyTorch's default init, as the reference's GPU
+path does. `spectral_norm="torch"` with `init_spectral=True` is ganforge's behaviour before it matched them.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils import parametrize
 
-from ganforge.errors import ConfigError
-from ganforge.nets.init import init_weights
-from ganforge.nets.norms import SPADE
+from ganforge.nets.init import INIT_CHOICES, _init_tensor, _refresh_spectral_norm
+from ganforge.nets.norms import SPADE, SpectralNorm, spectral_norm
+from ganforge.nets.registry import register_net
+from ganforge.utils.errors import ConfigError
 
 UPSAMPLING_CHOICES = {"normal": 5, "more": 6, "most": 7}  # generator.py compute_latent_vector_size
 
@@ -27,17 +35,22 @@ class SPADEResnetBlock(nn.Module):
     without bias when fin != fout (architecture.py; the shortcut has no activation there)."""
 
     def __init__(self, fin: int, fout: int, semantic_nc: int, param_free_norm: str = "batch",
-                 spectral: bool = True, nhidden: int = 128):
+                 spectral: bool = True, nhidden: int = 128, spectral_norm_kind: str = "reference"):
         super().__init__()
         self.learned_shortcut = fin != fout
         fmiddle = min(fin, fout)
-        wrap = spectral_norm if spectral else (lambda m: m)
-        self.conv_0 = wrap(nn.Conv2d(fin, fmiddle, kernel_size=3, padding=1))
-        self.conv_1 = wrap(nn.Conv2d(fmiddle, fout, kernel_size=3, padding=1))
+        # Built in the reference's order (the convs, then their spectral norms, then the SPADEs), so a
+        # seed draws the same default weights and power-iteration vectors.
+        self.conv_0 = nn.Conv2d(fin, fmiddle, kernel_size=3, padding=1)
+        self.conv_1 = nn.Conv2d(fmiddle, fout, kernel_size=3, padding=1)
+        if self.learned_shortcut:
+            self.conv_s = nn.Conv2d(fin, fout, kernel_size=1, bias=False)
+        if spectral:
+            for conv in (self.conv_0, self.conv_1) + ((self.conv_s,) if self.learned_shortcut else ()):
+                spectral_norm(conv, spectral_norm_kind)
         self.norm_0 = SPADE(fin, semantic_nc, param_free_norm, nhidden)
         self.norm_1 = SPADE(fmiddle, semantic_nc, param_free_norm, nhidden)
         if self.learned_shortcut:
-            self.conv_s = wrap(nn.Conv2d(fin, fout, kernel_size=1, bias=False))
             self.norm_s = SPADE(fin, semantic_nc, param_free_norm, nhidden)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
@@ -45,6 +58,40 @@ class SPADEResnetBlock(nn.Module):
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg), 0.2))
         dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg), 0.2))
         return x_s + dx
+
+
+def init_spade_weights(net: nn.Module, init_type: str = "xavier", init_gain: float = 0.02,
+                       init_spectral: bool = False) -> nn.Module:
+    """models/networks/base_network.py init_weights: conv and linear weights by `init_type`, their biases 0,
+    affine BatchNorm weights N(1, gain).
+
+    `init_spectral=False` is what the published models trained with. networks/__init__.py create_network
+    calls `net.cuda()` before `net.init_weights()`; the hook spectral_norm keeps `weight` as a plain
+    attribute aliasing weight_orig's storage, which `.cuda()` moves away from it, so the init writes into
+    a stale CPU copy: every spectral-normed weight keeps PyTorch's default kaiming-uniform init (std
+    1/sqrt(3 fan_in), about 30x xavier(0.02) at ngf 64) while its bias is zeroed. `init_spectral=True` is the
+    reference's CPU path (`--gpu_ids -1`), where the init reaches them. Both start from the random u, v of
+    the spectral norm, with no power iterations; torch's parametrization (`spectral_norm="torch"`) has its
+    u, v re-estimated for the new weight instead.
+    """
+    if init_type not in INIT_CHOICES:
+        raise ConfigError(f"unknown init_type {init_type!r}; choose one of: {', '.join(INIT_CHOICES)}")
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (_ConvNd, nn.Linear)):
+                spectral = parametrize.is_parametrized(m, "weight")
+                if not spectral:
+                    _init_tensor(m.weight, init_type, init_gain)
+                elif init_spectral:
+                    _init_tensor(m.parametrizations.weight.original, init_type, init_gain)
+                    if not isinstance(m.parametrizations.weight[0], SpectralNorm):
+                        _refresh_spectral_norm(m)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, _BatchNorm) and m.affine:
+                nn.init.normal_(m.weight, 1.0, init_gain)
+                nn.init.zeros_(m.bias)
+    return net
 
 
 def latent_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: str) -> tuple[int, int]:
@@ -63,6 +110,19 @@ def latent_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: str)
     return sh, sw
 
 
+def label_edges(inst: torch.Tensor) -> torch.Tensor:
+    """1 where the instance id differs from any 4-neighbour (pix2pix_model.py get_edges), for (..., H, W)."""
+    edge = torch.zeros_like(inst, dtype=torch.bool)
+    dx = inst[..., :, 1:] != inst[..., :, :-1]
+    dy = inst[..., 1:, :] != inst[..., :-1, :]
+    edge[..., :, 1:] |= dx
+    edge[..., :, :-1] |= dx
+    edge[..., 1:, :] |= dy
+    edge[..., :-1, :] |= dy
+    return edge.float()
+
+
+@register_net
 class SPADEGenerator(nn.Module):
     """Label map (or z, with the VAE) -> image. The input grid is crop/2^n (n = 5, 6, 7 for
     normal | more | most); head, 2 middle and 4 up SPADE ResBlocks (16 -> 8 -> 4 -> 2 -> 1 x ngf, and
@@ -83,6 +143,8 @@ class SPADEGenerator(nn.Module):
         nhidden: int = 128,
         init_type: str = "xavier",
         init_gain: float = 0.02,
+        spectral_norm: str = "reference",
+        init_spectral: bool = False,
     ):
         super().__init__()
         self.use_vae, self.z_dim, self.ngf = use_vae, z_dim, ngf
@@ -95,7 +157,7 @@ class SPADEGenerator(nn.Module):
             self.fc = nn.Conv2d(semantic_nc, 16 * nf, kernel_size=3, padding=1)
 
         def block(fin: int, fout: int) -> SPADEResnetBlock:
-            return SPADEResnetBlock(fin, fout, semantic_nc, param_free_norm, spectral, nhidden)
+            return SPADEResnetBlock(fin, fout, semantic_nc, param_free_norm, spectral, nhidden, spectral_norm)
 
         self.head_0 = block(16 * nf, 16 * nf)
         self.G_middle_0 = block(16 * nf, 16 * nf)
@@ -109,7 +171,7 @@ class SPADEGenerator(nn.Module):
             self.up_4 = block(nf, nf // 2)
             final_nc = nf // 2
         self.conv_img = nn.Conv2d(final_nc, output_nc, kernel_size=3, padding=1)
-        init_weights(self, init_type, init_gain)
+        init_spade_weights(self, init_type, init_gain, init_spectral)
 
     @property
     def size_multiple(self) -> int:
@@ -143,11 +205,11 @@ class SPADEGenerator(nn.Module):
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
 
-def _norm_conv(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
+def _norm_conv(cin: int, cout: int, kernel: int, stride: int, padding: int, kind: str) -> nn.Sequential:
     """`spectralinstance` as networks/normalization.py get_nonspade_norm_layer: spectral norm on the conv,
     its bias dropped (the norm removes it), then InstanceNorm without affine."""
     return nn.Sequential(
-        spectral_norm(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)),
+        spectral_norm(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False), kind),
         nn.InstanceNorm2d(cout, affine=False),
     )
 
@@ -156,7 +218,7 @@ class NLayerSPADEDiscriminator(nn.Module):
     """One scale: k4 convs with padding 2, strides 2 for all but the last of the `n_layers` (the
     reference's n_layers_D), channels ndf x 2^n capped at 512, then a 1-channel k4 conv."""
 
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 4):
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 4, spectral_norm: str = "reference"):
         super().__init__()
         if n_layers < 1:
             raise ConfigError(f"SPADE's discriminator needs n_layers >= 1, got {n_layers}")
@@ -166,7 +228,7 @@ class NLayerSPADEDiscriminator(nn.Module):
         for n in range(1, n_layers):
             nf_prev, nf = nf, min(nf * 2, 512)
             stride = 1 if n == n_layers - 1 else 2
-            stages.append(nn.Sequential(_norm_conv(nf_prev, nf, kw, stride, pad), nn.LeakyReLU(0.2)))
+            stages.append(nn.Sequential(_norm_conv(nf_prev, nf, kw, stride, pad, spectral_norm), nn.LeakyReLU(0.2)))
         stages.append(nn.Conv2d(nf, 1, kw, stride=1, padding=pad))
         self.stages = nn.ModuleList(stages)
 
@@ -179,15 +241,17 @@ class NLayerSPADEDiscriminator(nn.Module):
         return out
 
 
+@register_net
 class SPADEDiscriminator(nn.Module):
     """`num_D` scales; scale i sees the input average-pooled (3, 2, 1, count_include_pad=False) i
     times. Returns, per scale, the list of every layer's features with the score map last."""
 
     def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 4, num_D: int = 2,
-                 init_type: str = "xavier", init_gain: float = 0.02):
+                 init_type: str = "xavier", init_gain: float = 0.02, spectral_norm: str = "reference",
+                 init_spectral: bool = False):
         super().__init__()
-        self.scales = nn.ModuleList(NLayerSPADEDiscriminator(input_nc, ndf, n_layers) for _ in range(num_D))
-        init_weights(self, init_type, init_gain)
+        self.scales = nn.ModuleList(NLayerSPADEDiscriminator(input_nc, ndf, n_layers, spectral_norm) for _ in range(num_D))
+        init_spade_weights(self, init_type, init_gain, init_spectral)
 
     def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         results = []
@@ -198,23 +262,25 @@ class SPADEDiscriminator(nn.Module):
         return results
 
 
+@register_net
 class SPADEEncoder(nn.Module):
     """Style image -> (mu, logvar) of size z_dim. The image is resized (bilinear) to `load_size`, then
     k3 stride-2 convs with spectral instance norm (64 -> 128 -> 256 -> 512 -> 512 -> 512 x ndf/64) bring it
     to 4x4: six convs at 256 px (encoder.py ConvEncoder, whose sixth layer exists for crop >= 256)."""
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, z_dim: int = 256, load_size: int = 256,
-                 init_type: str = "xavier", init_gain: float = 0.02):
+                 init_type: str = "xavier", init_gain: float = 0.02, spectral_norm: str = "reference",
+                 init_spectral: bool = False):
         super().__init__()
         n_layers = int(round(math.log2(load_size / 4)))
         if load_size != 4 * 2**n_layers or n_layers < 1:
             raise ConfigError(f"SPADEEncoder load_size must be 4 x a power of 2 (e.g. 256), got {load_size}")
         self.load_size = load_size
         chans = [input_nc] + [ndf * min(2**i, 8) for i in range(n_layers)]
-        self.layers = nn.ModuleList(_norm_conv(chans[i], chans[i + 1], 3, 2, 1) for i in range(n_layers))
+        self.layers = nn.ModuleList(_norm_conv(chans[i], chans[i + 1], 3, 2, 1, spectral_norm) for i in range(n_layers))
         self.fc_mu = nn.Linear(chans[-1] * 16, z_dim)
         self.fc_var = nn.Linear(chans[-1] * 16, z_dim)
-        init_weights(self, init_type, init_gain)
+        init_spade_weights(self, init_type, init_gain, init_spectral)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[2:] != (self.load_size, self.load_size):

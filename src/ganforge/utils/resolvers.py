@@ -1,4 +1,4 @@
-"""OmegaConf resolvers the configs use. Registered on import of `ganforge.app` (every entry point)."""
+"""OmegaConf resolvers the configs use. Registered on import of `ganforge.cli.app` (every entry point)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,219 @@
+"""What every inference model shares: a typed spec, the nets it holds, image conversion, and the model folder.
+
+An inference model is what a user holds after training: torch only (no Lightning, Hydra or wandb), the
+nets inference needs and nothing else, and methods that take and return images. It is built by registry
+name from a spec (a dataclass of plain values), never from a `_target_` read from a file.
+
+A model folder is what huggingface_hub's `ModelHubMixin` writes (`model.safetensors`, `config.json`,
+`README.md`), so `push_to_hub` and `from_pretrained("<hub id>")` work as for any Hub model:
+  - model.safetensors: the nets' weights (no pickle);
+  - config.json: {"ganforge_version", "format_version", "model" (registry name), "spec", "preprocessing",
+    "training"}: plain JSON, validated against the spec's dataclass on load, never interpolated;
+  - README.md: a model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from huggingface_hub import ModelHubMixin
+from torch import nn
+
+from ganforge.models.folder import FORMAT_VERSION
+from ganforge.models.registry import MODELS
+from ganforge.nets.registry import build_net, net_config
+from ganforge.utils.errors import CheckpointError
+
+
+@dataclass
+class ExportGraph:
+    """One network as `ganforge-export` writes it: `module(*example_inputs)` returns one tensor.
+
+    `inputs` describes each input in order, as the manifest records it: {"name", "kind" (image |
+    label | z | noise | flag), "shape" (ints, or axis names for the dynamic ones), "dtype", and for
+    images the value range and channels}. `dynamic` names the axes that may change ({input or
+    output name: {axis: axis name}}). `meta` goes into the manifest as is (direction, mode, ...).
+    """
+
+    name: str
+    module: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    inputs: list[dict[str, Any]]
+    output: dict[str, Any]
+    dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+def image_io(name: str, channels: int, side: int, dynamic_hw: bool, kind: str = "image") -> dict[str, Any]:
+    """The manifest entry of an image tensor in [-1, 1] (x / 127.5 - 1 of the 8-bit pixels)."""
+    hw = ["height", "width"] if dynamic_hw else [side, side]
+    return {"name": name, "kind": kind, "shape": ["batch", channels, *hw], "dtype": "float32",
+            "channels": channels, "range": [-1.0, 1.0], "normalisation": "pixel / 127.5 - 1"}
+
+
+# ----- the model card and the base class -----------------------------------------------------------------------------------------
+
+CARD = """---
+library_name: ganforge
+tags:
+- ganforge
+- gan
+- {model}
+- image-generation
+---
+
+# {title}
+
+A {paper_name} model trained with [ganforge](https://github.com/ganforge/ganforge) ({paper}).
+
+```python
+import ganforge
+
+model = ganforge.load("{where}")
+{usage}
+```
+
+| | |
+|---|---|
+| model | `{model}` |
+| trained on | {data} |
+| command | `{command}` |
+| ganforge | {version} |
+
+{metrics}
+## Files
+- `model.safetensors`: the generator weights{ema}
+- `config.json`: the model's spec and its preprocessing: {preprocessing}
+"""
+
+class InferenceModel(nn.Module, ModelHubMixin, library_name="ganforge", tags=["ganforge", "gan"],
+                     repo_url="https://github.com/ganforge/ganforge"):
+    """Base class: a spec, the nets named in it, and the model-folder format. Subclasses add the methods
+    users call (translate, synthesize, sample, ...) and say how their spec and preprocessing read."""
+
+    #: the spec dataclass of this family
+    Spec: ClassVar[type]
+    #: what the metric suite may compute (ganforge.metrics.registry): outputs with a per-pixel ground truth,
+    #: several outputs per input, one training image, label maps of this many classes
+    metric_paired: ClassVar[bool] = False
+    metric_multimodal: ClassVar[bool] = False
+    metric_single_image: ClassVar[bool] = False
+    metric_label_classes: int | None = None
+    #: the translation directions `metric_batch` accepts
+    directions: tuple[str, ...] = ("AtoB",)
+    #: the paper, for the model card
+    paper: ClassVar[str] = ""
+    paper_name: ClassVar[str] = ""
+    usage: ClassVar[str] = ""
+
+    def __init__(self, spec: Any, nets: Mapping[str, nn.Module] | None = None, model_name: str | None = None):
+        """`nets`: the modules to hold (a training module shares its own); None: built from the spec."""
+        super().__init__()
+        self.spec = spec
+        self.model_name = model_name or next(k for k, v in MODELS.items() if v is type(self))
+        for name, config in spec.nets.items():
+            if nets is not None and name in nets:
+                setattr(self, name, nets[name])
+            elif nets is None:
+                setattr(self, name, build_net(config, f"spec.nets.{name}"))
+        if nets is None:  # nets of a training module keep the mode training gives them
+            self.eval()
+        #: what the training run said of itself, for the model card (data, command, metrics, EMA)
+        self.training_info: dict[str, Any] = {}
+
+    @classmethod
+    def nets_spec(cls, nets: Mapping[str, nn.Module | None]) -> dict[str, dict[str, Any]]:
+        return {name: net_config(net, name) for name, net in nets.items() if net is not None}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What an input goes through before the nets (channels, normalisation, direction, label classes)."""
+        return {}
+
+    def check_finite(self) -> list[str]:
+        """The names of weights that are NaN or infinite (a diverged run): outputs would be black."""
+        return [k for k, v in self.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+    # ----- the model folder ------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        from ganforge import __version__
+
+        return {"ganforge_version": __version__, "format_version": FORMAT_VERSION, "model": self.model_name,
+                "spec": dataclasses.asdict(self.spec), "preprocessing": self.preprocessing(),
+                "training": {k: v for k, v in self.training_info.items() if k in ("data", "command", "metrics", "ema")}}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_model
+
+        save_model(self, str(save_directory / "model.safetensors"), metadata={"format": "pt", "ganforge_model": self.model_name})
+        (save_directory / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> str | None:
+        """Write the model folder (model.safetensors, config.json, README.md); an existing card is replaced."""
+        (Path(save_directory) / "README.md").unlink(missing_ok=True)
+        return super().save_pretrained(save_directory, **kwargs)
+
+    def generate_model_card(self, *args, **kwargs):
+        from huggingface_hub import ModelCard
+
+        info = self.training_info
+        metrics = info.get("metrics") or {}
+        table = ""
+        if metrics:
+            rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |" for k, v in sorted(metrics.items()))
+            table = f"## Metrics\n\n| metric | value |\n|---|---|\n{rows}\n"
+        pre = ", ".join(f"{k} {v}" for k, v in self.preprocessing().items() if k != "label_classes")
+        return ModelCard(CARD.format(
+            title=f"{self.model_name} ({info.get('data') or 'ganforge'})", model=self.model_name, paper=self.paper,
+            paper_name=self.paper_name or self.model_name, where=kwargs.get("where", "<this folder or hub id>"),
+            usage=self.usage, data=info.get("data") or "unknown", command=info.get("command") or "unknown",
+            version=self.config_dict()["ganforge_version"], metrics=table,
+            ema=" (the EMA average of the generator, as the run kept one)" if info.get("ema") else "", preprocessing=pre,
+        ))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
+                        token: str | bool | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False, revision: str | None = None,
+                        map_location: str | torch.device = "cpu", **_: Any) -> InferenceModel:
+        """A model folder, or a Hub id (huggingface_hub's download and cache), of this class's family."""
+        from ganforge.models.folder import load_folder, resolve_hub
+
+        folder = resolve_hub(str(pretrained_model_name_or_path), revision=revision, cache_dir=cache_dir,
+                             force_download=force_download, local_files_only=local_files_only, token=token)
+        model = load_folder(folder, map_location=map_location)
+        if cls is not InferenceModel and not isinstance(model, cls):
+            raise CheckpointError(f"{pretrained_model_name_or_path} holds a {model.model_name} model, not a {cls.__name__}")
+        return model
+
+    # ----- helpers for subclasses ------------------------------------------------------------------
+    @contextmanager
+    def running(self, *nets: nn.Module, train_mode: bool = False) -> Iterator[None]:
+        """Inference on `nets`: no gradient, eval mode (or train mode: pix2pix's test protocol, BatchNorm on
+        the batch's statistics), and every mode and buffer as it was after (train-mode BatchNorm would
+        otherwise fold the inputs into its running statistics)."""
+        modes = [(m, m.training) for net in nets for m in net.modules()]
+        saved = [(buf, buf.clone()) for net in nets for buf in net.buffers()] if train_mode else []
+        for net in nets:
+            net.train(train_mode)
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for buf, value in saved:
+                buf.copy_(value)
+            for m, mode in modes:
+                m.training = mode
