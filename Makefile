@@ -1,9 +1,9 @@
-# The two commands of the README. Each creates .venv and installs ganforge into it when missing.
+# The commands of the README. Each creates .venv and installs ganforge into it when missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test bench venv clean
+.PHONY: train test test-fast docs bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -20,10 +20,16 @@ train: venv            ## pix2pix on the embedded sample: a checkpoint, sample g
 test: venv             ## the whole test suite (CI runs exactly this)
 	$(PY) -m pytest -q $(ARGS)
 
+test-fast: venv        ## the unit tests alone (pytest -m "not slow"), for the edit loop: a couple of minutes
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+docs: venv             ## the docs site into site/ (mkdocs-material); a broken link or a missing page fails it
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: venv            ## the benchmarks of docs/benchmarks.md (each prints its own table)
 	$(PY) bench/step_time.py model=pix2pix precision=32-true
 	$(PY) bench/step_time.py model=pix2pix precision=bf16-mixed
 	$(PY) bench/fid_throughput.py
 
 clean:
-	rm -rf logs .pytest_cache
+	rm -rf logs .pytest_cache site

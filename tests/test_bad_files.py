@@ -86,6 +86,7 @@ def test_training_stops_before_the_first_step(paired_root, tmp_path):
     assert not (tmp_path / "run" / "csv" / "metrics.csv").exists()  # nothing was logged: no step ran
 
 
+@pytest.mark.slow
 def test_cli_prints_one_error_listing_the_files(paired_root, tmp_path):
     root, bad = paired_root
     proc = run_cli(["debug=tiny", "logger=csv", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}"], timeout=300)
@@ -120,6 +121,7 @@ def test_skip_unpaired_drops_bad_files_from_the_epoch(unpaired_root):
     assert names <= {"1.jpg", "2.jpg", "3.jpg", "4.jpg"}
 
 
+@pytest.mark.slow
 def test_skip_trains_on_the_good_files(paired_root, tmp_path, caplog):
     root, bad = paired_root
     cfg = compose_train(

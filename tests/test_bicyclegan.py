@@ -61,6 +61,7 @@ def fit_one_batch(model: BicycleGAN, callbacks=()) -> None:
               enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=OneBatch())
 
 
+@pytest.mark.slow
 def test_latent_loss_reaches_g_but_leaves_e_untouched():
     torch.manual_seed(0)
     model = tiny_bicyclegan()
@@ -77,6 +78,7 @@ def test_latent_loss_reaches_g_but_leaves_e_untouched():
     assert all(p.requires_grad for p in model.netE.parameters())  # E trainable again afterwards
 
 
+@pytest.mark.slow
 def test_loss_weights_and_summed_kl_match_the_recipe():
     torch.manual_seed(0)
     model = tiny_bicyclegan()
@@ -147,6 +149,7 @@ def test_update_order_and_each_discriminator_sees_only_its_half():
     assert sum(torch.equal(x, B1) for x in d_inputs) == 1 and sum(torch.equal(x, B2) for x in d2_inputs) == 1
 
 
+@pytest.mark.slow
 def test_use_same_d_trains_one_discriminator_on_both_halves():
     torch.manual_seed(0)
     model = tiny_bicyclegan(use_same_D=True)
@@ -188,6 +191,7 @@ def test_config_defaults_match_the_recipe(tmp_path):
         assert cfg.model._target_.endswith("BicycleGAN") and cfg.data.batch_size == 2 and cfg.data.name == name
 
 
+@pytest.mark.slow
 def test_a_short_last_batch_is_skipped_even_when_its_size_is_even():
     # 6 images at batch size 4: a full batch of 4, then 2 (even, so it could be halved). The reference
     # trains only on batches of opt.batch_size (bicycle_gan_model.py is_train).
@@ -315,6 +319,7 @@ def test_predict_samples_style_and_interpolation(tmp_path, bicycle_checkpoint):
     assert proc.returncode == 2 and "z_from" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_metrics_protocol_offers_fid_and_diversity_but_no_pixel_metrics():
     from ganforge.metrics.registry import supported
 
@@ -347,6 +352,7 @@ def test_diversity_score_through_the_metrics_callback(tmp_path, monkeypatch):
     assert metrics["val/diversity"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["edges2shoes", "edges2handbags", "facades", "maps", "night2day"])
 def test_every_experiment_builds_and_computes_its_losses(tmp_path, name):
     cfg = compose_train(tmp_path, [f"experiment=bicyclegan_{name}", "debug=tiny", f"data.root={PAIRED_MINI}"])

@@ -30,6 +30,7 @@ def _crafted_checkpoint(tmp_path, marker):
     return path
 
 
+@pytest.mark.slow
 def test_a_pickle_that_would_create_a_file_is_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     path = _crafted_checkpoint(tmp_path, marker)
@@ -52,6 +53,7 @@ def _good(tiny_checkpoint):
     return torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, expected",
     [
@@ -89,6 +91,7 @@ def test_malformed_files_give_one_message(tmp_path, tiny_checkpoint, case, expec
     assert "Traceback" not in proc.stderr and expected in proc.stderr
 
 
+@pytest.mark.slow
 def test_missing_state_dict_keys_are_named(tmp_path, tiny_checkpoint):
     ckpt = _good(tiny_checkpoint)
     ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("netG.model.model.1")}
@@ -97,6 +100,7 @@ def test_missing_state_dict_keys_are_named(tmp_path, tiny_checkpoint):
         ganforge.load(tmp_path / "partial.ckpt")
 
 
+@pytest.mark.slow
 def test_a_foreign_target_in_the_stored_config_is_refused(tmp_path, tiny_checkpoint):
     marker = tmp_path / "called"
     ckpt = _good(tiny_checkpoint)
@@ -111,6 +115,7 @@ def test_a_foreign_target_in_the_stored_config_is_refused(tmp_path, tiny_checkpo
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_checkpoints_load_with_weights_only(tiny_checkpoint):
     assert zipfile.is_zipfile(tiny_checkpoint)
     ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)  # raises on any pickled object

@@ -11,6 +11,7 @@ from omegaconf import open_dict
 from ganforge.cli.app import CONF_DIR
 from ganforge.cli.train import train
 from ganforge.gans.base import GANModule
+from ganforge.utils.errors import ConfigError
 from tests.conftest import PAIRED_MINI, SHARED_DATA, compose_train
 
 MODELS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
@@ -76,11 +77,11 @@ def test_the_defaults_of_the_contract():
     assert not (m.metric_paired or m.metric_multimodal or m.metric_single_image)
     assert m.checkpoint_extras() == {}
 
-    class NoInference(GANModule):  # the one inference hook a GAN must write
-        configure_optimizers, training_step, grid_rows = Minimal.configure_optimizers, Minimal.training_step, Minimal.grid_rows
+    class Unregistered(Minimal):
+        inference_model = GANModule.inference_model  # the generic one: it needs a registered model_name
 
-    with pytest.raises(TypeError, match="inference_model"):
-        NoInference()
+    with pytest.raises(ConfigError, match="model_name='' names no registered inference model"):
+        Unregistered().inference_model()
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -114,15 +114,18 @@ def record_phases(model, n_batches=1, batch_size=1) -> list[tuple[str, bool, boo
 
 
 # ----- update order: each phase moves only its own nets --------------------------------------------
+@pytest.mark.slow
 def test_cyclegan_g_step_then_d_step_each_touching_only_its_nets():
     # reference order: G step (Ds untouched), then one step for both Ds (Gs untouched)
     assert record_phases(tiny_cyclegan()) == [("G", False, True), ("D", True, False)]
 
 
+@pytest.mark.slow
 def test_seed_variant_steps_ds_first():
     assert record_phases(tiny_seed()) == [("D", True, False), ("G", False, True)]
 
 
+@pytest.mark.slow
 def test_dualgan_one_critic_step_per_batch_then_g_every_n_critic_th_batch():
     # model.py run_optim: a critic step every batch; G when the counter (2 on the first batch) % n_critic == 0
     D, G = ("D", True, False), ("G", False, True)
@@ -130,6 +133,7 @@ def test_dualgan_one_critic_step_per_batch_then_g_every_n_critic_th_batch():
     assert record_phases(tiny_dualgan(n_critic=2), n_batches=3) == [D, G, D, D, G]
 
 
+@pytest.mark.slow
 def test_discogan_steps_ds_every_third_iteration():
     events = record_phases(tiny_discogan(), n_batches=4, batch_size=2)
     assert events == [("D", True, False), ("G", False, True), ("G", False, True), ("D", True, False)]
@@ -200,6 +204,7 @@ def test_two_pools_on_one_generator_swap_as_the_reference_and_resume_exactly():
         assert torch.equal(pool_a.query(fake_a), reference_pool_query(ref_a, 3, fake_a)), f"step {k}, pool A"
 
 
+@pytest.mark.slow
 def test_discriminators_see_pooled_fakes():
     model = tiny_cyclegan()
     marker_A, marker_B = torch.full((1, 3, 64, 64), 0.25), torch.full((1, 3, 64, 64), -0.75)
@@ -216,6 +221,7 @@ def test_discriminators_see_pooled_fakes():
 
 
 # ----- loss weights --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cyclegan_losses_carry_the_recipe_weights():
     torch.manual_seed(0)
     model = tiny_cyclegan()  # defaults: lambda 10, identity 0.5
@@ -255,6 +261,7 @@ def test_identity_loss_with_unequal_channels_is_refused_at_setup():
     assert "loss_idt_A" not in gray.generator_losses(A1, B, gray.cycle(A1, B))
 
 
+@pytest.mark.slow
 def test_discogan_losses_and_curriculum():
     torch.manual_seed(0)
     model = tiny_discogan(gan_curriculum=10)
@@ -273,6 +280,7 @@ def test_discogan_losses_and_curriculum():
     assert torch.allclose(g["loss_rec_B"], 0.5 * F.mse_loss(out["rec_B"], B))
 
 
+@pytest.mark.slow
 def test_dualgan_losses_clip_and_gradient_penalty():
     torch.manual_seed(0)
     model = tiny_dualgan()

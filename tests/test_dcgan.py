@@ -64,6 +64,7 @@ def test_image_size_must_be_a_power_of_two():
         DCGANGenerator(image_size=48)
 
 
+@pytest.mark.slow
 def test_losses_are_bce_summed_for_d_and_non_saturating_for_g():
     m = tiny_model()
     real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, m.netG(torch.randn(4, 100, 1, 1))
@@ -76,6 +77,7 @@ def test_losses_are_bce_summed_for_d_and_non_saturating_for_g():
     assert all(p.grad is None for p in m.netG.parameters())  # the fake is detached for D
 
 
+@pytest.mark.slow
 def test_d_then_g_and_each_step_touches_only_its_own_net(tmp_path):
     m = tiny_model()
     steps = []
@@ -94,6 +96,7 @@ def test_d_then_g_and_each_step_touches_only_its_own_net(tmp_path):
     assert steps == [["netD"], ["netG"]]
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_by_seed_and_writes_samples_grid_and_interpolations(tmp_path):
     m = tiny_model()
     opts = {"num_samples": 5, "seed": 3, "interp": 9, "interp_steps": 4}
@@ -120,12 +123,14 @@ def test_slerp_keeps_the_ends_and_the_norm():
     assert ((z0 + z1) / 2).norm() < z0.norm()  # what slerp avoids
 
 
+@pytest.mark.slow
 def test_the_paired_checkpoint_monitor_is_refused_before_training(tmp_path):
     cfg = compose_train(tmp_path, [*UNCOND, "callbacks.model_checkpoint.monitor=val/psnr", "debug=tiny"])
     with pytest.raises(ConfigError, match="callbacks.model_checkpoint.monitor=val/swd"):
         train(cfg)
 
 
+@pytest.mark.slow
 def test_a_short_run_on_frogs_lowers_the_patch_swd_against_held_out_frogs(tmp_path):
     """160 batches of 64, ngf=ndf=16, 32 px: the Laplacian-band patch SWD between EMA samples and the 100 held-out
     test frogs must fall well below the untrained G's (measured: see docs/dcgan.md)."""

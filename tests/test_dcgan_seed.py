@@ -105,6 +105,7 @@ def test_g_targets_are_zeros_the_misleading_real_label():
     assert torch.allclose(m.generator_losses(fake)["loss_G"], F.softplus(logits).mean(), atol=1e-6)  # -log(1 - D)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed_range", [False, True])
 def test_the_update_rule_one_concatenated_d_batch_then_g_on_new_latents(tmp_path, seed_range):
     m = tiny_model(seed_data_range=seed_range)

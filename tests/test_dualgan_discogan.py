@@ -135,6 +135,7 @@ def tiny_dualgan(**kw) -> DualGAN:
     )
 
 
+@pytest.mark.slow
 def test_dualgan_schedule_counter_is_checkpointed():
     model = tiny_dualgan(n_critic=2)
     fit(model, n_batches=3)
@@ -145,6 +146,7 @@ def test_dualgan_schedule_counter_is_checkpointed():
     assert int(resumed.iteration) == 3
 
 
+@pytest.mark.slow
 def test_dualgan_config_is_the_reference(tmp_path):
     cfg = compose_train(tmp_path, ["model=dualgan", "data=cat2dog"])
     m, d = cfg.model, cfg.data
@@ -185,6 +187,7 @@ def tiny_discogan(**kw) -> DiscoGAN:
     )
 
 
+@pytest.mark.slow
 def test_discogan_nets_see_unit_images_and_the_framework_sees_minus_one_to_one():
     torch.manual_seed(0)
     model = tiny_discogan()

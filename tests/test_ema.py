@@ -92,6 +92,7 @@ def runs(tmp_path_factory):
     return full / "checkpoints" / "last.ckpt", resumed / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_an_exact_resume_includes_the_ema(runs):
     full, resumed = (read_checkpoint(p) for p in runs)
     a, b = full["callbacks"]["GeneratorEMA"], resumed["callbacks"]["GeneratorEMA"]
@@ -105,6 +106,7 @@ def test_an_exact_resume_includes_the_ema(runs):
     assert any(not torch.equal(v, full["state_dict"][f"netG.{k}"]) for k, v in g.items() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_load_and_predict_use_the_ema_unless_told_not_to(runs, tmp_path):
     ckpt = runs[0]
     stored = read_checkpoint(ckpt)

@@ -12,7 +12,7 @@ import torch
 
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.nets import NLayerDiscriminator, ResnetGenerator
-from tests.golden import biases_before_instance_norm, compare, load_fixture, recording, section, train_iterations
+from tests.golden import batch, biases_before_instance_norm, compare, load_fixture, recording, section, train_iterations
 
 pytestmark = pytest.mark.reference
 
@@ -22,6 +22,7 @@ LOSSES = {"loss_G_A": "G_A", "loss_G_B": "G_B", "loss_cycle_A": "cycle_A", "loss
           "loss_idt_A": "idt_A", "loss_idt_B": "idt_B", "loss_D_A": "D_A", "loss_D_B": "D_B"}
 
 
+@pytest.mark.slow
 def test_three_iterations_match_the_reference(tmp_path):
     tensors, meta = load_fixture("cyclegan")
     o = json.loads(meta["options"])
@@ -39,7 +40,7 @@ def test_three_iterations_match_the_reference(tmp_path):
     model.generator_losses = recording(model.generator_losses, g_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
     iterations = int(meta["iterations"])
-    snaps = train_iterations(model, [section(tensors, f"data/{i}") for i in range(iterations)],
+    snaps = train_iterations(model, [batch(tensors, i) for i in range(iterations)],
                              lambda: {n: {k: v.detach().clone() for k, v in net.state_dict().items()} for n, net in nets.items()},
                              tmp_path)
 

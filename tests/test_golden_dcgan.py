@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from ganforge.data.torchvision_sets import TorchvisionDataModule
-from ganforge.utils.errors import ConfigError
 from ganforge.gans.dcgan import DCGAN
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganforge.utils.errors import ConfigError
 
 pytestmark = pytest.mark.reference
 
@@ -55,7 +55,7 @@ def assert_state(ref, prefix: str, net: torch.nn.Module, where: str) -> None:
     for name, ours in net.state_dict().items():  # main.py's Sequential `main` has the same layer indices
         theirs = ref[prefix + name]
         if theirs.is_floating_point():
-            torch.testing.assert_close(ours, theirs, **STATE_TOL, msg=lambda m: f"{where} {name}: {m}")
+            torch.testing.assert_close(ours, theirs, **STATE_TOL, msg=lambda m, name=name: f"{where} {name}: {m}")
         else:
             assert torch.equal(ours, theirs), f"{where} {name}: {ours.tolist()} != {theirs.tolist()}"
 
@@ -86,7 +86,7 @@ class Golden(L.Callback):
             for i, p in enumerate(opt.optimizer.param_groups[0]["params"]):
                 for key in ("exp_avg", "exp_avg_sq", "step"):
                     torch.testing.assert_close(opt.optimizer.state[p][key].reshape(-1), self.ref[f"{name}/{i}/{key}"],
-                                               **STATE_TOL, msg=lambda m, k=key: f"{name} param {i} {k}: {m}")
+                                               **STATE_TOL, msg=lambda m, name=name, i=i, k=key: f"{name} param {i} {k}: {m}")
 
 
 def test_dcgan_trains_as_main_py_step_for_step():

@@ -63,7 +63,7 @@ def by_position(ref: dict[str, torch.Tensor], prefix: str, ours: dict[str, torch
 def assert_state(ref, prefix: str, net: torch.nn.Module, where: str) -> None:
     for name, ours, theirs in by_position(ref, prefix, net.state_dict()):
         if theirs.is_floating_point():
-            torch.testing.assert_close(ours, theirs, **STATE_TOL, msg=lambda m: f"{where} {name}: {m}")
+            torch.testing.assert_close(ours, theirs, **STATE_TOL, msg=lambda m, name=name: f"{where} {name}: {m}")
         else:  # num_batches_tracked: how often G and D ran in train mode
             assert torch.equal(ours, theirs), f"{where} {name}: {ours.tolist()} != {theirs.tolist()}"
 
@@ -101,7 +101,7 @@ class Golden(L.Callback):
                 for key in ("exp_avg", "exp_avg_sq", "step"):
                     torch.testing.assert_close(opt.state[p][key].reshape(ref[f"s{n}/{name}/{i}/{key}"].shape),
                                                ref[f"s{n}/{name}/{i}/{key}"], **STATE_TOL,
-                                               msg=lambda m, key=key: f"scale {n} {name} param {i} {key}: {m}")
+                                               msg=lambda m, name=name, i=i, key=key: f"scale {n} {name} param {i} {key}: {m}")
         torch.testing.assert_close(module.noise_amp[n].reshape(1), ref[f"s{n}/noise_amp"], **STATE_TOL)
 
 

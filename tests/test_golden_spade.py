@@ -13,11 +13,11 @@ import math
 import pytest
 import torch
 
-from ganforge.gans.spade import SPADEModel
 from ganforge.cli.import_weights import map_state_dict, spade_reference_mapping
 from ganforge.gans.losses import VGGLoss
+from ganforge.gans.spade import SPADEModel
 from ganforge.nets import SPADEDiscriminator, SPADEGenerator
-from tests.golden import compare, is_fixture_machine, load_fixture, recording, section, train_iterations, vgg19_features
+from tests.golden import batch, compare, is_fixture_machine, load_fixture, recording, section, train_iterations, vgg19_features
 
 pytestmark = pytest.mark.reference
 
@@ -64,12 +64,13 @@ def run_ganforge(fixture, root, **net_options) -> tuple[list[dict], list[dict]]:
     model.generator_losses = recording(model.generator_losses, g_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
     iterations = int(meta["iterations"])
-    batches = [section(tensors, f"data/{i}") for i in range(iterations)]
+    batches = [batch(tensors, i) for i in range(iterations)]
     snaps = train_iterations(model, batches, lambda: {"G": reference_state(g), "D": reference_state(d)}, root)
     losses = [{LOSSES[k]: v for k, v in {**gl, **dl}.items() if k in LOSSES} for gl, dl in zip(g_losses, d_losses)]
     return snaps, losses
 
 
+@pytest.mark.slow
 def test_two_iterations_match_the_reference(fixture, tmp_path):
     tensors, meta, _ = fixture
     snaps, losses = run_ganforge(fixture, tmp_path)

@@ -23,11 +23,11 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import _get_all_tensors, uses_external_data
 from PIL import Image
 
-from ganforge.utils.errors import ExportError, GanforgeError
 from ganforge.cli.export import export
-from ganforge.export.manifest import MAX_RANDOM_ELEMENTS, file_sha256
 from ganforge.cli.predict import predict
+from ganforge.export.manifest import MAX_RANDOM_ELEMENTS, file_sha256
 from ganforge.export.runtime import OnnxModel
+from ganforge.utils.errors import ExportError, GanforgeError
 from tests.conftest import PREDICT, run_cli
 from tests.export_helpers import tiny_checkpoint
 from tests.test_export import export_cfg, predict_cfg
@@ -132,6 +132,7 @@ TAMPERED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(TAMPERED))
 def test_a_malformed_manifest_is_one_export_error_naming_the_key(exports, photo, tmp_path, case):
     name, edit, match = TAMPERED[case]
@@ -416,6 +417,7 @@ def exercise(model_path: Path, photo: Path, out: Path) -> None:
         run_predict(model_path, out)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data(), name=st.sampled_from(("pix2pix", "spade", "dcgan")))
 def test_fuzzed_manifests_load_or_raise_one_ganforge_error(exports, photo, tmp_path_factory, data, name):
@@ -431,6 +433,7 @@ def test_fuzzed_manifests_load_or_raise_one_ganforge_error(exports, photo, tmp_p
         event(type(e).__name__)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data(), text=st.none() | st.text(max_size=40))
 def test_fuzzed_graph_metadata_loads_or_raises_one_ganforge_error(exports, photo, tmp_path_factory, data, text):

@@ -195,6 +195,7 @@ def _import(tmp_path, model: str, extra: list[str], **files):
     return import_weights(cfg)
 
 
+@pytest.mark.slow
 def test_pix2pix_unet_import_matches_the_reference(tmp_path):
     ref = _randomise(RefUnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True), 1)
     torch.save(ref.state_dict(), tmp_path / "latest_net_G.pth")
@@ -205,6 +206,7 @@ def test_pix2pix_unet_import_matches_the_reference(tmp_path):
         assert torch.allclose(model.netG.eval()(x), ref(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cyclegan_resnet_import_matches_the_reference_and_drops_old_instance_norm_stats(tmp_path):
     ref_a, ref_b = _randomise(RefResnetGenerator(3, 3, ngf=8, n_blocks=2), 2), _randomise(RefResnetGenerator(3, 3, ngf=8, n_blocks=2), 3)
     sd_a = ref_a.state_dict()
@@ -219,6 +221,7 @@ def test_cyclegan_resnet_import_matches_the_reference_and_drops_old_instance_nor
         assert torch.allclose(model.translate(x, "BtoA"), ref_b(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bicyclegan_g_and_e_import_match_the_reference(tmp_path):
     # tiny BicycleGAN: num_downs 6, ngf 8, nz 8; E with 2 blocks at 32 px (AvgPool2d(8) is then global)
     g = _randomise(RefGUnetAddAll(3, 3, nz=8, num_downs=6, ngf=8), 4)
@@ -245,6 +248,7 @@ def test_a_file_that_does_not_fit_is_refused_with_the_mismatches_listed(tmp_path
     assert "num_downs" in msg
 
 
+@pytest.mark.slow
 def test_a_foreign_file_gives_one_clear_error(tmp_path):
     bad = tmp_path / "notes.pth"
     bad.write_text("not a torch file")
@@ -254,6 +258,7 @@ def test_a_foreign_file_gives_one_clear_error(tmp_path):
     assert "is not a readable torch state dict" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_imported_checkpoint_starts_a_fine_tune_with_init_from(tmp_path):
     ref = _randomise(RefUnetGenerator(3, 3, num_downs=6, ngf=8, use_dropout=True), 6)
     torch.save(ref.state_dict(), tmp_path / "g.pth")
@@ -266,3 +271,30 @@ def test_imported_checkpoint_starts_a_fine_tune_with_init_from(tmp_path):
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(objects["model"].netG.eval()(x), ref(x), atol=1e-5)
+
+
+def test_spade_import_reads_the_reference_names_and_reorders_label_channels_for_shifted_ids(tmp_path):
+    """A G saved by NVlabs/SPADE's own code (the golden fixture's initial G: hook spectral-norm names,
+    label_nc 3 + don't-care + instance edges) imports as it is for its raw ids (data.label_shift=0), and
+    for data.label_shift=1 with its label channels reordered: both then give the same photos for the same
+    stored label map, the shifted model reading id - 1 with 0 as don't-care."""
+    from tests.golden import load_fixture, section
+
+    tensors, _ = load_fixture("spade")
+    reference = {k: v.float() for k, v in section(tensors, "init/G").items()}
+    torch.save(reference, tmp_path / "latest_net_G.pth")
+    tiny = ["data.crop_size=32", "data.load_size=32", "model.netG.ngf=1", "model.netG.nhidden=8", "data.use_instance=true"]
+    raw = ["data.label_nc=4", "data.contain_dontcare_label=false", "data.dontcare_label=null", "data.label_shift=0"]
+    shifted = ["data.label_nc=3", "data.contain_dontcare_label=true", "data.dontcare_label=null", "data.label_shift=1"]
+    unordered = [*shifted[:2], "data.dontcare_label=3", "data.label_shift=0"]  # the shifted layout, weights as they are
+    models = {name: ganforge.load(_import(tmp_path / name, "spade", [*tiny, *layout], G=tmp_path / "latest_net_G.pth"))
+              for name, layout in (("raw", raw), ("shifted", shifted), ("unordered", unordered))}
+    g = models["raw"].netG
+    assert torch.equal(g.head_0.conv_0.parametrizations.weight.original, reference["head_0.conv_0.weight_orig"])
+    assert torch.equal(g.head_0.conv_0.parametrizations.weight[0]._u, reference["head_0.conv_0.weight_u"])
+    stored = torch.randint(0, 4, (2, 32, 32), generator=torch.Generator().manual_seed(0))
+    instance = torch.randint(0, 3, (2, 32, 32), generator=torch.Generator().manual_seed(1))
+    out = {name: m.synthesize(stored if name != "unordered" else torch.where(stored == 0, 3, stored - 1), instance)
+           for name, m in models.items()}
+    assert torch.allclose(out["shifted"], out["raw"], atol=1e-5)
+    assert not torch.allclose(out["unordered"], out["raw"], atol=1e-3)  # the same ids without the reordering: classes mixed up

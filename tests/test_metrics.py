@@ -117,6 +117,7 @@ def test_kid_of_identical_sets_is_near_zero_and_is_of_constant_predictions_is_on
 
 
 # ----- real torch-fidelity Inception (fake weights) -------------------------------------------------
+@pytest.mark.slow
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise(torch_home):
     real = frogs(12)
     suite = MetricSuite(["fid"], fid_feature=64)
@@ -132,6 +133,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise(torch_home):
     assert fids == sorted(fids) and fids[1] > 1e-4, fids
 
 
+@pytest.mark.slow
 def test_fid_equals_torch_fidelity_on_the_same_image_files(torch_home, tmp_path):
     from PIL import Image
     from torch_fidelity import calculate_metrics
@@ -153,6 +155,7 @@ def test_fid_equals_torch_fidelity_on_the_same_image_files(torch_home, tmp_path)
     assert ours == pytest.approx(theirs, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_mixed_sizes_are_resized_by_inception_and_recorded(torch_home):
     real = frogs(4)
     big = torch.nn.functional.interpolate(real, size=48, mode="bilinear")
@@ -165,6 +168,7 @@ def test_mixed_sizes_are_resized_by_inception_and_recorded(torch_home):
     assert "299x299" in proto["resize"]
 
 
+@pytest.mark.slow
 def test_too_few_samples_for_fid_says_the_minimum(torch_home):
     suite = MetricSuite(["fid"], fid_feature=64)
     suite.update(frogs(1), frogs(1))
@@ -172,6 +176,7 @@ def test_too_few_samples_for_fid_says_the_minimum(torch_home):
         suite.compute()
 
 
+@pytest.mark.slow
 def test_lpips_paired_metrics_and_diversity(torch_home):
     x = frogs(4)
     y = frogs(4, offset=4)
@@ -198,6 +203,7 @@ def test_sifid_of_an_image_with_itself_is_zero(torch_home):
 
 
 # ----- offline lookup -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_config_path_comes_before_the_cache(fake_torch_home, tmp_path, monkeypatch, offline):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     inception = fake_torch_home / "hub" / "checkpoints" / INCEPTION_FILE
@@ -221,6 +227,7 @@ def test_missing_file_offline_names_file_url_and_folder(names, key, tmp_path, mo
     assert spec.file in msg and spec.url in msg and str(tmp_path / "hub" / "checkpoints") in msg
 
 
+@pytest.mark.slow
 def test_bad_config_path_and_wrong_file(tmp_path, monkeypatch, offline):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="weights.inception"):

@@ -394,6 +394,7 @@ GRAD_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build, inputs", GRAD_CASES)
 def test_gradients_reach_every_parameter(build, inputs):
     net = build()

@@ -32,6 +32,7 @@ class OneBatch(L.LightningDataModule):
         return torch.utils.data.DataLoader(data, batch_size=1)
 
 
+@pytest.mark.slow
 def test_d_step_then_g_step_each_touching_only_its_net():
     model = tiny_pix2pix()
     events = []
@@ -55,6 +56,7 @@ def test_d_step_then_g_step_each_touching_only_its_net():
     assert events == [("D", True, False), ("G", False, True)]
 
 
+@pytest.mark.slow
 def test_generator_loss_weights_and_detached_fake_for_d():
     torch.manual_seed(0)
     model = tiny_pix2pix(lambda_l1=100.0)
@@ -83,6 +85,7 @@ def test_linear_decay_matches_reference_formula():
     assert lrs == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_test_dropout_keeps_outputs_stochastic_and_eval_does_not():
     torch.manual_seed(0)
     x = torch.rand(1, 3, 64, 64) * 2 - 1
@@ -94,6 +97,7 @@ def test_test_dropout_keeps_outputs_stochastic_and_eval_does_not():
     assert model.netG.training is True  # inference restores the training mode
 
 
+@pytest.mark.slow
 def test_gradient_penalty_is_added_to_d_loss_only_when_weighted():
     torch.manual_seed(0)
     A, B = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
@@ -111,6 +115,7 @@ def eight_images(size: int = 32) -> torch.Tensor:
     return torch.rand(8, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
+@pytest.mark.slow
 def test_train_mode_batchnorm_output_does_not_depend_on_the_batch():
     # No dropout layers, so G in train mode is deterministic and only BatchNorm could couple the images:
     # the reference test.py (batch size 1) normalises each image by its own statistics.
@@ -124,6 +129,7 @@ def test_train_mode_batchnorm_output_does_not_depend_on_the_batch():
                                        "batchnorm": "statistics of each image alone (reference test.py, batch size 1)"}
 
 
+@pytest.mark.slow
 def test_test_dropout_generates_image_after_image():
     # Dropout masks are random, so "alone == in a batch" needs the same random draws: one image at a
     # time from the same seed draws the masks in the same order as eight single-image calls.

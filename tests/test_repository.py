@@ -19,6 +19,8 @@ ALLOWED = {
     ("README.md", "tmp/demo"): "the first run's transcript names its run folder: hydra.run.dir=/tmp/demo",
     ("docs/spade.md", "tmp/sppred"): "the predict command shown sets output=/tmp/sppred",
     ("docs/training.md", "tmp/nanrun"): "the error message quoted is that of a run whose folder was /tmp/nanrun",
+    ("docs/export.md", "tmp/ho/doc"): "the refusal quoted names the resolved paths; that transcript ran in /tmp/ho/doc",
+    ("tests/test_demo.py", "home/someone/secret.ckpt"): "a made-up secret path that the test checks is never served",
     ("tests/test_repository.py", ""): "this file: the examples below of what the check finds",
 }
 

@@ -60,6 +60,7 @@ def paired_shards(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_paired_items_from_shards_equal_the_folders(paired_shards):
     folders = items([f"data.root={PAIRED_MINI}"], 2)
     shards = items([f"data.root={paired_shards}", "data.format=shards"], 2)
@@ -67,6 +68,7 @@ def test_paired_items_from_shards_equal_the_folders(paired_shards):
     assert shards[0]["A_path"].startswith(str(paired_shards / "train"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data, n", [
     (["data=unpaired", f"data.root={SHARED_DATA / 'horse2zebra_mini'}"], 2),
     (["data=coco_stuff", f"data.root={COCO}"], 4),
@@ -79,6 +81,7 @@ def test_unpaired_label_map_and_image_folder_items_from_shards_equal_the_folders
     assert_same_items(folders, shards)
 
 
+@pytest.mark.slow
 def test_training_from_shards_equals_training_from_folders_and_resumes_exactly(tmp_path, paired_shards):
     tiny = ["debug=tiny", "logger=csv", "data.direction=BtoA", "callbacks.image_grid=null", "trainer.max_epochs=2"]
     _, objs = train(compose_train(tmp_path / "folders", [*tiny, f"data.root={PAIRED_MINI}"]))
@@ -105,6 +108,7 @@ class RecordPaths(Callback):
             f.writelines(p + "\n" for p in batch["A_path"])
 
 
+@pytest.mark.slow
 def test_ddp_on_two_processes_sees_every_shard_sample_once_per_epoch(tmp_path):
     src = tmp_path / "pairs" / "train"
     src.mkdir(parents=True)
@@ -129,6 +133,7 @@ def test_ddp_on_two_processes_sees_every_shard_sample_once_per_epoch(tmp_path):
         assert (record / f"rank0_epoch{epoch}.txt").read_text() != (record / f"rank1_epoch{epoch}.txt").read_text()
 
 
+@pytest.mark.slow
 def test_bad_files_are_caught_when_preparing_and_shards_missing_say_how_to_make_them(tmp_path):
     data = tmp_path / "pairs" / "train"
     data.mkdir(parents=True)

@@ -142,6 +142,7 @@ class Snapshots(L.Callback):
             assert not module.netG[0].training, "frozen scales run in eval mode"
 
 
+@pytest.mark.slow
 def test_frozen_scales_get_no_gradient_and_do_not_change():
     dm = SingleImageDataModule(str(SG / "Images" / "stone.png"), max_size=40, min_size=20, iters_per_epoch=2)
     snap = Snapshots()
@@ -154,6 +155,7 @@ def test_frozen_scales_get_no_gradient_and_do_not_change():
     assert model.noise_amp[0] == 1 and 0 < model.noise_amp[1] < 0.2
 
 
+@pytest.mark.slow
 def test_grayscale_model_trains_and_samples(tmp_path):
     path = tmp_path / "gray.png"
     Image.effect_noise((48, 36), 60).save(path)

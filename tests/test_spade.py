@@ -63,6 +63,7 @@ def test_the_modulation_uses_the_label_map_in_every_block():
         assert not torch.allclose(a, b), f"{name}'s output does not depend on the label map"
 
 
+@pytest.mark.slow
 def test_generator_shapes_for_every_upsampling_mode_and_aspect_ratio():
     for mode, crop, aspect in (("normal", 64, 2.0), ("more", 64, 1.0), ("most", 128, 1.0)):
         g = SPADEGenerator(NC, ngf=4, crop_size=crop, aspect_ratio=aspect, num_upsampling_layers=mode, nhidden=4)
@@ -71,6 +72,7 @@ def test_generator_shapes_for_every_upsampling_mode_and_aspect_ratio():
         assert g(torch.rand(2, NC, h, crop)).shape == (2, 3, h, crop)
 
 
+@pytest.mark.slow
 def test_discriminator_returns_every_layer_of_every_scale_and_caps_at_512():
     d = SPADEDiscriminator(NC, ndf=64, n_layers=5, num_D=2)
     assert [m.out_channels for m in d.scales[0].modules() if isinstance(m, nn.Conv2d)] == [64, 128, 256, 512, 512, 1]
@@ -101,6 +103,7 @@ def test_feature_matching_divides_by_num_d_and_skips_the_score_map():
     assert feature_matching_loss(fake, real, statistic="pixel_l1").item() == pytest.approx((1 + 2) * 2 / 2)
 
 
+@pytest.mark.slow
 def test_generator_loss_weights_feature_matching_and_kld():
     m = tiny_model(use_vae=True, lambda_feat=10.0, lambda_kld=0.05)
     m.netD.eval(), m.netE.eval()  # spectral norm does no power iteration in eval: both passes see the same nets
@@ -142,6 +145,7 @@ def fake_vgg_home(tmp_path_factory):
     return home
 
 
+@pytest.mark.slow
 def test_vgg_weights_load_offline_and_missing_weights_fail_before_training(tmp_path, monkeypatch, fake_vgg_home):
     m = tiny_model(lambda_vgg=10.0)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
@@ -168,6 +172,82 @@ def test_ttur_and_no_ttur_learning_rates_and_betas():
     assert len(opts[0].param_groups[0]["params"]) == n_ge  # E trains with G
 
 
+def reference_learning_rates(lr: float, niter: int, niter_decay: int, no_ttur: bool) -> list[tuple[float, float]]:
+    """(G, D) rates of each 1-based epoch, as NVlabs/SPADE train.py gets them: trainers/pix2pix_trainer.py
+    update_learning_rate(epoch) after every epoch, its arithmetic copied."""
+    old_lr, rates = lr, []
+    for epoch in range(1, niter + niter_decay + 1):
+        rates.append((old_lr, old_lr) if no_ttur else (old_lr / 2, old_lr * 2))
+        new_lr = old_lr - lr / niter_decay if epoch > niter else old_lr
+        if new_lr != old_lr:
+            old_lr = new_lr
+    return rates
+
+
+@pytest.mark.parametrize("no_ttur", [False, True])
+def test_the_learning_rate_of_every_epoch_is_the_references_to_the_bit(no_ttur):
+    m = tiny_model(no_ttur=no_ttur, lr=0.0002, scheduler={"policy": "linear", "n_epochs": 3, "n_epochs_decay": 7})
+    opts, scheds = m.configure_optimizers()
+    rates = []
+    for _ in range(10):
+        rates.append(tuple(o.param_groups[0]["lr"] for o in opts))
+        for s in scheds:
+            s["scheduler"].step()
+    assert rates == reference_learning_rates(0.0002, 3, 7, no_ttur)
+
+
+def test_spectral_norm_steps_as_torch_nn_utils_spectral_norm():
+    """SPADE's spectral norm (the reference's hook API) from the same weights and vectors: the same outputs,
+    gradients and u, v after every training forward, bit for bit; in eval mode no step. Under torch's state-dict
+    names, and torch.compile runs it."""
+    from torch.nn.utils import parametrize
+
+    from ganforge.nets.norms import spectral_norm
+
+    torch.manual_seed(0)
+    hook, ours = nn.Conv2d(6, 10, 3), nn.Conv2d(6, 10, 3)
+    ours.load_state_dict(hook.state_dict())
+    torch.manual_seed(1)
+    torch.nn.utils.spectral_norm(hook)
+    torch.manual_seed(1)
+    spectral_norm(ours, "reference")
+    assert sorted(ours.state_dict()) == ["bias", "parametrizations.weight.0._u", "parametrizations.weight.0._v",
+                                         "parametrizations.weight.original"]
+    sn = ours.parametrizations.weight[0]
+    assert torch.equal(hook.weight_u, sn._u) and torch.equal(hook.weight_v, sn._v)  # drawn alike, no warm-up
+    compiled = torch.compile(ours, backend="aot_eager")
+    x = torch.randn(2, 6, 8, 8)
+    for net in (ours, compiled):
+        for _ in range(3):
+            hook.zero_grad(), ours.zero_grad()
+            a, b = hook(x), net(x)
+            a.square().mean().backward(), b.square().mean().backward()
+            assert torch.equal(a, b) and torch.equal(hook.weight_orig.grad, ours.parametrizations.weight.original.grad)
+            assert torch.equal(hook.weight_u, sn._u) and torch.equal(hook.weight_v, sn._v)
+    hook.eval(), ours.eval()
+    u = sn._u.clone()
+    assert torch.equal(hook(x), ours(x)) and torch.equal(sn._u, u)
+    parametrize.remove_parametrizations(ours, "weight", leave_parametrized=True)  # what export does
+    assert torch.equal(hook(x), ours(x))
+
+
+def test_ade20k_trains_on_raw_ids_and_scores_miou_on_classes_1_to_150(tmp_path):
+    """data=ade20k: 151 channels for the stored ids 0 ('other') .. 150, as the reference's checkpoints; mIoU
+    leaves 'other' out and scores id k as class k - 1. data=ade20k_shifted: 150 classes + don't-care."""
+    raw = compose_train(tmp_path / "raw", ["model=spade", "data=ade20k", "debug=tiny"])
+    assert (raw.data.label_nc, raw.data.contain_dontcare_label, raw.data.label_shift) == (151, False, 0)
+    assert raw.model.metric_label_shift == 1 and raw.model.netG.semantic_nc == 151
+    shifted = compose_train(tmp_path / "shifted", ["model=spade", "data=ade20k_shifted", "debug=tiny"])
+    assert (shifted.data.label_nc, shifted.data.contain_dontcare_label, shifted.data.label_shift) == (150, True, 1)
+    assert shifted.model.metric_label_shift == 0 and shifted.model.netG.semantic_nc == 151
+    m = tiny_model(metric_label_shift=1)
+    label = torch.tensor([0, 1, NC - 1, NC]).view(1, 1, 1, 4).expand(2, 1, 32, 4).repeat(1, 1, 1, 8)
+    out = m.metric_batch({"label": label, "instance": label, "image": torch.zeros(2, 3, 32, 32)})
+    assert m.metric_label_classes == NC - 1
+    # 'other' (0) and don't-care (NC) -> the left-out id NC - 1; the rest one down
+    assert out["label"][0, 0, 0, :4].tolist() == [NC - 1, 0, NC - 2, NC - 1]
+
+
 def test_semantic_input_has_dontcare_and_instance_edge_channels():
     m = tiny_model()
     b = batch()
@@ -182,6 +262,7 @@ def test_semantic_input_has_dontcare_and_instance_edge_channels():
     assert no_inst.semantics(b["label"].clamp(max=NC - 1)).shape[1] == NC
 
 
+@pytest.mark.slow
 def test_g_step_leaves_d_unchanged_then_d_steps_on_a_fake_without_grad(tmp_path):
     import lightning as L
     from torch.utils.data import DataLoader

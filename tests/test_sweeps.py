@@ -30,6 +30,7 @@ def test_slurm_trainer_takes_its_gpus_and_nodes_from_the_launcher(tmp_path):
     assert cfg.trainer.strategy == "ddp_find_unused_parameters_true" and cfg.trainer.accelerator == "gpu"
 
 
+@pytest.mark.slow
 def test_slurm_launcher_writes_the_sbatch_script(tmp_path):
     """The real launcher and submitit write the script; a stand-in `sbatch` keeps it and refuses the job."""
     bin_dir, script = tmp_path / "bin", tmp_path / "job.sbatch"
@@ -167,6 +168,7 @@ def test_a_sweep_without_the_sweep_extra_says_how_to_get_it(monkeypatch, overrid
     check_sweeper_installed(["-m", "hparams_search=null", "~hparams_search", "hydra/sweeper=basic", "model.lambda_l1=1,2"])
 
 
+@pytest.mark.slow
 def test_python_train_py_sweep_without_the_extra_exits_2_with_one_line(tmp_path):
     # train.py as a user runs it, in an interpreter where the sweeper's plugin cannot be found.
     hide = ("import importlib.util as u, runpy, sys; f = u.find_spec; "

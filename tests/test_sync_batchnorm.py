@@ -35,6 +35,7 @@ def _half_batch_worker(rank: int, port: int, x: torch.Tensor, grad_out: torch.Te
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_processes_normalize_by_the_global_batch():
     torch.manual_seed(0)
     x = torch.randn(6, 3, 5, 4) * torch.tensor([1.0, 3.0, 0.5]).view(1, 3, 1, 1) + torch.tensor([0.0, 2.0, -1.0]).view(1, 3, 1, 1)

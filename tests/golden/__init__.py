@@ -61,6 +61,20 @@ def load_fixture(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return load_file(str(path)), meta
 
 
+#: batch keys that hold images (the rest hold ids: label and instance maps)
+IMAGE_KEYS = ("image", "A", "B")
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """An image in [-1, 1] as the 8-bit pixels a photo file holds (fixtures store batches so)."""
+    return ((image + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def batch(tensors: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    """Fixture batch i as both runs feed it: images pixel / 127.5 - 1 in float64, ids as int64."""
+    return {k: (v.double() / 127.5 - 1) if k in IMAGE_KEYS else v.long() for k, v in section(tensors, f"data/{i}").items()}
+
+
 def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors under `prefix/`, without it."""
     return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
@@ -130,7 +144,8 @@ def compare(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], 
             worst, worst_key = diff, k
     limit = 0.0 if exact else tol
     if worst > limit:
-        off = sum(1 for k in set(expected) - set(noise_only) if not torch.equal(actual[k].detach().to(expected[k].dtype).reshape(expected[k].shape), expected[k]))
+        off = sum(1 for k in set(expected) - set(noise_only)
+                  if not torch.equal(actual[k].detach().to(expected[k].dtype).reshape(expected[k].shape), expected[k]))
         raise AssertionError(f"{what}: {worst_key} differs by {worst:.3g} (allowed {limit:g}); {off} of {len(expected)} tensors differ")
     return worst
 

@@ -10,12 +10,13 @@ repository root, one model a process: the repositories share top-level module na
 util, data). docs/faithfulness.md says how to get each tree; the files this script imports are checked
 against the pinned commit (git blob hashes) before anything runs.
 
-Each fixture holds the fixed batches (`data/<i>/...`), the initial weights (`init/<net>/<name>`; SPADE
-also each weight's std under the reference's CPU path, `init_cpu_std/<net>/<name>`) and,
-after each training iteration i, every parameter and buffer (`step<i>/<net>/<name>`) and loss
-(`step<i>/loss/<name>`), under the reference's names, in float64 (tests/golden/__init__.py says why).
+Each fixture holds the fixed batches (`data/<i>/...`, 8-bit pixels and ids as data files hold them), the
+initial weights (`init/<net>/<name>`; SPADE also each weight's std under the reference's CPU path,
+`init_cpu_std/<net>/<name>`) and, after each training iteration i, every parameter and buffer
+(`step<i>/<net>/<name>`) and loss (`step<i>/loss/<name>`), under the reference's names, in float64
+(tests/golden/__init__.py says why).
 The reference trains on CPU. What this script changes in it, all by module or object attributes (no
-reference file is edited), is listed per model in PATCHES and written into the fixture's metadata.
+reference file is edited), is listed per model in its *_PATCHES list and written into the fixture's metadata.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from tests.golden import fixed_uniform, save_fixture, vgg19_features
+from tests.golden import batch as fixture_batch
+from tests.golden import fixed_uniform, save_fixture, to_uint8, vgg19_features
 
 PINNED = {
     "spade": ("NVlabs/SPADE", "fecacc920c1367a038995c45a39c15f6521ca64f"),
@@ -165,7 +167,8 @@ def spade_batches(a: dict) -> list[dict[str, torch.Tensor]]:
         # blocks of ids (0..label_nc, label_nc being don't-care) and of instances, as label maps have
         label = torch.randint(0, nc + 1, (n, 1, s // 4, s // 4), generator=g).repeat_interleave(4, 2).repeat_interleave(4, 3)
         instance = torch.randint(0, 3, (n, 1, s // 8, s // 8), generator=g).repeat_interleave(8, 2).repeat_interleave(8, 3)
-        out.append({"label": label, "instance": label * 10 + instance, "image": fixed_images(n, 3, s, i)})
+        out.append({"label": label.to(torch.uint8), "instance": (label * 10 + instance).to(torch.uint8),
+                    "image": to_uint8(fixed_images(n, 3, s, i))})
     return out
 
 
@@ -213,9 +216,10 @@ def make_spade(ref: Path) -> dict:
     torch.manual_seed(0)
     for name, net in (("G", networks.define_G(opt)), ("D", networks.define_D(opt))):
         put(out, f"init_cpu_std/{name}", {k: v.std() for k, v in net.state_dict().items() if v.dim() > 1})
-    for i, batch in enumerate(spade_batches(a)):
-        put(out, f"data/{i}", batch)
-        data = {"label": batch["label"].double(), "instance": batch["instance"].double(), "image": batch["image"].clone(),
+    for i, stored in enumerate(spade_batches(a)):
+        put(out, f"data/{i}", stored)
+        batch = fixture_batch(out, i)
+        data = {"label": batch["label"].double(), "instance": batch["instance"].double(), "image": batch["image"],
                 "path": [f"{i}_{k}" for k in range(a["batch"])]}
         torch.manual_seed(1000 + i)
         trainer.run_generator_one_step(data)
@@ -223,7 +227,7 @@ def make_spade(ref: Path) -> dict:
         for name, net in nets.items():
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: v.detach().reshape(()) for k, v in trainer.get_latest_losses().items()})
-    assert all(v.dtype in (torch.float64, torch.int64) for v in out.values()), "a float32 tensor in the float64 run"
+    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
     options = {k: getattr(opt, k) for k in ("label_nc", "contain_dontcare_label", "no_instance", "ngf", "ndf", "n_layers_D",
                                            "num_D", "crop_size", "norm_G", "norm_D", "init_type", "init_variance", "lr",
                                            "beta1", "beta2", "no_TTUR", "gan_mode", "lambda_feat", "lambda_vgg")}
@@ -279,15 +283,16 @@ def make_pix2pix(ref: Path) -> dict:
     for name, net in nets.items():
         put(out, f"init/{name}", state(net))
     for i in range(a["iterations"]):
-        batch = {"A": fixed_images(a["batch"], 3, a["size"], 10 + i), "B": fixed_images(a["batch"], 3, a["size"], 20 + i)}
-        put(out, f"data/{i}", batch)
+        put(out, f"data/{i}", {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 10 + i)),
+                                "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 20 + i))})
+        batch = fixture_batch(out, i)
         model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
         torch.manual_seed(1000 + i)
         model.optimize_parameters()
         for name, net in nets.items():
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
-    assert all(v.dtype in (torch.float64, torch.int64) for v in out.values()), "a float32 tensor in the float64 run"
+    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
     options = {k: getattr(opt, k) for k in ("ngf", "ndf", "n_layers_D", "norm", "no_dropout", "init_type", "init_gain",
                                            "lr", "beta1", "gan_mode", "lambda_L1", "batch_size", "direction")}
     return {"tensors": out, "meta": {"options": json.dumps({**options, "num_downs": a["num_downs"]}),
@@ -319,15 +324,16 @@ def make_cyclegan(ref: Path) -> dict:
         put(out, f"init/{name}", state(net))
     for i in range(a["iterations"]):
         # Fewer iterations than pool_size images: the pools only store, and draw nothing from `random`.
-        batch = {"A": fixed_images(a["batch"], 3, a["size"], 30 + i), "B": fixed_images(a["batch"], 3, a["size"], 40 + i)}
-        put(out, f"data/{i}", batch)
+        put(out, f"data/{i}", {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 30 + i)),
+                                "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 40 + i))})
+        batch = fixture_batch(out, i)
         model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
         torch.manual_seed(1000 + i)
         model.optimize_parameters()
         for name, net in nets.items():
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
-    assert all(v.dtype in (torch.float64, torch.int64) for v in out.values()), "a float32 tensor in the float64 run"
+    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
     options = {k: getattr(opt, k) for k in ("ngf", "ndf", "n_layers_D", "norm", "no_dropout", "init_type", "init_gain", "lr",
                                            "beta1", "gan_mode", "lambda_A", "lambda_B", "lambda_identity", "pool_size",
                                            "batch_size")}
@@ -336,7 +342,83 @@ def make_cyclegan(ref: Path) -> dict:
                                      "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
 
 
-MAKERS = {"spade": make_spade, "pix2pix": make_pix2pix, "cyclegan": make_cyclegan}
+# ---------------------------------------------------------------- BicycleGAN
+BICYCLEGAN_ARGS = dict(ngf=2, nef=2, ndf=4, nz=8, num_downs=6, e_blocks=3, size=64, batch=2, iterations=2)
+BICYCLEGAN_PATCHES = [
+    "models.networks.define_G: netG='unet_64' builds G_Unet_add_all(..., 6, ngf, ...) as its unet_128/unet_256 "
+    "branches do with 7 and 8 (6 is its least); models.networks.define_E: netE='resnet_64' builds E_ResNet(n_blocks=3) "
+    "as resnet_128/256 do with 4 and 5 (its AvgPool2d(8) is then global at 64 px); both go through the original init_net",
+    "torch.set_default_dtype(float64): float64 run (get_z_random's randn draws float64 too)",
+]
+
+
+def tiny_bicyclegan_nets(networks):
+    define_g, define_e = networks.define_G, networks.define_E
+
+    def define_G(input_nc, output_nc, nz, ngf, netG="unet_128", norm="batch", nl="relu", use_dropout=False,
+                 init_type="xavier", init_gain=0.02, gpu_ids=[], where_add="input", upsample="bilinear"):  # noqa: B006
+        if netG == "unet_64" and where_add == "all":
+            net = networks.G_Unet_add_all(input_nc, output_nc, nz, 6, ngf, norm_layer=networks.get_norm_layer(norm_type=norm),
+                                          nl_layer=networks.get_non_linearity(layer_type=nl), use_dropout=use_dropout,
+                                          upsample=upsample)
+            return networks.init_net(net, init_type, init_gain, gpu_ids)
+        return define_g(input_nc, output_nc, nz, ngf, netG, norm, nl, use_dropout, init_type, init_gain, gpu_ids,
+                        where_add, upsample)
+
+    def define_E(input_nc, output_nc, ndf, netE, norm="batch", nl="lrelu", init_type="xavier", init_gain=0.02,
+                 gpu_ids=[], vaeLike=False):  # noqa: B006
+        if netE == "resnet_64":
+            net = networks.E_ResNet(input_nc, output_nc, ndf, n_blocks=3, norm_layer=networks.get_norm_layer(norm_type=norm),
+                                    nl_layer=networks.get_non_linearity(layer_type="lrelu"), vaeLike=vaeLike)
+            return networks.init_net(net, init_type, init_gain, gpu_ids)
+        return define_e(input_nc, output_nc, ndf, netE, norm, nl, init_type, init_gain, gpu_ids, vaeLike)
+
+    return define_G, define_E
+
+
+def make_bicyclegan(ref: Path) -> dict:
+    a = BICYCLEGAN_ARGS
+    opt = import_reference(ref, ["--dataroot", "unused", "--checkpoints_dir", "unused", "--gpu_ids", "-1",
+                                 "--netG", "unet_64", "--netE", "resnet_64", "--netD", "basic_128_multi",
+                                 "--netD2", "basic_128_multi", "--ngf", str(a["ngf"]), "--nef", str(a["nef"]),
+                                 "--ndf", str(a["ndf"]), "--nz", str(a["nz"]), "--batch_size", str(a["batch"]),
+                                 "--load_size", str(a["size"]), "--crop_size", str(a["size"])])
+    opt.isTrain, opt.gpu_ids = True, []
+    import models.networks as networks
+    from models import create_model
+
+    networks.define_G, networks.define_E = tiny_bicyclegan_nets(networks)
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    model = create_model(opt)
+    model.setup(opt)
+    out: dict[str, torch.Tensor] = {}
+    nets = {name: getattr(model, "net" + name) for name in ("G", "E", "D", "D2")}
+    for name, net in nets.items():
+        put(out, f"init/{name}", state(net))
+    for i in range(a["iterations"]):
+        put(out, f"data/{i}", {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 50 + i)),
+                                "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 60 + i))})
+        batch = fixture_batch(out, i)
+        model.set_input({**batch, "A_paths": ["a"] * a["batch"], "B_paths": ["b"] * a["batch"]})
+        assert model.is_train()
+        torch.manual_seed(1000 + i)
+        model.optimize_parameters()
+        for name, net in nets.items():
+            put(out, f"step{i}/{name}", state(net))
+        put(out, f"step{i}/loss", {k: torch.as_tensor(getattr(model, "loss_" + k)).detach() for k in model.loss_names})
+    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
+    options = {k: getattr(opt, k) for k in ("ngf", "nef", "ndf", "nz", "num_Ds", "norm", "use_dropout", "where_add",
+                                           "init_type", "init_gain", "lr", "beta1", "gan_mode", "lambda_L1", "lambda_GAN",
+                                           "lambda_GAN2", "lambda_z", "lambda_kl", "use_same_D", "conditional_D",
+                                           "batch_size", "upsample", "nl")}
+    return {"tensors": out, "meta": {"options": json.dumps({**options, "num_downs": a["num_downs"],
+                                                             "e_blocks": a["e_blocks"], "n_layers_D": 2}),
+                                     "iterations": str(a["iterations"]), "patches": json.dumps(BICYCLEGAN_PATCHES),
+                                     "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
+
+
+MAKERS = {"spade": make_spade, "pix2pix": make_pix2pix, "cyclegan": make_cyclegan, "bicyclegan": make_bicyclegan}
 
 
 def main() -> None:

@@ -4,10 +4,10 @@
 
 (or GANFORGE_REF_SINGAN=<folder>), from the repository root. It writes imresize.safetensors too: the
 reference's `imresize` on three small images, by several factors and to one size (tests/test_imresize.py).
-The reference needs scikit-image and scikit-learn (it imports them) beside this project's packages. Its files are imported as they are; this script changes only module
-attributes, each for a reason written beside it, and records what the run does through wrappers that
-return what they wrap. It trains a tiny pyramid (3 scales, 3 iterations each) on singan_input.png, a
-40x30 crop-free shrink of the shared balloons.png, in float64, and writes singan.safetensors: the
+The reference needs scikit-image and scikit-learn (it imports them) beside this project's packages.
+Its files are imported as they are; this script changes only module attributes, each for a reason
+written beside it, and records what the run does through wrappers that return what they wrap. It trains
+a tiny pyramid (3 scales, 3 iterations each) on singan_input.png, the shared balloons.png shrunk to 40x30, in float64, and writes singan.safetensors: the
 pyramid, every scale's initial weights, the torch RNG state at the start of every iteration, and after
 every iteration the G and D parameters and buffers and the losses of its last D and G step, with the
 Adam states and the noise amp at the end of each scale.
@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -184,8 +185,7 @@ IMRESIZE_SCALES = [0.31, 0.5, 0.75, 0.9, 1.0, 1 / 0.75, 2.0]
 IMRESIZE_SIZE = (19, 40)
 
 
-def imresize_images() -> dict[str, "np.ndarray"]:
-    import numpy as np
+def imresize_images() -> dict[str, np.ndarray]:
     from PIL import Image
 
     photo = np.asarray(Image.open(SHARED / "singan" / "Images" / "balloons.png").convert("RGB"))

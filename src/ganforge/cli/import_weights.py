@@ -1,4 +1,4 @@
-"""`ganforge-import model=<pix2pix|cyclegan|bicyclegan> data=<its data> G=<.pth> [G_B=<.pth>] [E=<.pth>] output=<folder>`.
+"""`ganforge-import model=<pix2pix|cyclegan|bicyclegan|spade> data=<its data> G=<.pth> [G_B=<.pth>] [E=<.pth>] output=<folder>`.
 
 Loads the official generators of the reference repos into ganforge's nets and writes
 `<output>/imported.ckpt`, a checkpoint of weights and run config that ganforge-predict, -eval and
@@ -10,6 +10,10 @@ Loads the official generators of the reference repos into ganforge's nets and wr
 * BicycleGAN (`models/networks.py`): G `G_Unet_add_all` (UnetBlock_with_z: `down`, `submodule`, `up`)
   and E `E_ResNet` (`fc.0`, `fcVar.0`). The reference concatenates [up path, skip] where ganforge
   concatenates [skip, up path], so the in-channel halves of every up-conv above the innermost level swap.
+* NVlabs/SPADE (`models/networks/generator.py`): SPADEGenerator (G). Its spectral norm is the hook API
+  (`weight_orig`, `weight_u`, `weight_v`: torch's parametrization names here); the rest has the same names.
+  Its ADE20K models read raw ids (channel 0 'other'), as `data=ade20k`; with `data=ade20k_shifted`
+  (`label_shift=1`) the label channels of the convs that read the label map are reordered to match.
 
 Every mapping is explicit (name -> name, shape checked); a file with weights the target net lacks, or
 lacking weights it needs, or of other shapes, is refused with a message listing them. Old InstanceNorm
@@ -42,6 +46,7 @@ SOURCES = {
     "pix2pix": "pytorch-CycleGAN-and-pix2pix unet_256/unet_128 (UnetGenerator)",
     "cyclegan": "pytorch-CycleGAN-and-pix2pix resnet_9blocks/resnet_6blocks (ResnetGenerator)",
     "bicyclegan": "BicycleGAN G_Unet_add_all (G) and E_ResNet (E)",
+    "spade": "NVlabs/SPADE SPADEGenerator (G)",
 }
 
 
@@ -165,7 +170,39 @@ def spade_reference_mapping(net: nn.Module) -> Mapping_:
     return mapping
 
 
-def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Mapping_, what: str) -> dict[str, torch.Tensor]:
+def _label_channels_shifted(label_nc: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """In-channels of a conv on the label map, raw ids -> `label_shift=1` ids: our channel j < label_nc is
+    their id j + 1, our don't-care channel (label_nc) their id 0; channels after those (instance edges) stay."""
+    def reorder(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t[:, 1:label_nc + 1], t[:, :1], t[:, label_nc + 1:]], 1)
+    return reorder
+
+
+def spade_generator_mapping(net: nn.Module, label_nc: int, label_shift: int) -> Mapping_:
+    """`spade_reference_mapping` for a file trained on raw ids, loaded into a G whose data subtracts
+    `label_shift` (0 or 1) from them: with 1 the label channels of `fc` (without the VAE) and of every SPADE's
+    `mlp_shared.0` are reordered (`_label_channels_shifted`)."""
+    if label_shift not in (0, 1):
+        raise ConfigError(f"data.label_shift={label_shift}: reference SPADE weights import with label_shift 0 (their ids) or 1")
+    mapping = spade_reference_mapping(net)
+    if label_shift:
+        reads_labels = re.compile(r"^(fc\.weight|.*\.mlp_shared\.0\.weight)$")
+        for k, (src, _) in mapping.items():
+            if reads_labels.match(k) and not (k == "fc.weight" and getattr(net, "use_vae", False)):
+                mapping[k] = (src, _label_channels_shifted(label_nc))
+    return mapping
+
+
+#: the net options to set when a file does not fit, per family
+FIT_HINTS = {
+    "spade": "the label channels (data.label_nc, data.contain_dontcare_label, data.use_instance), model.netG.ngf, "
+             "model.netG.num_upsampling_layers, data.crop_size",
+}
+DEFAULT_FIT_HINT = "model.netG.num_downs, ngf, n_blocks, norm, use_dropout, nz"
+
+
+def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Mapping_, what: str,
+                   hint: str = DEFAULT_FIT_HINT) -> dict[str, torch.Tensor]:
     """The target state dict from `source`; refuses with every mismatch listed."""
     target = net.state_dict()
     # torch < 0.4 saved InstanceNorm running statistics; the reference deletes them on load too
@@ -194,7 +231,7 @@ def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Map
             parts.append(f"{len(shapes)} of another shape: " + "; ".join(shapes[:8]))
         raise CheckpointError(
             f"{what} does not fit {type(net).__name__} as configured: {' | '.join(parts)}. Set the net options the "
-            "file was trained with (e.g. model.netG.num_downs, ngf, n_blocks, norm, use_dropout, nz)"
+            f"file was trained with (e.g. {hint})"
         )
     return out
 
@@ -209,8 +246,9 @@ def _is_instance_norm(net: nn.Module, mapping: Mapping_, key: str) -> bool:
     return isinstance(modules.get(prefix), nn.InstanceNorm2d)
 
 
-def _load(net: nn.Module, path: str, what: str, mapping_fn: Callable[[nn.Module], Mapping_]) -> None:
-    sd = map_state_dict(net, read_pth(path, what), mapping_fn(net), f"{what}={path}")
+def _load(net: nn.Module, path: str, what: str, mapping_fn: Callable[[nn.Module], Mapping_],
+          hint: str = DEFAULT_FIT_HINT) -> None:
+    sd = map_state_dict(net, read_pth(path, what), mapping_fn(net), f"{what}={path}", hint)
     net.load_state_dict(sd)
 
 
@@ -218,7 +256,7 @@ def import_weights(cfg: DictConfig) -> Path:
     """Build the configured model, load the reference files into its generators (and E), write the checkpoint."""
     target = str(cfg.model.get("_target_", ""))
     kind = {"ganforge.gans.pix2pix.Pix2Pix": "pix2pix", "ganforge.gans.cyclegan.CycleGAN": "cyclegan",
-            "ganforge.gans.bicyclegan.BicycleGAN": "bicyclegan"}.get(target)
+            "ganforge.gans.bicyclegan.BicycleGAN": "bicyclegan", "ganforge.gans.spade.SPADEModel": "spade"}.get(target)
     if kind is None:
         raise ConfigError(f"ganforge-import reads the reference generators of {', '.join(SOURCES)}; model={target} is none of them")
     if not cfg.get("G"):
@@ -228,6 +266,10 @@ def import_weights(cfg: DictConfig) -> Path:
     imported = {}
     if kind == "pix2pix":
         _load(model.netG, cfg.G, "G", identity_mapping)
+        imported["netG"] = str(cfg.G)
+    elif kind == "spade":
+        shift = int(cfg.data.get("label_shift", 0) or 0)
+        _load(model.netG, cfg.G, "G", lambda net: spade_generator_mapping(net, model.hparams.label_nc, shift), FIT_HINTS["spade"])
         imported["netG"] = str(cfg.G)
     elif kind == "cyclegan":
         if not isinstance(model.netG_A, ResnetGenerator):

@@ -28,8 +28,15 @@ import numpy as np
 from PIL import Image
 
 from ganforge.export import onnx_proto
-from ganforge.export.manifest import (FIX, check_external_data, graph_file, input_dtype, read_json, read_manifest_file,
-                                      validate_manifest)
+from ganforge.export.manifest import (
+    FIX,
+    check_external_data,
+    graph_file,
+    input_dtype,
+    read_json,
+    read_manifest_file,
+    validate_manifest,
+)
 from ganforge.utils.errors import ConfigError, ExportError
 from ganforge.utils.imageio import LabelIds, load_image, load_label_ids, save_atomic
 

@@ -195,25 +195,6 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         """Restore what `checkpoint_extras` saved."""
 
     # ----- helpers for subclasses ---------------------------------------------------------------
-    @contextmanager
-    def inference(self, *nets: nn.Module, train_mode: bool = False) -> Iterator[None]:
-        """No gradient and `nets` in eval mode for the block, or with `train_mode` in train mode (pix2pix's
-        test protocol: dropout on, BatchNorm on the batch's statistics). Modes and buffers come back after:
-        train-mode BatchNorm would otherwise fold test batches into the running statistics (restoring is
-        exact; momentum=0 would still advance num_batches_tracked)."""
-        modes = [(m, m.training) for net in nets for m in net.modules()]
-        saved = [(buf, buf.clone()) for net in nets for buf in net.buffers()] if train_mode else []
-        for net in nets:
-            net.train(train_mode)
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            for buf, value in saved:
-                buf.copy_(value)
-            for m, mode in modes:
-                m.training = mode
-
     def optimizers_for(self, *optimizers: Optimizer):
         """Pair each optimizer with the configured LR schedule."""
         return list(optimizers), [build_scheduler(o, **self.scheduler_cfg) for o in optimizers]

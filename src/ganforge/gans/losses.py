@@ -6,7 +6,8 @@ list of feature lists whose last element is the score map (`get_intermediate=Tru
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -180,7 +181,7 @@ class VGGLoss(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "VGGLoss":
+    def train(self, mode: bool = True) -> VGGLoss:
         return super().train(False)
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -210,17 +210,14 @@ class SPADEModel(GANModule):
 
     @property
     def metric_label_classes(self) -> int:
-        return self.hparams.label_nc - self.hparams.get("metric_label_shift", 0)
+        return self.inference_model().metric_label_classes
 
     def metric_batch(self, batch, direction: str = "AtoB") -> dict[str, torch.Tensor]:
         """The reference protocol (test.py): G(val label map) at crop size, the style (VAE) encoded from
-        the val photo; compared with the val photos, and with the label maps for mIoU. With
-        `metric_label_shift` (ADE20K's raw ids) the mIoU classes are the ids above it, less it; the ids
-        below it become the left-out id (`metric_label_classes`)."""
-        label, shift = batch["label"], self.hparams.get("metric_label_shift", 0)
-        if shift:
-            label = torch.where(label < shift, self.metric_label_classes, label - shift)
-        return {"fake": self.synthesize(batch, style=batch["image"]), "real": batch["image"], "label": label}
+        the val photo; compared with the val photos, and with the label maps for mIoU (as the inference
+        model's `metric_labels`: ADE20K's raw ids one down, 'other' left out)."""
+        return {"fake": self.synthesize(batch, style=batch["image"]), "real": batch["image"],
+                "label": self.inference_model().metric_labels(batch["label"])}
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """label | output | photo."""

@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from ganforge.gans.base import DIRECTIONS, GANModule
+from ganforge.models.base import running
 
 NETS = ("netG_A", "netG_B", "netD_A", "netD_B")
 
@@ -58,7 +59,7 @@ class TwoDomainGAN(GANModule):
     # ----- evaluation and inference: generators in eval mode (BatchNorm on running statistics) -----
     def validation_step(self, batch, batch_idx):
         real_A, real_B = batch["A"], batch["B"]
-        with self.inference(self.netG_A, self.netG_B):
+        with running(self.netG_A, self.netG_B):
             out = self.cycle(real_A, real_B)
         rec = torch.cat([out["rec_A"].flatten(1), out["rec_B"].flatten(1)], 1).float()
         real = torch.cat([real_A.flatten(1), real_B.flatten(1)], 1).float()
@@ -68,7 +69,7 @@ class TwoDomainGAN(GANModule):
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """One grid row per sample: real_A | fake_B | rec_A | real_B | fake_A | rec_B."""
-        with self.inference(self.netG_A, self.netG_B):
+        with running(self.netG_A, self.netG_B):
             out = self.cycle(batch["A"], batch["B"])
         return {"real_A": batch["A"], "fake_B": out["fake_B"], "rec_A": out["rec_A"],
                 "real_B": batch["B"], "fake_A": out["fake_A"], "rec_B": out["rec_B"]}

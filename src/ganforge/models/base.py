@@ -199,21 +199,21 @@ class InferenceModel(nn.Module, ModelHubMixin, library_name="ganforge", tags=["g
             raise CheckpointError(f"{pretrained_model_name_or_path} holds a {model.model_name} model, not a {cls.__name__}")
         return model
 
-    # ----- helpers for subclasses ------------------------------------------------------------------
-    @contextmanager
-    def running(self, *nets: nn.Module, train_mode: bool = False) -> Iterator[None]:
-        """Inference on `nets`: no gradient, eval mode (or train mode: pix2pix's test protocol, BatchNorm on
-        the batch's statistics), and every mode and buffer as it was after (train-mode BatchNorm would
-        otherwise fold the inputs into its running statistics)."""
-        modes = [(m, m.training) for net in nets for m in net.modules()]
-        saved = [(buf, buf.clone()) for net in nets for buf in net.buffers()] if train_mode else []
-        for net in nets:
-            net.train(train_mode)
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            for buf, value in saved:
-                buf.copy_(value)
-            for m, mode in modes:
-                m.training = mode
+
+@contextmanager
+def running(*nets: nn.Module, train_mode: bool = False) -> Iterator[None]:
+    """Inference on `nets`: no gradient, eval mode (or train mode: pix2pix's test protocol, BatchNorm on the batch's
+    statistics), and every mode and buffer as it was after (train-mode BatchNorm would otherwise fold the inputs into
+    its running statistics; restoring is exact, where momentum=0 would still advance num_batches_tracked)."""
+    modes = [(m, m.training) for net in nets for m in net.modules()]
+    saved = [(buf, buf.clone()) for net in nets for buf in net.buffers()] if train_mode else []
+    for net in nets:
+        net.train(train_mode)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for buf, value in saved:
+            buf.copy_(value)
+        for m, mode in modes:
+            m.training = mode

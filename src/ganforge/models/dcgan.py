@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.base import ExportGraph, InferenceModel, image_io, running
 from ganforge.models.images import ImageBatch, from_tensor_batch, seeded_normal
 from ganforge.models.registry import register_model
 from ganforge.models.spec import NetsSpec, check_nets, setting
@@ -59,7 +59,7 @@ class DCGANModel(InferenceModel):
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """G(z) on latents (N, nz, 1, 1), in [-1, 1]."""
-        with self.running(self.netG, train_mode=self.spec.sample_batch_stats):
+        with running(self.netG, train_mode=self.spec.sample_batch_stats):
             fake = self.netG(z.to(self.device, self.dtype))
         return (fake * 2 - 1).clamp(-1, 1) if self.spec.unit_output else fake
 

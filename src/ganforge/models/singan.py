@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.base import ExportGraph, InferenceModel, image_io, running
 from ganforge.models.images import (
     ImageBatch,
     forked_rng,
@@ -228,7 +228,7 @@ class SinGANModel(InferenceModel):
                 return self.rec_noise(n, size)
             return self.noise(n, size) if noises is None else noises[n]
 
-        with self.running(self.netG):
+        with running(self.netG):
             return self.chain(0, self.num_scales - 1, zeros, z_fn, sizes)
 
     def check_scale(self, n: int, lo: int, name: str) -> int:
@@ -271,7 +271,7 @@ class SinGANModel(InferenceModel):
     def _injected(self, image: Any, inject_scale: int, seed: int | None) -> torch.Tensor:
         n = self.check_scale(inject_scale, 1, "inject_scale")
         ref = self._reference(image, self.spec.channels)
-        with forked_rng(seed, self.noise_amp.device), self.running(self.netG):
+        with forked_rng(seed, self.noise_amp.device), running(self.netG):
             injected = resize(resize(ref, self.pyramid[n - 1]), self.pyramid[n])
             return self.chain(n, self.num_scales - 1, injected, self.noise)
 
@@ -293,7 +293,7 @@ class SinGANModel(InferenceModel):
         top = self.num_scales - 1
         x = self.real(top)
         h, w = x.shape[-2:]
-        with forked_rng(seed, self.noise_amp.device), self.running(self.netG):
+        with forked_rng(seed, self.noise_amp.device), running(self.netG):
             for k in range(iter_num):
                 size = (ceil_size(x.shape[-2] * step), ceil_size(x.shape[-1] * step))
                 x = resize(x, size)
@@ -309,7 +309,7 @@ class SinGANModel(InferenceModel):
         start = self.check_scale(gen_start_scale, 0, "gen_start_scale")
         if not 1 <= frames <= 10000:
             raise ConfigError(f"frames must be in 1..10000, got {frames}")
-        with forked_rng(seed, self.noise_amp.device), self.running(self.netG):
+        with forked_rng(seed, self.noise_amp.device), running(self.netG):
             walks = []
             for n, size in enumerate(self.pyramid):
                 z_rec = self.rec_noise(n, size)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.base import ExportGraph, InferenceModel, image_io, running
 from ganforge.models.images import (
     ImageBatch,
     forked_rng,
@@ -71,11 +71,14 @@ class SPADEInference(InferenceModel):
         dontcare_id: int | None = None
         label_shift: int = 0
         class_names: list[str] = field(default_factory=list)
+        #: mIoU classes are the model ids from this one on, less it (ADE20K's raw ids: 1, 'other' left out)
+        metric_label_shift: int = 0
 
         def __post_init__(self) -> None:
             check_range(self.label_nc, 1, 4096, "label_nc")
             check_range(self.output_nc, 1, MAX_CHANNELS, "output_nc")
             check_range(self.label_shift, 0, 4096, "label_shift")
+            check_range(self.metric_label_shift, 0, self.label_nc - 1, "metric_label_shift")
             if self.dontcare_id is not None:
                 check_range(self.dontcare_id, 0, 65535, "dontcare_id")
             check_nets(self.nets, ["netG"], optional=["netE"])
@@ -87,7 +90,8 @@ class SPADEInference(InferenceModel):
                 "contain_dontcare_label": setting(model, "contain_dontcare_label", True),
                 "use_instance": setting(model, "use_instance", True), "output_nc": setting(data, "output_nc", 3),
                 "dontcare_id": data.get("dontcare_label"), "label_shift": setting(data, "label_shift", 0),
-                "class_names": list(setting(data, "class_names", []))}
+                "class_names": list(setting(data, "class_names", [])),
+                "metric_label_shift": setting(model, "metric_label_shift", 0)}
 
     @property
     def use_vae(self) -> bool:
@@ -104,7 +108,13 @@ class SPADEInference(InferenceModel):
 
     @property
     def metric_label_classes(self) -> int:
-        return self.spec.label_nc
+        return self.spec.label_nc - self.spec.metric_label_shift
+
+    def metric_labels(self, label: torch.Tensor) -> torch.Tensor:
+        """Model ids as the mIoU's classes: less `metric_label_shift`; ids below it, like don't-care, become the
+        left-out id (`metric_label_classes`)."""
+        shift = self.spec.metric_label_shift
+        return torch.where(label < shift, self.metric_label_classes, label - shift) if shift else label
 
     @property
     def n_labels(self) -> int:
@@ -156,7 +166,7 @@ class SPADEInference(InferenceModel):
         """G on model ids (N, 1, H, W) in eval mode (test.py calls model.eval()). With the VAE: z given, or
         encoded from `style` (reparameterized as the reference's inference, or E's mean), or z ~ N(0, 1)."""
         nets = (self.netG,) + ((self.netE,) if self.use_vae else ())
-        with self.running(*nets):
+        with running(*nets):
             sem = self.semantics(label.to(self.device), None if instance is None else instance.to(self.device))
             if self.use_vae and z is None and style is not None:
                 mu, logvar = self.netE(style.to(sem.device, sem.dtype))
@@ -178,7 +188,7 @@ class SPADEInference(InferenceModel):
         self._need_vae("encode_style")
         x, how = to_tensor_batch(images, 3)
         x = F.interpolate(x, size=self.train_size[::-1], mode="bicubic", align_corners=False)
-        with self.running(self.netE):
+        with running(self.netE):
             mu = self.netE(x.to(self.device, self.dtype))[0]
         return mu[0] if how.single else mu
 
@@ -236,7 +246,7 @@ class SPADEInference(InferenceModel):
         """The reference protocol (test.py): G(val label map) at crop size, the style (VAE) encoded from the
         val photo; compared with the val photos, and with the label maps for mIoU."""
         fake = self.generate(batch["label"], batch.get("instance"), style=batch["image"] if self.use_vae else None)
-        return {"fake": fake, "real": batch["image"], "label": batch["label"]}
+        return {"fake": fake, "real": batch["image"], "label": self.metric_labels(batch["label"])}
 
     def colorize(self, label: torch.Tensor) -> torch.Tensor:
         """Model ids (B, 1, H, W) as colours in [-1, 1]; don't-care black."""

@@ -17,7 +17,7 @@ from ganforge.nets.registry import check_net_config
 from ganforge.utils.errors import CheckpointError
 
 #: bounds for spec values: no stored config may ask for more
-MAX_SIDE = 4096
+MAX_SIDE = 8192  # as export manifests (export/manifest.py)
 
 MAX_CHANNELS = 4
 

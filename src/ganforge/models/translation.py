@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ganforge.models.base import ExportGraph, InferenceModel, image_io
+from ganforge.models.base import ExportGraph, InferenceModel, image_io, running
 from ganforge.models.images import (
     forked_rng,
     from_tensor_batch,
@@ -130,7 +130,7 @@ class Pix2PixModel(Translator):
 
     def generate(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         """G on a batch already in [-1, 1] at a size the U-Net takes."""
-        with forked_rng(seed, x.device), self.running(self.netG, train_mode=self.spec.test_dropout):
+        with forked_rng(seed, x.device), running(self.netG, train_mode=self.spec.test_dropout):
             if self.spec.test_dropout:
                 return torch.cat([self.netG(xi) for xi in x.split(1)])
             return self.netG(x)
@@ -199,7 +199,7 @@ class TwoDomainModel(Translator):
 
     def generate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         net = self.netG_A if direction == "AtoB" else self.netG_B
-        with self.running(self.netG_A, self.netG_B):
+        with running(self.netG_A, self.netG_B):
             if self.spec.unit_range:
                 return net((x + 1) / 2) * 2 - 1
             return net(x)
@@ -260,7 +260,7 @@ class BicycleGANModel(Translator):
         return z[0] if how.single else z
 
     def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        with self.running(self.netE):  # the reference test.py calls model.eval(): dropout off
+        with running(self.netE):  # the reference test.py calls model.eval(): dropout off
             return self.netE(x)[0]
 
     def translate(self, images: Any, z: torch.Tensor | None = None, seed: int | None = None) -> Any:
@@ -301,7 +301,7 @@ class BicycleGANModel(Translator):
         return z.expand(batch, -1)
 
     def generate(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        with self.running(self.netG):
+        with running(self.netG):
             return self.netG(x, z.to(x.device))
 
     def metric_protocol(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ function NVlabs/SPADE uses), registered as a parametrization (`spectral_norm(mod
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
