@@ -4,6 +4,7 @@ weights; end to end: learning, exact resume (pool included), DDP, two-way predic
 from __future__ import annotations
 
 import csv
+import random
 from functools import partial
 from pathlib import Path
 
@@ -165,6 +166,42 @@ def test_pool_of_size_zero_passes_fakes_through_and_state_round_trips():
     other = ImagePool(5)
     other.load_state_dict(pool.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(pool.images, other.images))
+
+
+def reference_pool_query(pool: list, pool_size: int, images: torch.Tensor) -> torch.Tensor:
+    """pytorch-CycleGAN-and-pix2pix util/image_pool.py `query`, drawing from Python's global `random`."""
+    out = []
+    for image in images:
+        image = image.unsqueeze(0)
+        if len(pool) < pool_size:
+            pool.append(image)
+            out.append(image)
+        elif random.uniform(0, 1) > 0.5:
+            i = random.randint(0, pool_size - 1)
+            out.append(pool[i].clone())
+            pool[i] = image
+        else:
+            out.append(image)
+    return torch.cat(out, 0)
+
+
+def test_two_pools_on_one_generator_swap_as_the_reference_and_resume_exactly():
+    """Seeded as the reference's random.seed(7), the two pools (queried B then A, as backward_D_A, backward_D_B)
+    return what the reference's pools return; a state_dict mid-way continues the same draws."""
+    rng = random.Random(7)
+    pool_a, pool_b = ImagePool(3, rng), ImagePool(3, rng)
+    random.seed(7)
+    ref_a, ref_b = [], []
+    steps = [(images(2, 4, seed=2 * k), images(2, 4, seed=2 * k + 1)) for k in range(12)]
+    for k, (fake_a, fake_b) in enumerate(steps):
+        if k == 6:  # a checkpoint and a resume on fresh pools
+            state_a, state_b = pool_a.state_dict(), pool_b.state_dict()
+            rng = random.Random(0)
+            pool_a, pool_b = ImagePool(3, rng), ImagePool(3, rng)
+            pool_a.load_state_dict(state_a)
+            pool_b.load_state_dict(state_b)
+        assert torch.equal(pool_b.query(fake_b), reference_pool_query(ref_b, 3, fake_b)), f"step {k}, pool B"
+        assert torch.equal(pool_a.query(fake_a), reference_pool_query(ref_a, 3, fake_a)), f"step {k}, pool A"
 
 
 @pytest.mark.slow

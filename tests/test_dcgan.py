@@ -83,9 +83,9 @@ def test_d_then_g_and_each_step_touches_only_its_own_net(tmp_path):
     steps = []
     step = m.step
 
-    def recording(opt, loss):
+    def recording(opt, *losses):
         before = {n: [p.detach().clone() for p in getattr(m, n).parameters()] for n in ("netG", "netD")}
-        step(opt, loss)
+        step(opt, *losses)
         changed = [n for n, ps in before.items() if any(not torch.equal(a, b) for a, b in zip(ps, getattr(m, n).parameters()))]
         steps.append(changed)
 

@@ -253,6 +253,7 @@ GOLDEN_RUNS = {
     "discogan_0": ("discogan", {"input": str(PHOTO)}),
     "spade_vae_0": ("spade_vae", {"input": str(LABEL), "n_samples": 2, "seed": 3}),
     "dcgan_0": ("dcgan", {"num_samples": 4, "seed": 1}),
+    # written again by ganforge.load when sampling took the reference's imresize between scales (issue 26)
     "singan_0": ("singan", {"app": "samples", "num_samples": 2, "sifid": False, "seed": 3}),
 }
 

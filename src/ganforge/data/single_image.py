@@ -1,30 +1,28 @@
-"""One training image and its SinGAN pyramid (reference `functions.adjust_scales2image`).
+"""One training image and its SinGAN pyramid (reference `functions.adjust_scales2image`, `creat_reals_pyramid`).
 
 The image is shrunk so its longer side is at most `max_size`; the scale factor is then refit
-from `scale_factor` so the coarsest scale's shorter side is exactly `min_size`. Batches carry
-no pixels (the module keeps the pyramid as buffers): an epoch is `iters_per_epoch` iterations.
+from `scale_factor` so the coarsest scale's shorter side is `min_size` (min_size + 1 where the
+float product lands a hair above it, as in the reference). Every scale is resized with the
+reference's `imresize` (nets/imresize.py) from the shrunk image. Batches carry no pixels (the
+module keeps the pyramid as buffers): an epoch is `iters_per_epoch` iterations.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ganforge.data.module import GANDataModule
-from ganforge.nets.singan import EPS as _EPS
-from ganforge.nets.singan import ceil_size, resize
+from ganforge.nets.imresize import from_levels, imresize, reference_layout
 from ganforge.utils.errors import ConfigError, ImageFileError
-from ganforge.utils.imageio import image_to_tensor, load_image
+from ganforge.utils.imageio import load_image
 
-
-def _floor(x: float) -> int:
-    return math.floor(x + _EPS)
-
-
-ROUNDINGS = {"ceil": ceil_size, "floor": _floor}
+#: how `pyramid_sizes` rounds the scale counts: ceil() in adjust_scales2image, int() in adjust_scales2image_SR
+ROUNDINGS = {"ceil": math.ceil, "floor": int}
 
 
 def pyramid_sizes(
@@ -43,20 +41,38 @@ def pyramid_sizes(
     scale2stop = rnd(math.log(min(max_size, max(h, w)) / max(h, w), scale_factor))
     stop_scale = num_scales - scale2stop
     scale1 = min(max_size / max(h, w), 1.0)
-    H, W = ceil_size(h * scale1), ceil_size(w * scale1)
+    H, W = math.ceil(h * scale1), math.ceil(w * scale1)
     if stop_scale < 1 or min(H, W) <= min_size:
         raise ConfigError(
             f"the image is {W}x{H} after fitting data.max_size={max_size}: too small for a pyramid down to "
             f"data.min_size={min_size}; lower min_size or raise max_size"
         )
-    sf = (min_size / min(H, W)) ** (1 / stop_scale)
-    sizes = [(ceil_size(H * sf ** (stop_scale - i)), ceil_size(W * sf ** (stop_scale - i))) for i in range(stop_scale)]
+    sf = math.pow(min_size / min(H, W), 1 / stop_scale)
+    # imresize's output size: ceil(side * factor) in float64, without slack (the reference's sizes)
+    sizes = [(math.ceil(H * math.pow(sf, stop_scale - i)), math.ceil(W * math.pow(sf, stop_scale - i)))
+             for i in range(stop_scale)]
     return [*sizes, (H, W)], sf
 
 
-def build_pyramid(image: torch.Tensor, sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
-    """The image at every pyramid size, each resized from the full image (reference `creat_reals_pyramid`)."""
-    return [resize(image, s).clamp(-1, 1) for s in sizes]
+def image_levels(img) -> torch.Tensor:
+    """An 8-bit PIL image as (1, C, H, W) float64 levels 0..255, for `from_levels`."""
+    a = np.asarray(img, dtype=np.uint8)
+    a = a[:, :, None] if a.ndim == 2 else a
+    return reference_layout(torch.from_numpy(a.copy()).permute(2, 0, 1).unsqueeze(0).double())
+
+
+def build_pyramid(image: torch.Tensor, sizes: list[tuple[int, int]], scale_factor: float, max_size: int) -> list[torch.Tensor]:
+    """`image` (the file, [-1, 1]) at every pyramid size, as the reference: shrunk to at most `max_size`
+    (train: `imresize(real_, opt.scale1)`), then every scale resized from that by scale_factor ** (top - n)
+    (`creat_reals_pyramid`). A factor of 1 still takes imresize's 8-bit round trip, as there."""
+    h, w = image.shape[-2:]
+    real = imresize(image, min(max_size / max(h, w), 1.0))
+    top = len(sizes) - 1
+    reals = [imresize(real, math.pow(scale_factor, top - n)) for n in range(len(sizes))]
+    got = [tuple(r.shape[-2:]) for r in reals]
+    if got != [tuple(s) for s in sizes]:
+        raise ValueError(f"imresize gave the sizes {got}, not the pyramid's {sizes}")
+    return reals
 
 
 class _Iterations(torch.utils.data.Dataset):
@@ -126,12 +142,14 @@ class SingleImageDataModule(GANDataModule):
             )
         except ConfigError as e:
             raise ImageFileError(self.path, str(e)) from None
-        self.reals = build_pyramid(image_to_tensor(img).unsqueeze(0), self.pyramid)
+        real = from_levels(image_levels(img))  # the file as the reference reads it (np2torch)
+        self.reals = build_pyramid(real, self.pyramid, self.refit_factor, self.max_size)
 
     def model_settings(self) -> dict:
         """SinGAN's nets follow from the image: one G/D pair per scale of its pyramid."""
         self.setup()
-        return {"pyramid": [list(s) for s in self.pyramid], "iters_per_epoch": self.iters_per_epoch}
+        return {"pyramid": [list(s) for s in self.pyramid], "scale_factor": self.refit_factor,
+                "iters_per_epoch": self.iters_per_epoch}
 
     def train_dataloader(self) -> DataLoader:
         # stateful: a mid-epoch checkpoint resumes at the next iteration

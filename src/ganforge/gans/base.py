@@ -199,12 +199,15 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         """Pair each optimizer with the configured LR schedule."""
         return list(optimizers), [build_scheduler(o, **self.scheduler_cfg) for o in optimizers]
 
-    def step(self, opt, loss: torch.Tensor) -> None:
-        """zero_grad, backward, step for one optimizer; the caller has toggled it. A non-finite loss is
-        recorded on the device (read by callbacks.nonfinite), or with `skip_nonfinite` not applied."""
+    def step(self, opt, loss: torch.Tensor, *more: torch.Tensor) -> None:
+        """zero_grad, backward, step for one optimizer; the caller has toggled it. Several losses are
+        backpropagated one after another, as a reference that calls backward() once per term does
+        (the gradients then add up in its order). A non-finite loss is recorded on the device (read by
+        callbacks.nonfinite), or with `skip_nonfinite` not applied."""
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        bad = ~torch.isfinite(loss.detach())
+        for term in (loss, *more):
+            self.manual_backward(term)
+        bad = ~torch.isfinite(torch.stack([t.detach().float() for t in (loss, *more)])).all()
         if self.skip_nonfinite:
             if bool(bad):
                 opt.zero_grad(set_to_none=True)

@@ -10,6 +10,8 @@ The seed article's variant (`order: d_first`, model=cyclegan_seed) steps D_X, D_
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,7 +55,9 @@ class CycleGAN(TwoDomainGAN):
                 f"data.input_nc={in_nc} and data.output_nc={out_nc}; set model.lambda_identity=0 or equal channel counts"
             )
         self.criterion_gan = GANLoss(gan_mode)
-        self.fake_A_pool, self.fake_B_pool = ImagePool(pool_size), ImagePool(pool_size)
+        # One generator for both pools, as the reference's share Python's `random` (utils/image_pool.py)
+        pool_rng = random.Random(torch.initial_seed())
+        self.fake_A_pool, self.fake_B_pool = ImagePool(pool_size, pool_rng), ImagePool(pool_size, pool_rng)
 
     # ----- the paper's objective, one phase a method ----------------------------------------------
     def generator_losses(self, real_A, real_B, out) -> dict[str, torch.Tensor]:

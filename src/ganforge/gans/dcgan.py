@@ -1,9 +1,11 @@
 """DCGAN (Radford et al. 2016): images from noise, as pytorch/examples `dcgan/main.py` trains it.
 
 z ~ N(0, 1) of `nz` channels at 1x1. Each iteration, in the reference order: G(z) once; the D step on
-the real batch (target 1) and on the detached fake (target 0), the two BCE losses summed
-(errD = errD_real + errD_fake); then the G step with the non-saturating loss BCE(D(G(z)), 1) on the
-same fake. The LR stays constant (main.py has no schedule; the config's linear policy has no decay epochs).
+the real batch (target 1) and on the detached fake (target 0), each BCE loss backpropagated on its own
+(errD = errD_real + errD_fake is what is logged); then the G step with the non-saturating loss
+BCE(D(G(z)), 1) on the same fake; then, every `fixed_noise_forward_every` batches of an epoch, G on the
+fixed noise in train mode, as main.py does for its sample grid (BatchNorm's running statistics count that
+batch). The LR stays constant (main.py has no schedule; the config's linear policy has no decay epochs).
 
 Batches are {"real": images in [-1, 1]} (ganforge.data.image_folder and torchvision_sets).
 """
@@ -41,6 +43,7 @@ class DCGAN(GANModule):
         num_fixed_noise: int = 64,
         swd_patch_size: int = 7,
         sample_batch_stats: bool = False,
+        fixed_noise_forward_every: int | None = 100,
     ):
         super().__init__(scheduler=scheduler)
         self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
@@ -84,10 +87,14 @@ class DCGAN(GANModule):
         fake = self.netG(self.noise(len(real)))
         with self.toggled_optimizer(opt_d):
             d = self.discriminator_losses(real, fake)
-            self.step(opt_d, d["loss_D"])
+            self.step(opt_d, d["loss_D_real"], d["loss_D_fake"])
         with self.toggled_optimizer(opt_g):
             g = self.generator_losses(fake)
             self.step(opt_g, g["loss_G"])
+        every = self.hparams.fixed_noise_forward_every
+        if every and batch_idx % every == 0:
+            with torch.no_grad():  # main.py: `fake = netG(fixed_noise)` for its image, G in train mode
+                self.netG(self.fixed_noise)
         self.log("train/loss_D", d.pop("loss_D").detach(), prog_bar=True)
         self.log("train/loss_G", g.pop("loss_G").detach(), prog_bar=True)
         self.log_dict({f"train/{k}": v.detach() for k, v in d.items()})

@@ -5,6 +5,15 @@ an image of scale n's size; its D is a WGAN-GP patch critic. Scales train one af
 each for `iters_per_scale` iterations of `d_steps` D steps then `g_steps` G steps, and are frozen
 when done.
 
+Step for step as the reference's `train_single_scale` (docs/faithfulness.md): the coarsest scale
+draws a new reconstruction noise z_opt every iteration and keeps the last (`fixed_z_opt=true`: one
+draw, the paper's z*); between scales the output is upsampled with the reference's `imresize` by
+1 / scale_factor and cropped top-left; each loss term is backpropagated on its own, in the
+reference's order; the first G step reuses the last D step's fake, and G runs in train mode exactly
+as often as there (BatchNorm's running statistics, which the frozen scales use, come out the same).
+The one intended deviation: G steps 2..g_steps recompute the fake from the current weights (the
+reference backpropagates through the first step's stale graph, which current torch refuses).
+
 How the pyramid maps onto Lightning (see docs/singan.md): one module, all scales' nets and one
 optimizer pair per scale built up front, and an epoch is a slice of `iters_per_scale` (the
 data's `iters_per_epoch`). So scale = epoch // epochs_per_scale and every end-of-epoch checkpoint
@@ -18,6 +27,7 @@ The applications (random samples, injection, SR, animation) are methods of the i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -28,8 +38,21 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from ganforge.gans.base import GANModule, set_requires_grad
 from ganforge.gans.losses import gradient_penalty
 from ganforge.models.singan import SinGANModel, scale_step
-from ganforge.nets.singan import SinGANDiscriminator, SinGANGenerator, resize
+from ganforge.nets.singan import SinGANDiscriminator, SinGANGenerator
 from ganforge.utils.errors import CheckpointError, ConfigError
+
+
+@contextmanager
+def running_stats_kept(net: nn.Module):
+    """Train-mode forwards that normalise by the batch but leave BatchNorm's running statistics as they are."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
 
 
 class SinGAN(GANModule):
@@ -55,6 +78,9 @@ class SinGAN(GANModule):
         lr_milestone: int = 1600,
         lr_gamma: float = 0.1,
         pyramid: list | None = None,
+        scale_factor: float | None = None,
+        fixed_z_opt: bool = False,
+        rec_snapshot_every: int | None = 500,
         iters_per_epoch: int = 100,
         scheduler: Mapping[str, Any] | None = None,
     ):
@@ -67,8 +93,6 @@ class SinGAN(GANModule):
         if not pyramid:
             raise ConfigError("model.pyramid is empty: SinGAN takes it from data=single_image (its image's scales)")
         self._build([tuple(int(v) for v in s) for s in pyramid])
-        # z_opt is drawn once, from the seeded stream, and then lives in checkpoints.
-        self.z_opt.copy_(self.noise(0, self.pyramid[0], 1))
 
     # ----- the pyramid ---------------------------------------------------------------------------
     def _width_at(self, base: int, n: int) -> int:
@@ -92,7 +116,7 @@ class SinGAN(GANModule):
         for n, (h, w) in enumerate(sizes):
             self.register_buffer(f"real_{n}", torch.zeros(1, nc, h, w))
         self.pad = self.netG[0].pad
-        self.register_buffer("z_opt", torch.zeros(1, nc, *sizes[0]))  # the fixed reconstruction noise
+        self.register_buffer("z_opt", torch.zeros(1, nc, *sizes[0]))  # the reconstruction noise
         self.register_buffer("noise_amp", torch.ones(len(sizes)))
 
     @property
@@ -124,7 +148,8 @@ class SinGAN(GANModule):
         if [tuple(s) for s in dm.pyramid] != self.pyramid:
             raise CheckpointError(f"model.pyramid={self.pyramid} does not match the image's pyramid {dm.pyramid}")
         for n, r in enumerate(dm.reals):
-            self.real(n).copy_(r)
+            # in the memory layout imresize gave it, as the reference's reals: reductions over it sum in its order
+            self.register_buffer(f"real_{n}", r.to(self.real(n)).clone(memory_format=torch.preserve_format))
 
     # ----- generation: the inference model around the pyramid ---------------------------------------
     def inference_model(self) -> SinGANModel:
@@ -145,6 +170,9 @@ class SinGAN(GANModule):
     def chain(self, first: int, last: int, x: torch.Tensor, z_fn, sizes=None) -> torch.Tensor:
         return self.inference_model().chain(first, last, x, z_fn, sizes)
 
+    def upsample(self, x: torch.Tensor, size) -> torch.Tensor:
+        return self.inference_model().upsample(x, size)
+
     def prev_for(self, n: int, kind: str) -> torch.Tensor:
         """Scale n's input image: the frozen scales' output ('rand' or 'rec'), upsampled to scale n."""
         zeros = self.real(0).new_zeros(1, self.hparams.channels, *self.pyramid[0])
@@ -153,10 +181,10 @@ class SinGAN(GANModule):
         if kind == "rec":
             if n not in self._rec_cache:  # frozen and in eval mode: deterministic
                 with torch.no_grad():
-                    self._rec_cache[n] = resize(self.chain(0, n - 1, zeros, self.rec_noise), self.pyramid[n])
+                    self._rec_cache[n] = self.upsample(self.chain(0, n - 1, zeros, self.rec_noise), self.pyramid[n])
             return self._rec_cache[n]
         with torch.no_grad():
-            return resize(self.chain(0, n - 1, zeros, self.noise), self.pyramid[n])
+            return self.upsample(self.chain(0, n - 1, zeros, self.noise), self.pyramid[n])
 
     def reconstruct(self, n: int) -> torch.Tensor:
         return self.scale_forward(n, self.rec_noise(n, self.pyramid[n]), self.prev_for(n, "rec"))
@@ -201,7 +229,8 @@ class SinGAN(GANModule):
         return self
 
     def start_scale(self, n: int) -> None:
-        """Warm start from scale n-1 when the width is unchanged; noise amp from the reconstruction RMSE."""
+        """Warm start from scale n-1 when the width is unchanged; noise amp from the reconstruction RMSE;
+        with `fixed_z_opt`, the one draw of the reconstruction noise."""
         # The reference copies when nfc is unchanged; min_nfc doubles with it, and comparing it too
         # only matters for a config whose shapes differ (where the reference's copy would fail).
         if n > 0 and (self.nfc_at(n), self.min_nfc_at(n)) == (self.nfc_at(n - 1), self.min_nfc_at(n - 1)):
@@ -209,6 +238,8 @@ class SinGAN(GANModule):
             self.netD[n].load_state_dict(self.netD[n - 1].state_dict())
         if n == 0:
             amp = 1.0
+            if self.hparams.fixed_z_opt:
+                self.z_opt.copy_(self.noise(0, self.pyramid[0]))
         else:
             amp = self.hparams.noise_amp_init * torch.sqrt(F.mse_loss(self.real(n), self.prev_for(n, "rec")))
         self.noise_amp[n] = amp
@@ -219,12 +250,12 @@ class SinGAN(GANModule):
         gp, _ = gradient_penalty(netD, real, fake, weight=self.hparams.lambda_grad, norm_over="pixel")
         return {"loss_D_real": loss_real, "loss_D_fake": loss_fake, "loss_D_gp": gp, "loss_D": loss_real + loss_fake + gp}
 
-    def generator_losses(self, n, netD, noisy_z, prev) -> dict[str, torch.Tensor]:
-        # A fresh fake from the current weights at every G step: the reference reused the fake of
-        # the last D step, whose graph the first G update invalidates (its in-place error).
-        fake = self.scale_forward(n, noisy_z, prev)
+    def generator_losses(self, n, netD, fake) -> dict[str, torch.Tensor]:
         loss_gan = -netD(fake).mean()
-        loss_rec = self.hparams.alpha * F.mse_loss(self.reconstruct(n), self.real(n))
+        if self.hparams.alpha == 0:  # the reference then runs no reconstruction
+            loss_rec = loss_gan.new_zeros(())
+        else:
+            loss_rec = self.hparams.alpha * F.mse_loss(self.reconstruct(n), self.real(n))
         return {"loss_G_GAN": loss_gan, "loss_G_rec": loss_rec, "loss_G": loss_gan + loss_rec}
 
     def training_step(self, batch, batch_idx):
@@ -237,20 +268,34 @@ class SinGAN(GANModule):
         for o in (opt_g, opt_d):
             for group in o.param_groups:
                 group["lr"] = group["initial_lr"] * (self.hparams.lr_gamma if it >= self.hparams.lr_milestone else 1.0)
-        real, netD = self.real(n), self.netD[n]
+        real, netD, hp = self.real(n), self.netD[n], self.hparams
+        if n == 0 and not hp.fixed_z_opt:  # the reference draws z_opt anew each iteration and keeps the last
+            self.z_opt.copy_(self.noise(0, self.pyramid[0]))
         z = self.noise(n, self.pyramid[n])  # one draw per iteration, shared by its D and G steps
 
-        for _ in range(self.hparams.d_steps):
+        for j in range(hp.d_steps):
             prev = self.prev_for(n, "rand")
-            with torch.no_grad():
+            # The last D step's fake keeps its graph: the first G step backpropagates through it, as the reference.
+            with torch.set_grad_enabled(j == hp.d_steps - 1):
                 fake = self.scale_forward(n, z, prev)
             with self.toggled_optimizer(opt_d):
-                d = self.critic_losses(netD, real, fake)
-                self.step(opt_d, d["loss_D"])
-        for _ in range(self.hparams.g_steps):
+                d = self.critic_losses(netD, real, fake.detach())
+                self.step(opt_d, d["loss_D_real"], d["loss_D_fake"], d["loss_D_gp"])
+        for k in range(hp.g_steps):
             with self.toggled_optimizer(opt_g):
-                g = self.generator_losses(n, netD, z, prev)
-                self.step(opt_g, g["loss_G"])
+                if k:
+                    # The one intended deviation: a fresh fake from the current weights (the reference reuses the
+                    # first step's graph, stale after its update, which current torch refuses). The forward the
+                    # reference does not make leaves the running statistics alone.
+                    with running_stats_kept(self.netG[n]):
+                        fake = self.scale_forward(n, z, prev)
+                g = self.generator_losses(n, netD, fake)
+                self.step(opt_g, g["loss_G_GAN"], g["loss_G_rec"])
+        if hp.rec_snapshot_every and (it % hp.rec_snapshot_every == 0 or it == hp.iters_per_scale - 1):
+            # The reference saves G(z_opt) as an image every 500 iterations and at a scale's last, running G in
+            # train mode: BatchNorm's running statistics count that batch, and so do these.
+            with torch.no_grad():
+                self.reconstruct(n)
 
         self.log("train/loss_G_rec", g["loss_G_rec"].detach(), prog_bar=True)
         self.log_dict({f"train/{k}": v.detach() for k, v in {**d, **g}.items() if k != "loss_G_rec"})

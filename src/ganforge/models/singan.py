@@ -29,6 +29,7 @@ from ganforge.models.images import (
 from ganforge.models.registry import register_model
 from ganforge.models.spec import MAX_CHANNELS, MAX_SIDE, check_range, setting, short
 from ganforge.nets.export import eval_copy
+from ganforge.nets.imresize import upsample_to
 from ganforge.nets.registry import build_net, check_net_config
 from ganforge.nets.singan import SinGANGenerator, ceil_size, resize
 from ganforge.utils.errors import CheckpointError, ConfigError
@@ -46,15 +47,17 @@ class PyramidSampler(nn.Module):
     """`SinGANModel.generate` as one module for export: the noises are inputs (scale 0's has one channel,
     shared by all, as the reference), so the graph draws nothing; the sizes are fixed."""
 
-    def __init__(self, nets: nn.ModuleList, noise_amp: torch.Tensor, pad: int, sizes: list[tuple[int, int]], channels: int):
+    def __init__(self, nets: nn.ModuleList, noise_amp: torch.Tensor, pad: int, sizes: list[tuple[int, int]], channels: int,
+                 scale_factor: float):
         super().__init__()
-        self.nets, self.pad, self.sizes, self.channels = nets, pad, sizes, channels
+        self.nets, self.pad, self.sizes, self.channels, self.scale_factor = nets, pad, sizes, channels, scale_factor
         self.register_buffer("noise_amp", noise_amp.detach().clone())
 
     def forward(self, *noises: torch.Tensor) -> torch.Tensor:
         x = torch.zeros_like(noises[0]).expand(-1, self.channels, -1, -1)
         for n, net in enumerate(self.nets):
-            x = resize(x, self.sizes[n])
+            if n:
+                x = upsample_to(x, self.scale_factor, self.sizes[n])
             x = scale_step(net, self.noise_amp[n], noises[n].expand_as(x), x, self.pad)
         return x
 
@@ -91,6 +94,9 @@ class SinGANModel(InferenceModel):
         #: one generator config a scale
         generators: list[dict[str, Any]] = field(default_factory=list)
         nets: dict[str, dict[str, Any]] = field(default_factory=dict)  # SinGAN's nets are `generators`
+        #: the pyramid's refit factor: between scales an output is upsampled by its inverse (reference imresize);
+        #: None (a model trained before it was stored): the factor the pyramid's shorter sides span
+        scale_factor: float | None = None
 
         def __post_init__(self) -> None:
             check_range(self.channels, 1, MAX_CHANNELS, "channels")
@@ -106,6 +112,9 @@ class SinGANModel(InferenceModel):
                 check_net_config(config, f"generators[{n}]")
             if self.nets:
                 raise ValueError("SinGAN keeps its nets in `generators`; nets must be empty")
+            if self.scale_factor is not None and (isinstance(self.scale_factor, bool) or not isinstance(self.scale_factor, (int, float))
+                                                  or not 0.05 <= self.scale_factor < 1):
+                raise ValueError(f"scale_factor must be a number in [0.05, 1), got {short(self.scale_factor)}")
 
     def __init__(self, spec: Spec, nets: Mapping[str, nn.Module] | None = None, model_name: str | None = None,
                  buffers: Mapping[str, torch.Tensor] | None = None):
@@ -139,7 +148,8 @@ class SinGANModel(InferenceModel):
         generators = [{"name": SinGANGenerator.__name__, "kwargs": {"nc": setting(model, "channels", 3), "nfc": nfc, "min_nfc": min_nfc,
                                                                     "num_layer": setting(model, "num_layer", 5), "ker": 3}}
                       for nfc, min_nfc in widths]
-        return {"channels": setting(model, "channels", 3), "pyramid": pyramid, "generators": generators}
+        return {"channels": setting(model, "channels", 3), "pyramid": pyramid, "generators": generators,
+                "scale_factor": setting(model, "scale_factor", None)}
 
     @property
     def pyramid(self) -> list[tuple[int, int]]:
@@ -154,7 +164,8 @@ class SinGANModel(InferenceModel):
 
     def preprocessing(self) -> dict[str, Any]:
         return {"input": "noise (one N(0, 1) map a scale; the coarsest has one channel)", "range": [-1.0, 1.0],
-                "channels": self.spec.channels, "pyramid": self.spec.pyramid, "resize": "bicubic, antialiased when shrinking"}
+                "channels": self.spec.channels, "pyramid": self.spec.pyramid,
+                "resize": "between scales: the reference's imresize (MATLAB cubic, 8-bit) by 1 / scale_factor, cropped"}
 
     # ----- the pyramid -------------------------------------------------------------------------------
     def noise(self, n: int, size, batch: int = 1) -> torch.Tensor:
@@ -171,12 +182,24 @@ class SinGANModel(InferenceModel):
     def scale_forward(self, n: int, z: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         return scale_step(self.netG[n], self.noise_amp[n], z, prev, self.pad)
 
+    @property
+    def scale_factor(self) -> float:
+        if self.spec.scale_factor is not None:
+            return float(self.spec.scale_factor)
+        return (min(self.pyramid[0]) / min(self.pyramid[-1])) ** (1 / max(self.num_scales - 1, 1))
+
+    def upsample(self, x: torch.Tensor, size) -> torch.Tensor:
+        """One scale's output as the next one's input, as the reference trains and samples: its imresize by
+        1 / scale_factor, the top-left `size` kept (nets/imresize.py)."""
+        return upsample_to(x, self.scale_factor, size)
+
     def chain(self, first: int, last: int, x: torch.Tensor, z_fn: Callable, sizes=None) -> torch.Tensor:
         """Run scales first..last on `x` (at scale `first`'s size), upsampling between scales; z_fn(n, size)
         gives each scale's noise."""
         sizes = sizes or self.pyramid
         for n in range(first, last + 1):
-            x = resize(x, sizes[n])
+            if n > first:
+                x = self.upsample(x, sizes[n])
             x = self.scale_forward(n, z_fn(n, sizes[n]).expand_as(x), x)
         return x
 
@@ -315,7 +338,8 @@ class SinGANModel(InferenceModel):
         scale_h, scale_w = float(opts.get("scale_h") or 1.0), float(opts.get("scale_w") or 1.0)
         sizes = self.sample_sizes(scale_h, scale_w)
         nc = self.spec.channels
-        module = PyramidSampler(nn.ModuleList(eval_copy(g) for g in self.netG), self.noise_amp, self.pad, sizes, nc)
+        module = PyramidSampler(nn.ModuleList(eval_copy(g) for g in self.netG), self.noise_amp, self.pad, sizes, nc,
+                                self.scale_factor)
         example = tuple(torch.randn(1, 1 if n == 0 else nc, *s) for n, s in enumerate(sizes))
         inputs = [{"name": f"noise_{n}", "kind": "noise", "shape": ["batch", 1 if n == 0 else nc, *s], "dtype": "float32",
                    "distribution": "N(0, 1)"} for n, s in enumerate(sizes)]
