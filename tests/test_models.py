@@ -94,8 +94,12 @@ def fixed_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             out[key] = torch.rand(value.shape, generator=gen) * 0.5
         elif key.startswith(("z_opt", "real_")):
             out[key] = torch.randn(value.shape, generator=gen).clamp(-1, 1)
+        elif value.dim() > 1:  # conv and linear weights: unit-variance activations, so no output saturates
+            out[key] = torch.randn(value.shape, generator=gen) * (value[0].numel() ** -0.5)
+        elif key.endswith("weight"):  # norm scales
+            out[key] = 1 + 0.1 * torch.randn(value.shape, generator=gen)
         else:
-            out[key] = torch.randn(value.shape, generator=gen) * (0.2 if value.dim() > 1 else 0.05)
+            out[key] = 0.05 * torch.randn(value.shape, generator=gen)
     return out
 
 
