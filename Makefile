@@ -30,6 +30,7 @@ bench: venv            ## the benchmarks of docs/benchmarks.md (each prints its 
 	$(PY) bench/step_time.py model=pix2pix precision=32-true
 	$(PY) bench/step_time.py model=pix2pix precision=bf16-mixed
 	$(PY) bench/fid_throughput.py
+	$(PY) bench/inference.py $(if $(OLD_SRC),--old-src $(OLD_SRC))
 
 clean:
 	rm -rf logs .pytest_cache site
