@@ -138,3 +138,58 @@ def test_non_finite_weights_load_with_a_warning_naming_them(good, tmp_path, capl
     model = ganforge.load(_tampered(good, tmp_path, nan))
     assert "netG.model.model.0.weight" in caplog.text and "NaN or infinite" in caplog.text
     assert model.check_finite() == ["netG.model.model.0.weight"]
+
+
+# ----- fuzzing: random edits of a real checkpoint's stored config and EMA state ---------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True) | st.text(max_size=12),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=6)
+FUZZ = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*prefix, i))
+
+
+def _set(node, path, value):
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+@FUZZ
+@given(data=st.data())
+def test_random_edits_of_the_stored_config_load_or_give_one_checkpoint_error(data, good, tmp_path):
+    config = _copy(good["ganforge"]["config"])
+    paths = [p for p in _paths(config) if p]
+    for _ in range(data.draw(st.integers(1, 3))):
+        _set(config, data.draw(st.sampled_from(paths)), data.draw(JSON))
+    path = _tampered(good, tmp_path, lambda c: c["ganforge"].update(config=config))
+    try:
+        ganforge.load(path)
+    except GanforgeError:
+        pass
+
+
+NET_STATE = st.dictionaries(st.sampled_from(["n_averaged", "module.model.model.0.weight", "x"]), JSON | st.just(torch.ones(1)),
+                            max_size=3)
+
+
+@FUZZ
+@given(state=st.dictionaries(st.sampled_from(["nets", "decay", "n_averaged", "netG"]),
+                             JSON | st.dictionaries(st.sampled_from(["netG", "netE", "__class__", "module"]), JSON | NET_STATE, max_size=2),
+                             max_size=3))
+def test_random_ema_states_load_or_give_one_checkpoint_error(state, good, tmp_path):
+    try:
+        ganforge.load(_tampered(good, tmp_path, lambda c: c.update(callbacks={"GeneratorEMA": state})))
+    except GanforgeError:
+        pass

@@ -304,3 +304,19 @@ def test_push_to_hub_uploads_the_model_folder(tmp_path, monkeypatch):
     url = model.push_to_hub("frogs-dcgan", token="t")
     assert url == "https://huggingface.co/user/frogs-dcgan/commit/1" and calls["repo"] == "frogs-dcgan"
     assert calls["files"] == ["README.md", "config.json", "model.safetensors"] and calls["config"]["model"] == "dcgan"
+
+
+@pytest.mark.slow
+def test_a_training_run_writes_its_model_folder_beside_last_ckpt(tmp_path):
+    from ganforge.cli.train import train
+    from tests.conftest import TINY
+
+    cfg = compose_train(tmp_path, TINY)
+    train(cfg)
+    folder = tmp_path / "checkpoints" / "model"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    from_folder, from_ckpt = ganforge.load(folder), ganforge.load(tmp_path / "checkpoints" / "last.ckpt")
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    assert torch.equal(from_folder.generate(x, seed=0), from_ckpt.generate(x, seed=0))
+    card = (folder / "README.md").read_text()
+    assert "pix2pix" in card and "python train.py debug=tiny" in card and "## Metrics" in card

@@ -294,7 +294,7 @@ def sifid_report(model, images: list, out_dir: Path, opts: Mapping) -> list[Path
         return []
     real = model.real(model.num_scales - 1)
     for s in images:
-        suite.update(s, real)
+        suite.update(s[None] if s.dim() == 3 else s, real)
     report = {
         "sifid_mean": float(suite.compute()["sifid"]),
         "sifid": [float(v) for v in suite.metrics["sifid"].scores],

@@ -137,9 +137,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         _finish(loggers)
     if trainer.checkpoint_callback is not None:
         log.info("Checkpoints: %s", trainer.checkpoint_callback.dirpath)
-        last = trainer.checkpoint_callback.last_model_path
-        if cfg.get("train", True) and trainer.is_global_zero and last and Path(last).is_file():
-            folder = Path(last).parent / "model"
+        last = next((Path(cb.dirpath) / "last.ckpt" for cb in trainer.checkpoint_callbacks
+                     if cb.dirpath and (Path(cb.dirpath) / "last.ckpt").is_file()), None)
+        if cfg.get("train", True) and trainer.is_global_zero and last is not None:
+            folder = last.parent / "model"
             load(last).save_pretrained(folder)
             log.info("Model folder (ganforge.load, ganforge-predict ckpt_path=...): %s", folder)
     return metrics, objects
