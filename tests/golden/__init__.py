@@ -16,8 +16,10 @@ same (`MACHINE` is written into each fixture).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -42,6 +44,15 @@ def _cpu_model() -> str:
 
 #: where a run's exact bits come from: the torch build, its CPU kernels' instruction set and the CPU
 MACHINE = f"torch {torch.__version__} | {torch.backends.cpu.get_cpu_capability()} | {_cpu_model()}"
+
+
+def check_files(reference: Path, files: dict[str, str], pinned: str) -> None:
+    """Stop unless every file of `files` ({relative path: SHA-256 with line endings normalised}) is the pinned one."""
+    for rel, digest in files.items():
+        path = reference / rel
+        text = path.read_bytes().replace(b"\r\n", b"\n") if path.is_file() else b""
+        if hashlib.sha256(text).hexdigest() != digest:
+            sys.exit(f"{path} is not the file of commit {pinned}: check that commit out")
 
 
 def save_fixture(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:

@@ -14,7 +14,6 @@ as each step left them (read from main.py's globals). Output: dcgan.safetensors.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tests.golden import FIXTURES, MACHINE
+from tests.golden import FIXTURES, MACHINE, check_files
 
 FROGS = FIXTURES.parents[2].parent / "shared" / "data" / "cifar10_frog" / "train" / "frog"
 #: the pytorch/examples commit whose dcgan/main.py was run
@@ -52,14 +51,6 @@ def real_from_levels(levels: torch.Tensor) -> torch.Tensor:
     return (levels.to(torch.float64) / 255 - mean) / std  # ToTensor, then Normalize((0.5,) * 3, (0.5,) * 3)
 
 
-def check_files(reference: Path) -> None:
-    for rel, digest in FILES.items():
-        path = reference / rel
-        text = path.read_bytes().replace(b"\r\n", b"\n") if path.is_file() else b""
-        if hashlib.sha256(text).hexdigest() != digest:
-            sys.exit(f"{path} is not the file of commit {PINNED}: check that commit out")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ref", default=os.environ.get("GANFORGE_REF_DCGAN"),
@@ -69,7 +60,7 @@ def main() -> None:
     script = Path(args.ref or "") / "dcgan" / "main.py"
     if not script.is_file():
         sys.exit(f"give --ref <folder with dcgan/main.py> (a pytorch/examples checkout at {PINNED})")
-    check_files(Path(args.ref))
+    check_files(Path(args.ref), FILES, PINNED)
     out: dict[str, torch.Tensor] = {}
     with tempfile.TemporaryDirectory() as work:
         root = Path(work) / "frogs"

@@ -19,7 +19,6 @@ which current torch refuses (an in-place error), and ganforge recomputes the fak
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from tests.golden import FIXTURES, MACHINE
+from tests.golden import FIXTURES, MACHINE, check_files
 
 SHARED = FIXTURES.parents[2].parent / "shared" / "data"
 INPUT = FIXTURES / "singan_input.png"
@@ -218,14 +217,6 @@ def make_imresize_fixture(reference: Path, out: Path) -> None:
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 
-def check_files(reference: Path) -> None:
-    for rel, digest in FILES.items():
-        path = reference / rel
-        text = path.read_bytes().replace(b"\r\n", b"\n") if path.is_file() else b""
-        if hashlib.sha256(text).hexdigest() != digest:
-            sys.exit(f"{path} is not the file of commit {PINNED}: check that commit out")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ref", default=os.environ.get("GANFORGE_REF_SINGAN"),
@@ -234,7 +225,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.ref or not (Path(args.ref) / "SinGAN" / "training.py").is_file():
         sys.exit("give --ref <folder with SinGAN/training.py> (a tamarott/SinGAN checkout at " + PINNED + ")")
-    check_files(Path(args.ref))
+    check_files(Path(args.ref), FILES, PINNED)
     make_input()
     make_imresize_fixture(Path(args.ref).resolve(), FIXTURES / "imresize.safetensors")
     out = Path(args.out).resolve()
