@@ -170,8 +170,8 @@ def _set(node, path, value):
 @given(data=st.data())
 def test_random_edits_of_the_stored_config_load_or_give_one_checkpoint_error(data, good, tmp_path):
     config = _copy(good["ganforge"]["config"])
-    paths = [p for p in _paths(config) if p]
     for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(config) if p]  # again after each edit: an edit can remove what a path led to
         _set(config, data.draw(st.sampled_from(paths)), data.draw(JSON))
     path = _tampered(good, tmp_path, lambda c: c["ganforge"].update(config=config))
     try:

@@ -37,4 +37,4 @@ def test_evaluate_notebook_runs_on_a_tiny_checkpoint(tmp_path, tiny_checkpoint, 
     assert len(figures) >= 2  # the sample grid and the loss curves
     text = "".join(o.get("text", "") + json.dumps(o.get("data", {})) for o in outputs)
     assert "fid" in text and "not multimodal" in text
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["model"] == "Pix2Pix"
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["model"] == "pix2pix"  # the registered model name
