@@ -152,7 +152,7 @@ class SinGAN(GANModule):
             self.register_buffer(f"real_{n}", r.to(self.real(n)).clone(memory_format=torch.preserve_format))
 
     # ----- generation: the inference model around the pyramid ---------------------------------------
-    def inference_model(self) -> SinGANModel:
+    def build_inference_model(self) -> SinGANModel:
         buffers = {"noise_amp": self.noise_amp, "z_opt": self.z_opt} | {f"real_{n}": self.real(n) for n in range(self.num_scales)}
         settings = {**self.hparams, "pyramid": [list(size) for size in self.pyramid]}
         spec = SinGANModel.Spec(**SinGANModel.spec_data(self.model_name, settings, self.data_settings(), net=None))
