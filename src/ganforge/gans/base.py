@@ -170,9 +170,11 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         """The inference model (ganforge.models) around this module's own generator nets (shared, not copied), its
         spec from the module's hyper-parameters, its nets' configs and the run's data config, by the model's own rule
         (`spec_data`, as `ganforge.load` reads a checkpoint): what the grids, validation, metric batches, exports and
-        the model folder use. Built once and kept while the module's nets, buffers and run config are the same objects
-        (a net swapped in setup, or buffers moved by `.to()`, build it again): training steps call it too."""
-        key = (id(self.run_config), *map(id, self.children()), *map(id, self.buffers(recurse=False)))
+        the model folder use. Built once and kept while the module's nets, buffers, hyper-parameters and run config are
+        the same objects (a net swapped in setup, buffers moved by `.to()` or a hyper-parameter set anew build it
+        again): training steps call it too."""
+        key = (id(self.run_config), *map(id, self.children()), *map(id, self.buffers(recurse=False)),
+               *((k, id(v)) for k, v in self.hparams.items()))
         cached = self.__dict__.get("_inference")
         if cached is None or cached[0] != key:
             cached = self.__dict__["_inference"] = (key, self.build_inference_model())  # not a submodule: no state
