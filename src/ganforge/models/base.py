@@ -127,10 +127,6 @@ class InferenceModel(nn.Module):
         #: what the training run said of itself, for the model card (data, command, metrics, EMA)
         self.training_info: dict[str, Any] = {}
 
-    @classmethod
-    def nets_spec(cls, nets: Mapping[str, nn.Module | None]) -> dict[str, dict[str, Any]]:
-        return {name: net_config(net, name) for name, net in nets.items() if net is not None}
-
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
