@@ -29,7 +29,7 @@ from torch import nn
 
 from ganforge.models.folder import FORMAT_VERSION
 from ganforge.models.registry import MODELS
-from ganforge.nets.registry import build_net, net_config
+from ganforge.nets.registry import build_net
 from ganforge.utils.errors import CheckpointError
 
 
