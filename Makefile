@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test test-fast docs bench venv clean
+.PHONY: train test test-fast lint docs bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ test: venv             ## the whole test suite (CI runs exactly this)
 
 test-fast: venv        ## the unit tests alone (pytest -m "not slow"), for the edit loop: a couple of minutes
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+lint: venv             ## ruff's lint rules and its formatter, as configured in pyproject.toml (CI runs this)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 docs: venv             ## the docs site into site/ (mkdocs-material); a broken link or a missing page fails it
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

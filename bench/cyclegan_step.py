@@ -48,8 +48,14 @@ class PlainCycleGAN:
             fake_B, fake_A = self.G_A(A), self.G_B(B)
             rec_A, rec_B = self.G_B(fake_B), self.G_A(fake_A)
             self._ds(False)
-            loss_g = (ls(self.D_A(fake_B), 1) + ls(self.D_B(fake_A), 1) + 10 * F.l1_loss(rec_A, A)
-                      + 10 * F.l1_loss(rec_B, B) + 5 * F.l1_loss(self.G_A(B), B) + 5 * F.l1_loss(self.G_B(A), A))
+            loss_g = (
+                ls(self.D_A(fake_B), 1)
+                + ls(self.D_B(fake_A), 1)
+                + 10 * F.l1_loss(rec_A, A)
+                + 10 * F.l1_loss(rec_B, B)
+                + 5 * F.l1_loss(self.G_A(B), B)
+                + 5 * F.l1_loss(self.G_B(A), A)
+            )
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -87,31 +93,48 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    nets = [ResnetGenerator(3, 3, 64, n_blocks=9), ResnetGenerator(3, 3, 64, n_blocks=9),
-            NLayerDiscriminator(3, 64, 3, norm="instance"), NLayerDiscriminator(3, 64, 3, norm="instance")]
+    nets = [
+        ResnetGenerator(3, 3, 64, n_blocks=9),
+        ResnetGenerator(3, 3, 64, n_blocks=9),
+        NLayerDiscriminator(3, 64, 3, norm="instance"),
+        NLayerDiscriminator(3, 64, 3, norm="instance"),
+    ]
     plain = PlainCycleGAN(*copy.deepcopy(nets), bf16=args.precision == "bf16-mixed")
     adam = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
     model = CycleGAN(*nets, optimizer_g=adam, optimizer_d=adam, scheduler={"n_epochs": 100, "n_epochs_decay": 100})
 
     n = args.warmup + args.steps
     g = torch.Generator().manual_seed(1)
-    data = [{"A": torch.rand(3, args.size, args.size, generator=g) * 2 - 1,
-             "B": torch.rand(3, args.size, args.size, generator=g) * 2 - 1} for _ in range(n)]
+    data = [
+        {"A": torch.rand(3, args.size, args.size, generator=g) * 2 - 1, "B": torch.rand(3, args.size, args.size, generator=g) * 2 - 1}
+        for _ in range(n)
+    ]
     timer = Alternate(plain)
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=n, limit_val_batches=0, precision=args.precision,
-                        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer])
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=n,
+        limit_val_batches=0,
+        precision=args.precision,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=1))
 
-    gf, pl = statistics.median(timer.ganforge_s[args.warmup:]), statistics.median(timer.plain_s[args.warmup:])
+    gf, pl = statistics.median(timer.ganforge_s[args.warmup :]), statistics.median(timer.plain_s[args.warmup :])
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
-    print(f"CycleGAN step, {args.size} px, resnet_9blocks, batch 1, precision {args.precision}, "
-          f"{torch.get_num_threads()} threads, median of {args.steps} after {args.warmup} warm-up steps")
+    print(
+        f"CycleGAN step, {args.size} px, resnet_9blocks, batch 1, precision {args.precision}, "
+        f"{torch.get_num_threads()} threads, median of {args.steps} after {args.warmup} warm-up steps"
+    )
     print(f"ganforge: {gf:.3f} s/step ({1 / gf:.3f} images/s)")
     print(f"plain:    {pl:.3f} s/step ({1 / pl:.3f} images/s)")
     print(f"peak RSS (process, both loops): {rss_gb:.2f} GB")
-    print("every step, s (warm-up first): ganforge", [round(t, 2) for t in timer.ganforge_s],
-          "plain", [round(t, 2) for t in timer.plain_s])
+    print("every step, s (warm-up first): ganforge", [round(t, 2) for t in timer.ganforge_s], "plain", [round(t, 2) for t in timer.plain_s])
     print(f"step-time ratio ganforge/plain: {gf / pl:.2f}")
 
 

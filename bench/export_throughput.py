@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +40,21 @@ def main(iters: int = 10) -> None:
         with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             path = Path(d) / "g.onnx"
-            torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17, input_names=["image"],
-                              output_names=["output"], dynamic_axes={"image": {0: "batch", 2: "h", 3: "w"}})
+            torch.onnx.export(
+                module,
+                (x,),
+                str(path),
+                dynamo=False,
+                opset_version=17,
+                input_names=["image"],
+                output_names=["output"],
+                dynamic_axes={"image": {0: "batch", 2: "h", 3: "w"}},
+            )
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         xn = x.numpy()
         with torch.inference_mode():
-            r_torch = rate(lambda: module(x), iters)
-        r_ort = rate(lambda: sess.run(None, {"image": xn}), iters)
+            r_torch = rate(partial(module, x), iters)
+        r_ort = rate(partial(sess.run, None, {"image": xn}), iters)
         diff = float(np.abs(sess.run(None, {"image": xn})[0] - module(x).detach().numpy()).max())
         rows.append((name, r_torch, r_ort, diff))
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {torch.get_num_threads()} threads, {iters} iterations")

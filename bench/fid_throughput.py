@@ -57,8 +57,15 @@ def run_torch_fidelity(a: Path, b: Path, feature: str, batch: int, weights: Path
     from torch_fidelity import calculate_metrics
 
     return calculate_metrics(
-        input1=str(a), input2=str(b), fid=True, feature_layer_fid=feature, batch_size=batch, cuda=False,
-        cache=False, verbose=False, feature_extractor_weights_path=str(weights),
+        input1=str(a),
+        input2=str(b),
+        fid=True,
+        feature_layer_fid=feature,
+        batch_size=batch,
+        cuda=False,
+        cache=False,
+        verbose=False,
+        feature_extractor_weights_path=str(weights),
     )["frechet_inception_distance"]
 
 
@@ -83,12 +90,17 @@ def main() -> None:
         # torch-fidelity first, ganforge second, then again in the other order: no warm-cache advantage.
         for name in ("torch-fidelity", "ganforge", "ganforge", "torch-fidelity"):
             t = time.perf_counter()
-            fid = run_torch_fidelity(*sets, args.feature, args.batch, weights) if name == "torch-fidelity" \
+            fid = (
+                run_torch_fidelity(*sets, args.feature, args.batch, weights)
+                if name == "torch-fidelity"
                 else run_ganforge(*sets, args.feature, args.batch)
+            )
             results.setdefault(name, []).append((time.perf_counter() - t, fid))
     size = Image.open(files[0]).size
-    print(f"FID of {args.n} vs {args.n} images ({size[0]}x{size[1]}), feature {args.feature}, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads, {'real' if is_real else 'stand-in'} Inception weights")
+    print(
+        f"FID of {args.n} vs {args.n} images ({size[0]}x{size[1]}), feature {args.feature}, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads, {'real' if is_real else 'stand-in'} Inception weights"
+    )
     best = {k: min(t for t, _ in v) for k, v in results.items()}
     for name, runs in results.items():
         print(f"  {name:15s} {2 * args.n / best[name]:7.1f} images/s  (best of {len(runs)}: {best[name]:.1f} s)  FID {runs[0][1]:.6f}")

@@ -41,23 +41,41 @@ if not DATA.is_dir():
 
 #: model -> (overrides at the reference size, the reference per-GPU batch the doc scales to, where it comes from)
 MODELS: dict[str, tuple[list[str], int, str]] = {
-    "pix2pix": (["model=pix2pix", "data=paired", f"data.root={DATA}/pix2pix_paired_mini"], 1,
-                "256 px, batch 1 (train_options.py)"),
-    "bicyclegan": (["model=bicyclegan", "data=paired", f"data.root={DATA}/pix2pix_paired_mini"], 2,
-                   "256 px, batch 2 (BicycleGAN train_options.py)"),
-    "cyclegan": (["model=cyclegan", "data=unpaired", f"data.root={DATA}/horse2zebra_mini"], 1,
-                 "256 px, batch 1, ResNet-9 (base_options.py)"),
-    "discogan": (["model=discogan", "data=unpaired", f"data.root={DATA}/horse2zebra_mini"], 64,
-                 "64 px, batch 64 (image_translation.py)"),
-    "dualgan": (["model=dualgan", "data=unpaired", f"data.root={DATA}/horse2zebra_mini"], 1,
-                "256 px, batch 1 (DualGAN main.py)"),
-    "spade": (["model=spade", "data=coco_stuff", f"data.root={DATA}/coco_stuff_sample"], 4,
-              "256 px COCO-Stuff, batch 4 per GPU (assumed: batch 32 on 8 GPUs, as the SPADE authors trained)"),
-    "dcgan": (["model=dcgan", "data=image_folder", f"data.root={DATA}/cifar10_frog/train", "data.image_size=64"], 64,
-              "64 px, batch 64 (dcgan/main.py)"),
-    "singan": (["model=singan", "data=single_image", f"data.path={DATA}/singan/Images/balloons.png",
-                "data.iters_per_epoch=1", "model.iters_per_scale=1", "model.lr_milestone=1"], 1,
-               "balloons.png, 250 px longest side, one image"),
+    "pix2pix": (["model=pix2pix", "data=paired", f"data.root={DATA}/pix2pix_paired_mini"], 1, "256 px, batch 1 (train_options.py)"),
+    "bicyclegan": (
+        ["model=bicyclegan", "data=paired", f"data.root={DATA}/pix2pix_paired_mini"],
+        2,
+        "256 px, batch 2 (BicycleGAN train_options.py)",
+    ),
+    "cyclegan": (
+        ["model=cyclegan", "data=unpaired", f"data.root={DATA}/horse2zebra_mini"],
+        1,
+        "256 px, batch 1, ResNet-9 (base_options.py)",
+    ),
+    "discogan": (["model=discogan", "data=unpaired", f"data.root={DATA}/horse2zebra_mini"], 64, "64 px, batch 64 (image_translation.py)"),
+    "dualgan": (["model=dualgan", "data=unpaired", f"data.root={DATA}/horse2zebra_mini"], 1, "256 px, batch 1 (DualGAN main.py)"),
+    "spade": (
+        ["model=spade", "data=coco_stuff", f"data.root={DATA}/coco_stuff_sample"],
+        4,
+        "256 px COCO-Stuff, batch 4 per GPU (assumed: batch 32 on 8 GPUs, as the SPADE authors trained)",
+    ),
+    "dcgan": (
+        ["model=dcgan", "data=image_folder", f"data.root={DATA}/cifar10_frog/train", "data.image_size=64"],
+        64,
+        "64 px, batch 64 (dcgan/main.py)",
+    ),
+    "singan": (
+        [
+            "model=singan",
+            "data=single_image",
+            f"data.path={DATA}/singan/Images/balloons.png",
+            "data.iters_per_epoch=1",
+            "model.iters_per_scale=1",
+            "model.lr_milestone=1",
+        ],
+        1,
+        "balloons.png, 250 px longest side, one image",
+    ),
 }
 #: measured at batch 1 (BicycleGAN: its minimum, 2) and scaled: conv and matmul FLOPs are linear in the batch
 MEASURE_BATCH = {"bicyclegan": 2}
@@ -138,8 +156,9 @@ class CountFlops(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._ops.__exit__(None, None, None)
         self._mode.__exit__(None, None, None)
-        self.steps.append({"flops": self._mode.get_total_flops(), "backwards": self._backwards,
-                           "ops": self._ops.ops, "epoch": trainer.current_epoch})
+        self.steps.append(
+            {"flops": self._mode.get_total_flops(), "backwards": self._backwards, "ops": self._ops.ops, "epoch": trainer.current_epoch}
+        )
 
 
 def measure(name: str, work: str) -> dict:
@@ -147,8 +166,10 @@ def measure(name: str, work: str) -> dict:
     batch = MEASURE_BATCH.get(name, 1)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         batch_override = [] if name == "singan" else [f"data.batch_size={batch}"]  # SinGAN: one image, no batch
-        cfg = compose("train", overrides=[*overrides, *batch_override, f"paths.output_dir={work}",
-                                          "data.num_workers=0", "callbacks=none", "logger=[]"])
+        cfg = compose(
+            "train",
+            overrides=[*overrides, *batch_override, f"paths.output_dir={work}", "data.num_workers=0", "callbacks=none", "logger=[]"],
+        )
     L.seed_everything(0, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     with open_dict(cfg):
@@ -159,13 +180,28 @@ def measure(name: str, work: str) -> dict:
     limits = {} if name == "singan" else {"limit_train_batches": MEASURE_STEPS.get(name, 1), "max_epochs": 1}
     if model.max_epochs is not None:
         limits["max_epochs"] = model.max_epochs
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        num_sanity_val_steps=0, callbacks=[counter], **limits)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[counter],
+        **limits,
+    )
     trainer.fit(model, datamodule=datamodule)
     per_image = [s["flops"] / batch for s in counter.steps]
-    out = {"model": name, "reference": ref_note, "reference_batch": ref_batch, "measured_batch": batch,
-           "params": counter.params, "backwards_per_step": counter.steps[0]["backwards"]}
+    out = {
+        "model": name,
+        "reference": ref_note,
+        "reference_batch": ref_batch,
+        "measured_batch": batch,
+        "params": counter.params,
+        "backwards_per_step": counter.steps[0]["backwards"],
+    }
     if name == "singan":
         out["flops_per_iteration_by_scale"] = per_image
         out["pyramid"] = [list(s) for s in model.pyramid]
@@ -188,19 +224,19 @@ def main(argv: list[str]) -> None:
     # SPADE's VGG loss: random VGG19 weights cost the same FLOPs as the ImageNet ones.
     os.environ["TORCH_HOME"] = work
     os.makedirs(os.path.join(work, "hub", "checkpoints"))
-    torch.save(torchvision.models.vgg19(weights=None).state_dict(),
-               os.path.join(work, "hub", "checkpoints", WEIGHTS["vgg19"].file))
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), os.path.join(work, "hub", "checkpoints", WEIGHTS["vgg19"].file))
     results = []
     for name in names:
         r = measure(name, work)
         results.append(r)
-        print(f"{name:10s} params {r['params'] / 1e6:8.2f} M  backwards/step {r['backwards_per_step']:g}  "
-              f"GFLOP/step at batch {r['reference_batch']}: {r['flops_per_step'] / 1e9:10.1f}  aten ops/step {r['ops_per_step']:.0f}"
-              f"   ({r['reference']})",
-              flush=True)
+        print(
+            f"{name:10s} params {r['params'] / 1e6:8.2f} M  backwards/step {r['backwards_per_step']:g}  "
+            f"GFLOP/step at batch {r['reference_batch']}: {r['flops_per_step'] / 1e9:10.1f}  aten ops/step {r['ops_per_step']:.0f}"
+            f"   ({r['reference']})",
+            flush=True,
+        )
         if name == "singan":
-            print("           GFLOP per iteration by scale:",
-                  " ".join(f"{f / 1e9:.2f}" for f in r["flops_per_iteration_by_scale"]))
+            print("           GFLOP per iteration by scale:", " ".join(f"{f / 1e9:.2f}" for f in r["flops_per_iteration_by_scale"]))
         if "json" in opts:  # after every model: a long run that fails later keeps what it measured
             Path(opts["json"]).write_text(json.dumps(results, indent=1))
 

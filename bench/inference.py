@@ -46,8 +46,9 @@ def make_model(folder: Path) -> Path:
 def timed(code: str, env: dict | None = None) -> tuple[float, float]:
     """(wall s, CPU s) of a fresh process running `code`: on a busy machine the CPU time is the steadier figure."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         raise RuntimeError(f"{code!r} failed ({status})")
@@ -70,7 +71,8 @@ def startup(folder: Path, ckpt: Path, old_src: str | None, repeats: int) -> None
     if rows["build_model(ckpt), before"]:
         for i, what in enumerate(("wall", "CPU")):
             ratio = statistics.median(t[i] for t in rows["ganforge.load(model folder)"]) / statistics.median(
-                t[i] for t in rows["build_model(ckpt), before"])
+                t[i] for t in rows["build_model(ckpt), before"]
+            )
             print(f"ratio load / build_model ({what}): {ratio:.2f}")
 
 

@@ -40,8 +40,12 @@ DATA = {
     "paired 286->256 (pix2pix)": ["data.root=" + str(SHARED / "pix2pix_paired_mini")],
     "unpaired 286->256 (CycleGAN)": ["data=unpaired", "data.root=" + str(SHARED / "horse2zebra_mini")],
     "label maps 286->256 (SPADE)": ["model=spade", "data=coco_stuff", "data.root=" + str(SHARED / "coco_stuff_sample")],
-    "CIFAR-10 frogs 32 px (DCGAN)": ["model=dcgan", "data=image_folder", "data.root=" + str(SHARED / "cifar10_frog" / "train"),
-                                     "data.image_size=32"],
+    "CIFAR-10 frogs 32 px (DCGAN)": [
+        "model=dcgan",
+        "data=image_folder",
+        "data.root=" + str(SHARED / "cifar10_frog" / "train"),
+        "data.image_size=32",
+    ],
 }
 OPTIONS = {"images": "200", "workers": str(default_workers()), "step": "false"}
 
@@ -57,8 +61,9 @@ def train_dataset(overrides: list[str]):
 def images_per_second(ds, batch_size: int, workers: int, n: int) -> float:
     n = max(n, 5 * batch_size)  # at least 4 timed batches after the first
     sampler = RandomSampler(ds, replacement=True, num_samples=n, generator=torch.Generator().manual_seed(0))
-    loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    loader = DataLoader(
+        ds, batch_size=batch_size, sampler=sampler, num_workers=workers, persistent_workers=False, prefetch_factor=4 if workers else None
+    )
     it = iter(loader)
     next(it)  # worker start-up is not the steady rate
     t0, seen = time.perf_counter(), 0
@@ -85,7 +90,7 @@ def decode_paths(repeats: int = 50) -> None:
     def tv():
         ab = decode_jpeg(data, mode=ImageReadMode.RGB)
         w = ab.shape[-1]
-        return [resize(ab[:, :, : w // 2]), resize(ab[:, :, w // 2:])]
+        return [resize(ab[:, :, : w // 2]), resize(ab[:, :, w // 2 :])]
 
     times = {}
     for name, fn in (("PIL decode + PIL bicubic (reference)", pil), ("torchvision.io decode_jpeg + v2 bicubic", tv)):
@@ -103,8 +108,10 @@ def decode_paths(repeats: int = 50) -> None:
     print("|---|---|---|")
     for name, t in times.items():
         print(f"| {name} | {t * 1e3:.2f} | {1 / t:.0f} |")
-    print(f"\npixels, torchvision path vs reference (uint8): mean |diff| {diff.mean():.3f}, max {diff.max()}, "
-          f"{(diff > 0).mean() * 100:.1f}% of values differ")
+    print(
+        f"\npixels, torchvision path vs reference (uint8): mean |diff| {diff.mean():.3f}, max {diff.max()}, "
+        f"{(diff > 0).mean() * 100:.1f}% of values differ"
+    )
 
 
 def step_rate() -> float:

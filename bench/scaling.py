@@ -41,21 +41,30 @@ def step_s(r: dict, gpu: str) -> tuple[float, bool]:
 
 def main(paths: list[str]) -> None:
     rows = [r for p in paths for r in json.load(open(p))]
-    print("| model | reference step | GFLOP/step | aten ops/step | params M | backwards/step "
-          "| A100 floor ms | A100 est. ms | A100 img/s | H100 floor ms | H100 est. ms | H100 img/s |")
+    print(
+        "| model | reference step | GFLOP/step | aten ops/step | params M | backwards/step "
+        "| A100 floor ms | A100 est. ms | A100 img/s | H100 floor ms | H100 est. ms | H100 img/s |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         f = r["flops_per_step"]
         cells = []
         for gpu in PEAK:
             t, launch_bound = step_s(r, gpu)
-            cells += [f"{f / PEAK[gpu] * 1e3:.2f}", f"{t * 1e3:.2f}{' (launch)' if launch_bound else ''}",
-                      f"{r['reference_batch'] / t:.0f}"]
-        print(f"| {r['model']} | {r['reference']} | {f / 1e9:.1f} | {r['ops_per_step']:.0f} | {r['params'] / 1e6:.2f} "
-              f"| {r['backwards_per_step']:g} | " + " | ".join(cells) + " |")
+            cells += [
+                f"{f / PEAK[gpu] * 1e3:.2f}",
+                f"{t * 1e3:.2f}{' (launch)' if launch_bound else ''}",
+                f"{r['reference_batch'] / t:.0f}",
+            ]
+        print(
+            f"| {r['model']} | {r['reference']} | {f / 1e9:.1f} | {r['ops_per_step']:.0f} | {r['params'] / 1e6:.2f} "
+            f"| {r['backwards_per_step']:g} | " + " | ".join(cells) + " |"
+        )
     print()
-    print("| model | GPU | step ms | all-reduce ms, 8 GPUs | efficiency, 8 GPUs | all-reduce ms, 4 nodes x 8 "
-          "| efficiency, 4 nodes | 4 nodes, full overlap |")
+    print(
+        "| model | GPU | step ms | all-reduce ms, 8 GPUs | efficiency, 8 GPUs | all-reduce ms, 4 nodes x 8 "
+        "| efficiency, 4 nodes | 4 nodes, full overlap |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in (r for r in rows if r["model"] not in NO_DDP):
         for gpu in PEAK:
@@ -64,8 +73,10 @@ def main(paths: list[str]) -> None:
             # 32 GPUs: the ring crosses the node links, whose bandwidth bounds it (NCCL's hierarchical
             # algorithms do about as well at these sizes)
             c32 = allreduce_s(r["params"], r["backwards_per_step"], 32, INTER[gpu])
-            print(f"| {r['model']} | {gpu} | {t * 1e3:.2f} | {c8 * 1e3:.2f} | {t / (t + c8):.0%} | {c32 * 1e3:.2f} "
-                  f"| {t / (t + c32):.0%} | {t / max(t, c32):.0%} |")
+            print(
+                f"| {r['model']} | {gpu} | {t * 1e3:.2f} | {c8 * 1e3:.2f} | {t / (t + c8):.0%} | {c32 * 1e3:.2f} "
+                f"| {t / (t + c32):.0%} | {t / max(t, c32):.0%} |"
+            )
 
 
 if __name__ == "__main__":

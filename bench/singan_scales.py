@@ -53,14 +53,23 @@ def main() -> None:
     model = SinGAN(optimizer_g=adam, optimizer_d=adam, iters_per_scale=args.iters)
     dm = SingleImageDataModule(args.image, iters_per_epoch=args.iters)
     timer = IterationTimer()
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, precision=args.precision, callbacks=[timer])
+    trainer = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        precision=args.precision,
+        callbacks=[timer],
+    )
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     wall = time.perf_counter() - start
 
-    print(f"image {args.image}, precision {args.precision}, torch threads {torch.get_num_threads()}, "
-          f"load average at the end {os.getloadavg()[0]:.1f}, {args.iters} iterations timed per scale")
+    print(
+        f"image {args.image}, precision {args.precision}, torch threads {torch.get_num_threads()}, "
+        f"load average at the end {os.getloadavg()[0]:.1f}, {args.iters} iterations timed per scale"
+    )
     # CPU seconds of this process: on a busy machine with --threads 1 this is close to the
     # iteration's wall time on an idle core, which the wall clock is not.
     print("| scale | size (h x w) | nfc | wall s/iter | CPU s/iter | x2000, wall | x2000, CPU |")
@@ -70,8 +79,10 @@ def main() -> None:
         s = statistics.median(timer.times[n][1:] or timer.times[n])
         c = statistics.median(timer.cpu[n][1:] or timer.cpu[n])
         total, cpu_total = total + s * args.iters_per_scale, cpu_total + c * args.iters_per_scale
-        print(f"| {n} | {h} x {w} | {model.nfc_at(n)} | {s:.3f} | {c:.3f} | "
-              f"{s * args.iters_per_scale / 60:.1f} min | {c * args.iters_per_scale / 60:.1f} min |")
+        print(
+            f"| {n} | {h} x {w} | {model.nfc_at(n)} | {s:.3f} | {c:.3f} | "
+            f"{s * args.iters_per_scale / 60:.1f} min | {c * args.iters_per_scale / 60:.1f} min |"
+        )
     print(f"| total | | | | | {total / 3600:.2f} h | {cpu_total / 3600:.2f} h |")
     print(f"(wall time of this short run: {wall:.0f} s)")
 

@@ -107,8 +107,10 @@ class PlainPix2Pix(PlainLoop):
     @staticmethod
     def sample(cfg: DictConfig, size: int) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(0)
-        return {"A": torch.rand(cfg.data.input_nc, size, size, generator=g) * 2 - 1,
-                "B": torch.rand(cfg.data.output_nc, size, size, generator=g) * 2 - 1}
+        return {
+            "A": torch.rand(cfg.data.input_nc, size, size, generator=g) * 2 - 1,
+            "B": torch.rand(cfg.data.output_nc, size, size, generator=g) * 2 - 1,
+        }
 
     def train_step(self, batch: dict) -> None:
         real_A, real_B = batch["A"], batch["B"]
@@ -195,8 +197,9 @@ class PlainSPADE(PlainLoop):
             with torch.no_grad():
                 fake = self.netG(sem)
             pred_fake, pred_real = self.discriminate(sem, fake, real)
-            loss_d = (sum(F.relu(1 + scale[-1]).mean() for scale in pred_fake) / len(pred_fake)
-                      + sum(F.relu(1 - scale[-1]).mean() for scale in pred_real) / len(pred_real))
+            loss_d = sum(F.relu(1 + scale[-1]).mean() for scale in pred_fake) / len(pred_fake) + sum(
+                F.relu(1 - scale[-1]).mean() for scale in pred_real
+            ) / len(pred_real)
             loss_d.backward()
             self.opt_d.step()
 
@@ -266,12 +269,11 @@ def main(argv: list[str]) -> None:
     if opts["random_vgg"] == "true":
         os.environ["TORCH_HOME"] = out_dir
         os.makedirs(os.path.join(out_dir, "hub", "checkpoints"))
-        torch.save(torchvision.models.vgg19(weights=None).state_dict(),
-                   os.path.join(out_dir, "hub", "checkpoints", WEIGHTS["vgg19"].file))
+        torch.save(torchvision.models.vgg19(weights=None).state_dict(), os.path.join(out_dir, "hub", "checkpoints", WEIGHTS["vgg19"].file))
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
-            "train", overrides=[f"trainer.precision={opts['precision']}", f"paths.output_dir={out_dir}",
-                            f"data.crop_size={size}", *overrides]
+            "train",
+            overrides=[f"trainer.precision={opts['precision']}", f"paths.output_dir={out_dir}", f"data.crop_size={size}", *overrides],
         )
     loop = PLAIN_LOOPS.get(cfg.model._target_)
     if loop is None:
@@ -306,15 +308,21 @@ def main(argv: list[str]) -> None:
 
     med_g, med_p = statistics.median(timer.times), statistics.median(plain.times)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
-    print(f"{cfg.model._target_.rsplit('.', 1)[-1]} {size}px batch {batch_size}, precision {precision}, torch threads {torch.get_num_threads()}, "
-          f"warm-up {warmup}, {rounds} rounds x {steps} steps each")
+    print(
+        f"{cfg.model._target_.rsplit('.', 1)[-1]} {size}px batch {batch_size}, precision {precision}, "
+        f"torch threads {torch.get_num_threads()}, "
+        f"warm-up {warmup}, {rounds} rounds x {steps} steps each"
+    )
     for name, times in (("ganforge", timer.times), ("plain", plain.times)):
         med = statistics.median(times)
-        print(f"{name:9s} median {med:.4f} s/step  ({batch_size / med:.3f} images/s; "
-              f"min {min(times):.4f}, max {max(times):.4f}, n={len(times)})")
+        print(
+            f"{name:9s} median {med:.4f} s/step  ({batch_size / med:.3f} images/s; "
+            f"min {min(times):.4f}, max {max(times):.4f}, n={len(times)})"
+        )
     if timer.gaps:
-        print(f"ganforge between batches (end hook -> next start hook, not timed above): "
-              f"median {statistics.median(timer.gaps) * 1e3:.2f} ms")
+        print(
+            f"ganforge between batches (end hook -> next start hook, not timed above): median {statistics.median(timer.gaps) * 1e3:.2f} ms"
+        )
     # Other processes on the machine slow both loops; the alternation keeps the ratio fair, not the s/step.
     print(f"load average (1 min) at start {load0:.2f}, at end {os.getloadavg()[0]:.2f}")
     print(f"peak RSS {peak_gb:.2f} GB (process peak: both nets, optimizers and loops live in this process)")

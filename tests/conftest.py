@@ -30,8 +30,10 @@ PREDICT = str(Path(sys.executable).parent / "ganforge-predict")
 EVAL = str(Path(sys.executable).parent / "ganforge-eval")
 
 #: hparams_search=<model>_optuna runs hydra-optuna-sweeper, the sweep extra (dev installs it)
-needs_sweep = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-                                 reason='the Optuna sweeper is not installed: pip install "ganforge[sweep]"')
+needs_sweep = pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+    reason='the Optuna sweeper is not installed: pip install "ganforge[sweep]"',
+)
 
 # Runs in tests never talk to W&B's servers.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -89,8 +91,10 @@ def write_fake_weights(folder: Path) -> Path:
     ckpt = folder / "hub" / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
     # The constructor always loads weights: give it none, then initialise as kaiming.
-    with mock.patch.object(fe, "load_state_dict_from_url", return_value={}), \
-            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None):
+    with (
+        mock.patch.object(fe, "load_state_dict_from_url", return_value={}),
+        mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
+    ):
         net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     gen = torch.Generator().manual_seed(0)
     for m in net.modules():

@@ -20,8 +20,15 @@ TINY_MODELS = {
     "discogan": ["model=discogan", "data=horse2zebra", f"data.root={SHARED / 'horse2zebra_mini'}"],
     "dualgan": ["model=dualgan", "data=horse2zebra", f"data.root={SHARED / 'horse2zebra_mini'}"],
     "bicyclegan": ["model=bicyclegan", f"data.root={SHARED / 'pix2pix_paired_mini'}", "data.direction=BtoA"],
-    "spade": ["model=spade", "data=coco_stuff", f"data.root={SHARED / 'coco_stuff_sample'}", "data.load_size=36",
-              "data.crop_size=32", "model.netG.ngf=4", "model.netD.ndf=4"],
+    "spade": [
+        "model=spade",
+        "data=coco_stuff",
+        f"data.root={SHARED / 'coco_stuff_sample'}",
+        "data.load_size=36",
+        "data.crop_size=32",
+        "model.netG.ngf=4",
+        "model.netD.ndf=4",
+    ],
     "dcgan": ["model=dcgan", "data=image_folder", f"data.root={SHARED / 'cifar10_frog' / 'train'}"],
     "singan": ["model=singan", "data=single_image", f"data.path={SHARED / 'singan' / 'Images' / 'stone.png'}"],
 }

@@ -38,7 +38,10 @@ def tiny_bicyclegan(**kw) -> BicycleGAN:
         netE=ResnetEncoder(3, 8, nef=8, n_blocks=3),
         netD=MultiscaleDiscriminator(3, ndf=8, n_layers=2),
         netD2=MultiscaleDiscriminator(3, ndf=8, n_layers=2),
-        optimizer_g=adam, optimizer_e=adam, optimizer_d=adam, optimizer_d2=adam,
+        optimizer_g=adam,
+        optimizer_e=adam,
+        optimizer_d=adam,
+        optimizer_d2=adam,
         scheduler={"policy": "linear", "n_epochs": 1, "n_epochs_decay": 1},
         **kw,
     )
@@ -57,8 +60,15 @@ class OneBatch(L.LightningDataModule):
 
 
 def fit_one_batch(model: BicycleGAN, callbacks=()) -> None:
-    L.Trainer(max_epochs=1, limit_train_batches=1, logger=False, enable_checkpointing=False, callbacks=list(callbacks),
-              enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=OneBatch())
+    L.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=list(callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(model, datamodule=OneBatch())
 
 
 @pytest.mark.slow
@@ -107,8 +117,11 @@ class Recorder(L.Callback):
         self.nets = {name: net for name, net in nets.items() if net is not None}  # no D2 with use_same_D
         self.steps, self.calls = [], {name: [] for name in self.nets}
         for name, net in self.nets.items():
-            net.register_forward_hook(lambda m, inp, out, name=name: self.calls[name].append(
-                (inp[0].detach().clone(), out.detach().clone() if name == "G" else None)))
+            net.register_forward_hook(
+                lambda m, inp, out, name=name: self.calls[name].append(
+                    (inp[0].detach().clone(), out.detach().clone() if name == "G" else None)
+                )
+            )
 
     def on_train_start(self, trainer, pl_module):
         for name, opt in zip(self.nets, trainer.optimizers, strict=True):  # G, E, D[, D2]: configure_optimizers' order
@@ -118,10 +131,12 @@ class Recorder(L.Callback):
         def recording_step(*args, **kwargs):
             before = {n: [p.detach().clone() for p in net.parameters()] for n, net in self.nets.items()}
             out = step(*args, **kwargs)
-            changed = sorted(n for n, net in self.nets.items()
-                             if any(not torch.equal(a, p) for a, p in zip(before[n], net.parameters(), strict=True)))
+            changed = sorted(
+                n for n, net in self.nets.items() if any(not torch.equal(a, p) for a, p in zip(before[n], net.parameters(), strict=True))
+            )
             self.steps.append((name, changed))
             return out
+
         return recording_step
 
 
@@ -201,8 +216,9 @@ def test_a_short_last_batch_is_skipped_even_when_its_size_is_even():
     trained = []
     forward = model.forward_halves
     model.forward_halves = lambda A, B: trained.append(len(A)) or forward(A, B)
-    L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False).fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=4))
+    L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(
+        model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=4)
+    )
     assert trained == [4]
 
 
@@ -217,10 +233,16 @@ def test_odd_batch_size_stops_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_short_run_logs_psnr_draws_grid_and_outputs_depend_on_z(tmp_path):
-    cfg = compose_train(tmp_path, [
-        *BICYCLE_TINY, "model.scheduler.n_epochs=15", "model.scheduler.n_epochs_decay=0",
-        "trainer.check_val_every_n_epoch=15", "callbacks.image_grid.every_n_batches=0",
-    ])
+    cfg = compose_train(
+        tmp_path,
+        [
+            *BICYCLE_TINY,
+            "model.scheduler.n_epochs=15",
+            "model.scheduler.n_epochs_decay=0",
+            "trainer.check_val_every_n_epoch=15",
+            "callbacks.image_grid.every_n_batches=0",
+        ],
+    )
     untrained = hydra.utils.instantiate(cfg.model)
     metrics, objects = train(cfg)
     assert metrics["val/psnr"] == metrics["val/psnr"]
@@ -246,8 +268,7 @@ def test_short_run_logs_psnr_draws_grid_and_outputs_depend_on_z(tmp_path):
 
 @pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
-    common = [*BICYCLE_TINY, "model.scheduler.n_epochs=1", "model.scheduler.n_epochs_decay=2",
-              "callbacks.image_grid.every_n_batches=1"]
+    common = [*BICYCLE_TINY, "model.scheduler.n_epochs=1", "model.scheduler.n_epochs_decay=2", "callbacks.image_grid.every_n_batches=1"]
     _, objs = train(compose_train(tmp_path / "full", [*common, "trainer.max_epochs=3"]))
     straight = {k: v.clone() for k, v in objs["model"].state_dict().items()}
     lrs = [o.param_groups[0]["lr"] for o in objs["trainer"].optimizers]
@@ -266,8 +287,11 @@ def paired_seven(tmp_path_factory) -> Path:
     """Seven real A|B pairs (facades, edges2shoes, edges2handbags, maps) in one train/ folder."""
     root = tmp_path_factory.mktemp("paired7")
     (root / "train").mkdir()
-    files = [*sorted((PAIRED_MINI / "train").glob("*.jpg")), *sorted((PAIRED_MINI / "test").glob("*.jpg")),
-             *sorted((SHARED_DATA / "pix2pix_samples" / "AB").glob("*.jpg"))]
+    files = [
+        *sorted((PAIRED_MINI / "train").glob("*.jpg")),
+        *sorted((PAIRED_MINI / "test").glob("*.jpg")),
+        *sorted((SHARED_DATA / "pix2pix_samples" / "AB").glob("*.jpg")),
+    ]
     for i, p in enumerate(files):
         shutil.copy(p, root / "train" / f"{i}_{p.name}")
     assert len(files) == 7
@@ -296,8 +320,9 @@ def test_predict_samples_style_and_interpolation(tmp_path, bicycle_checkpoint):
     facade = SHARED_DATA / "pix2pix_samples" / "facades_pairs"
     shutil.copy(facade / "1-inputs.png", src / "label.png")  # BtoA: the label map is the input
     out = tmp_path / "out"
-    proc = run_cli([f"ckpt_path={bicycle_checkpoint}", f"input={src}", f"output={out}", "n_samples=3",
-                    "interp=7", "interp_steps=4"], script=PREDICT)
+    proc = run_cli(
+        [f"ckpt_path={bicycle_checkpoint}", f"input={src}", f"output={out}", "n_samples=3", "interp=7", "interp_steps=4"], script=PREDICT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     samples = [torch.tensor(list(Image.open(out / f"label_{k}.png").getdata()), dtype=torch.float) for k in range(3)]
     assert all(Image.open(out / f"label_{k}.png").size == (256, 256) for k in range(3))
@@ -310,12 +335,15 @@ def test_predict_samples_style_and_interpolation(tmp_path, bicycle_checkpoint):
     assert torch.equal(first, samples[0])  # the strip starts at the first sample's z
 
     styled = tmp_path / "styled"
-    proc = run_cli([f"ckpt_path={bicycle_checkpoint}", f"input={src}", f"output={styled}",
-                    f"z_from={facade / '5-targets.png'}"], script=PREDICT)
+    proc = run_cli(
+        [f"ckpt_path={bicycle_checkpoint}", f"input={src}", f"output={styled}", f"z_from={facade / '5-targets.png'}"], script=PREDICT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (styled / "label_0.png").is_file()
-    proc = run_cli([f"ckpt_path={bicycle_checkpoint}", f"input={src}", f"output={styled}",
-                    f"z_from={facade / '5-targets.png'}", "n_samples=2"], script=PREDICT)
+    proc = run_cli(
+        [f"ckpt_path={bicycle_checkpoint}", f"input={src}", f"output={styled}", f"z_from={facade / '5-targets.png'}", "n_samples=2"],
+        script=PREDICT,
+    )
     assert proc.returncode == 2 and "z_from" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -344,10 +372,18 @@ def test_diversity_score_through_the_metrics_callback(tmp_path, monkeypatch):
     torch.save(torchvision.models.squeezenet1_1().state_dict(), hub / "squeezenet1_1-b8a52dc0.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     gm = "callbacks.metrics"
-    cfg = compose_train(tmp_path / "run", [
-        *BICYCLE_TINY, "callbacks=default_metrics", f"{gm}.metrics=[diversity]", f"{gm}.lpips_net=squeeze",
-        f"{gm}.diversity_samples=3", f"{gm}.num_samples=2", f"{gm}.every_n_epochs=1",
-    ])
+    cfg = compose_train(
+        tmp_path / "run",
+        [
+            *BICYCLE_TINY,
+            "callbacks=default_metrics",
+            f"{gm}.metrics=[diversity]",
+            f"{gm}.lpips_net=squeeze",
+            f"{gm}.diversity_samples=3",
+            f"{gm}.num_samples=2",
+            f"{gm}.every_n_epochs=1",
+        ],
+    )
     metrics, _ = train(cfg)
     assert metrics["val/diversity"] > 0
 

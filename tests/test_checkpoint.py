@@ -109,8 +109,7 @@ def test_a_foreign_target_in_the_stored_config_is_refused(tmp_path, tiny_checkpo
     torch.save(ckpt, tmp_path / "foreign.ckpt")
     with pytest.raises(CheckpointError, match=r"model\.netG\._target_='pathlib\.Path\.touch' is not a ganforge network; refused"):
         ganforge.load(tmp_path / "foreign.ckpt")
-    proc = run_cli([f"ckpt_path={tmp_path / 'foreign.ckpt'}", f"input={tmp_path}", f"output={tmp_path / 'out'}"],
-                   script=PREDICT)
+    proc = run_cli([f"ckpt_path={tmp_path / 'foreign.ckpt'}", f"input={tmp_path}", f"output={tmp_path / 'out'}"], script=PREDICT)
     assert proc.returncode == 2 and "pathlib.Path.touch" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
 

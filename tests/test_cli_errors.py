@@ -27,8 +27,9 @@ def test_missing_folder(tmp_path):
 
 
 def test_unknown_dataset_name(tmp_path):
-    proc = run_cli(["debug=tiny", "logger=csv", "data=paired", "data.name=facadez", f"data.root={tmp_path / 'x'}",
-                    f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_cli(
+        ["debug=tiny", "logger=csv", "data=paired", "data.name=facadez", f"data.root={tmp_path / 'x'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    )
     assert_clean_error(proc, "facadez", "facades")
 
 
@@ -53,8 +54,7 @@ def test_corrupt_file_stops_naming_it_or_is_skipped(tmp_path):
     bad.write_bytes((root / "train" / "1.jpg").read_bytes()[:2000])
     proc = run_cli(["debug=tiny", "logger=csv", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}"])
     assert_clean_error(proc, "broken.jpg")
-    proc = run_cli(["debug=tiny", "logger=csv", f"data.root={root}", "data.on_bad_file=skip",
-                    f"hydra.run.dir={tmp_path / 'run2'}"])
+    proc = run_cli(["debug=tiny", "logger=csv", f"data.root={root}", "data.on_bad_file=skip", f"hydra.run.dir={tmp_path / 'run2'}"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "broken.jpg" in proc.stderr + proc.stdout
 
@@ -70,6 +70,8 @@ def test_missing_checkpoint_path(tmp_path):
 
 
 def test_full_error_env_shows_traceback(tmp_path):
-    proc = run_cli(["debug=tiny", "logger=csv", "data=paired", f"data.root={tmp_path / 'nope'}",
-                    f"hydra.run.dir={tmp_path / 'run'}"], env={"HYDRA_FULL_ERROR": "1"})
+    proc = run_cli(
+        ["debug=tiny", "logger=csv", "data=paired", f"data.root={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        env={"HYDRA_FULL_ERROR": "1"},
+    )
     assert proc.returncode != 0 and "Traceback" in proc.stderr

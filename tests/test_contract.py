@@ -25,9 +25,16 @@ DATA_FOR = {
     "single_image": ["data=single_image", f"data.path={SHARED_DATA / 'singan' / 'Images' / 'stone.png'}"],
     "unconditional": ["data=image_folder", f"data.root={SHARED_DATA / 'cifar10_frog' / 'train'}"],
     # the experiments' own layouts (ADE20K, Cityscapes) set back to the COCO-Stuff sample's
-    "label_map": ["data=coco_stuff", f"data.root={SHARED_DATA / 'coco_stuff_sample'}", "data.layout=spade",
-                  "data.label_nc=182", "data.contain_dontcare_label=true", "data.dontcare_label=255",
-                  "data.label_shift=0", "data.preprocess=resize_and_crop"],
+    "label_map": [
+        "data=coco_stuff",
+        f"data.root={SHARED_DATA / 'coco_stuff_sample'}",
+        "data.layout=spade",
+        "data.label_nc=182",
+        "data.contain_dontcare_label=true",
+        "data.dontcare_label=255",
+        "data.label_shift=0",
+        "data.preprocess=resize_and_crop",
+    ],
 }
 
 

@@ -42,37 +42,57 @@ SCHED = {"policy": "linear", "n_epochs": 1, "n_epochs_decay": 1}
 
 def tiny_cyclegan(in_nc=3, out_nc=3, **kw) -> CycleGAN:
     return CycleGAN(
-        netG_A=ResnetGenerator(in_nc, out_nc, ngf=4, n_blocks=1), netG_B=ResnetGenerator(out_nc, in_nc, ngf=4, n_blocks=1),
+        netG_A=ResnetGenerator(in_nc, out_nc, ngf=4, n_blocks=1),
+        netG_B=ResnetGenerator(out_nc, in_nc, ngf=4, n_blocks=1),
         netD_A=NLayerDiscriminator(out_nc, ndf=4, n_layers=2, norm="instance"),
         netD_B=NLayerDiscriminator(in_nc, ndf=4, n_layers=2, norm="instance"),
-        optimizer_g=ADAM, optimizer_d=ADAM, scheduler=SCHED, **kw,
+        optimizer_g=ADAM,
+        optimizer_d=ADAM,
+        scheduler=SCHED,
+        **kw,
     )
 
 
 def tiny_seed() -> CycleGAN:
     return CycleGAN(
-        netG_A=ConvResGenerator(conv_dim=4, n_blocks=1), netG_B=ConvResGenerator(conv_dim=4, n_blocks=1),
-        netD_A=ConvDiscriminator(ndf=4), netD_B=ConvDiscriminator(ndf=4),
-        optimizer_g=ADAM, optimizer_d=ADAM, scheduler=SCHED, lambda_identity=0.0, pool_size=0, order="d_first",
+        netG_A=ConvResGenerator(conv_dim=4, n_blocks=1),
+        netG_B=ConvResGenerator(conv_dim=4, n_blocks=1),
+        netD_A=ConvDiscriminator(ndf=4),
+        netD_B=ConvDiscriminator(ndf=4),
+        optimizer_g=ADAM,
+        optimizer_d=ADAM,
+        scheduler=SCHED,
+        lambda_identity=0.0,
+        pool_size=0,
+        order="d_first",
     )
 
 
 def tiny_discogan(**kw) -> DiscoGAN:
     adam = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), weight_decay=1e-5)
     return DiscoGAN(
-        netG_A=EncoderDecoderGenerator(ngf=4, nz=8), netG_B=EncoderDecoderGenerator(ngf=4, nz=8),
-        netD_A=ConvDiscriminator(ndf=4), netD_B=ConvDiscriminator(ndf=4),
-        optimizer_g=adam, optimizer_d=adam, scheduler=SCHED, **kw,
+        netG_A=EncoderDecoderGenerator(ngf=4, nz=8),
+        netG_B=EncoderDecoderGenerator(ngf=4, nz=8),
+        netD_A=ConvDiscriminator(ndf=4),
+        netD_B=ConvDiscriminator(ndf=4),
+        optimizer_g=adam,
+        optimizer_d=adam,
+        scheduler=SCHED,
+        **kw,
     )
 
 
 def tiny_dualgan(**kw) -> DualGAN:
     rms = partial(torch.optim.RMSprop, lr=5e-5)
     return DualGAN(
-        netG_A=UnetGenerator(num_downs=5, ngf=4), netG_B=UnetGenerator(num_downs=5, ngf=4),
+        netG_A=UnetGenerator(num_downs=5, ngf=4),
+        netG_B=UnetGenerator(num_downs=5, ngf=4),
         netD_A=NLayerDiscriminator(3, ndf=4, n_layers=2, norm="instance"),
         netD_B=NLayerDiscriminator(3, ndf=4, n_layers=2, norm="instance"),
-        optimizer_g=rms, optimizer_d=rms, scheduler=SCHED, **kw,
+        optimizer_g=rms,
+        optimizer_d=rms,
+        scheduler=SCHED,
+        **kw,
     )
 
 
@@ -106,8 +126,14 @@ def record_phases(model, n_batches=1, batch_size=1) -> list[tuple[str, bool, boo
 
     cls.step = recording_step
     try:
-        L.Trainer(max_epochs=1, limit_train_batches=n_batches, logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=Batches(n_batches, batch_size))
+        L.Trainer(
+            max_epochs=1,
+            limit_train_batches=n_batches,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(model, datamodule=Batches(n_batches, batch_size))
     finally:
         cls.step = real_step
     return events
@@ -253,8 +279,11 @@ def test_identity_loss_off_when_lambda_is_zero():
 
 def test_identity_loss_with_unequal_channels_is_refused_at_setup():
     # The reference asserts input_nc == output_nc when lambda_identity > 0 (cycle_gan_model.py).
-    with pytest.raises(ConfigError, match=r"model\.lambda_identity=0\.5 .*data\.input_nc=1 and data\.output_nc=3; "
-                                          r"set model\.lambda_identity=0 or equal channel counts"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.lambda_identity=0\.5 .*data\.input_nc=1 and data\.output_nc=3; "
+        r"set model\.lambda_identity=0 or equal channel counts",
+    ):
         tiny_cyclegan(in_nc=1, out_nc=3)
     gray = tiny_cyclegan(in_nc=1, out_nc=3, lambda_identity=0.0)
     A1, B = images(1, nc=1), images(1, seed=1)
@@ -332,12 +361,24 @@ def _csv_column(run_dir: Path, key: str) -> list[float]:
 
 @pytest_slow
 def test_tiny_run_on_cat2dog_lowers_the_cycle_loss(tmp_path):
-    cfg = compose_train(tmp_path, [
-        *CAT2DOG, "model=cyclegan", "data.load_size=32", "data.crop_size=32", "data.flip=false",
-        "data.max_dataset_size=2", "data.serial_batches=true", "trainer.limit_train_batches=2",
-        "model.scheduler.n_epochs=12", "model.scheduler.n_epochs_decay=0", "callbacks.image_grid.every_n_batches=0",
-        "trainer.check_val_every_n_epoch=12", "model.netG_A.n_blocks=1",
-    ])
+    cfg = compose_train(
+        tmp_path,
+        [
+            *CAT2DOG,
+            "model=cyclegan",
+            "data.load_size=32",
+            "data.crop_size=32",
+            "data.flip=false",
+            "data.max_dataset_size=2",
+            "data.serial_batches=true",
+            "trainer.limit_train_batches=2",
+            "model.scheduler.n_epochs=12",
+            "model.scheduler.n_epochs_decay=0",
+            "callbacks.image_grid.every_n_batches=0",
+            "trainer.check_val_every_n_epoch=12",
+            "model.netG_A.n_blocks=1",
+        ],
+    )
     metrics, _ = train(cfg)
     cyc = _csv_column(tmp_path, "train/loss_cycle_A")
     assert len(cyc) >= 20
@@ -350,17 +391,27 @@ def test_tiny_run_on_cat2dog_lowers_the_cycle_loss(tmp_path):
 @pytest_slow
 @pytest.mark.parametrize("model", ["cyclegan_seed", "discogan", "dualgan"])
 def test_every_variant_trains_through_its_config(tmp_path, model):
-    metrics, objs = train(compose_train(tmp_path, [*CAT2DOG, f"model={model}", "trainer.limit_train_batches=3",
-                                                   "model.scheduler.n_epochs_decay=0"]))
+    metrics, objs = train(
+        compose_train(tmp_path, [*CAT2DOG, f"model={model}", "trainer.limit_train_batches=3", "model.scheduler.n_epochs_decay=0"])
+    )
     assert metrics["val/psnr"] == metrics["val/psnr"]
     assert list((tmp_path / "samples").glob("*.png"))
 
 
 @pytest_slow
 def test_resume_equals_uninterrupted_pool_included(tmp_path):
-    common = [*CAT2DOG, "model=cyclegan", "data.load_size=32", "data.crop_size=32", "model.pool_size=3",
-              "model.scheduler.n_epochs=1", "model.scheduler.n_epochs_decay=2", "trainer.limit_train_batches=2",
-              "model.netG_A.n_blocks=1", "callbacks.image_grid.every_n_batches=1"]
+    common = [
+        *CAT2DOG,
+        "model=cyclegan",
+        "data.load_size=32",
+        "data.crop_size=32",
+        "model.pool_size=3",
+        "model.scheduler.n_epochs=1",
+        "model.scheduler.n_epochs_decay=2",
+        "trainer.limit_train_batches=2",
+        "model.netG_A.n_blocks=1",
+        "callbacks.image_grid.every_n_batches=1",
+    ]
     _, objs = train(compose_train(tmp_path / "full", [*common, "trainer.max_epochs=3"]))
     straight = {k: v.clone() for k, v in objs["model"].state_dict().items()}
     pool_straight = [t.clone() for t in objs["model"].fake_B_pool.images]
@@ -378,8 +429,9 @@ def test_resume_equals_uninterrupted_pool_included(tmp_path):
 
 @pytest.fixture(scope="module")
 def cyclegan_checkpoint(tmp_path_factory) -> Path:
-    return train_checkpoint(tmp_path_factory, "cyclegan_run",
-                            [*CAT2DOG, "model=cyclegan", "data.load_size=32", "data.crop_size=32", "trainer=ddp_cpu"])
+    return train_checkpoint(
+        tmp_path_factory, "cyclegan_run", [*CAT2DOG, "model=cyclegan", "data.load_size=32", "data.crop_size=32", "trainer=ddp_cpu"]
+    )
 
 
 @pytest_slow
@@ -393,12 +445,22 @@ def test_ddp_cpu_two_processes_train(cyclegan_checkpoint):
 @pytest_slow
 def test_predict_both_directions_with_reconstruction(cyclegan_checkpoint, tmp_path):
     inputs = SHARED_DATA / "cifar10_cat2dog" / "testB"
-    proc = run_cli([f"ckpt_path={cyclegan_checkpoint}", f"input={inputs / 'dog_0000.jpg'}", f"output={tmp_path}",
-                    "direction=BtoA", "reconstruct=true"], script=PREDICT)
+    proc = run_cli(
+        [
+            f"ckpt_path={cyclegan_checkpoint}",
+            f"input={inputs / 'dog_0000.jpg'}",
+            f"output={tmp_path}",
+            "direction=BtoA",
+            "reconstruct=true",
+        ],
+        script=PREDICT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["dog_0000.png", "dog_0000_rec.png"]
-    bad = run_cli([f"ckpt_path={cyclegan_checkpoint}", f"input={inputs / 'dog_0000.jpg'}", f"output={tmp_path / 'x'}",
-                   "direction=sideways"], script=PREDICT)
+    bad = run_cli(
+        [f"ckpt_path={cyclegan_checkpoint}", f"input={inputs / 'dog_0000.jpg'}", f"output={tmp_path / 'x'}", "direction=sideways"],
+        script=PREDICT,
+    )
     assert bad.returncode == 2 and "direction must be AtoB or BtoA" in bad.stderr
 
 
@@ -407,11 +469,23 @@ def test_fid_of_the_a_to_b_direction_through_the_metrics_callback(tmp_path, monk
     from tests.conftest import write_fake_weights
 
     monkeypatch.setenv("TORCH_HOME", str(write_fake_weights(tmp_path / "torch_home")))
-    metrics, _ = train(compose_train(tmp_path / "run", [
-        *CAT2DOG, "model=cyclegan", "data.load_size=32", "data.crop_size=32", "model.scheduler.n_epochs_decay=0",
-        "trainer.limit_train_batches=1", "data.num_val_images=4", "+callbacks/metrics=fid",
-        "callbacks.metrics.num_samples=4", "callbacks.metrics.batch_size=4",
-    ]))
+    metrics, _ = train(
+        compose_train(
+            tmp_path / "run",
+            [
+                *CAT2DOG,
+                "model=cyclegan",
+                "data.load_size=32",
+                "data.crop_size=32",
+                "model.scheduler.n_epochs_decay=0",
+                "trainer.limit_train_batches=1",
+                "data.num_val_images=4",
+                "+callbacks/metrics=fid",
+                "callbacks.metrics.num_samples=4",
+                "callbacks.metrics.batch_size=4",
+            ],
+        )
+    )
     assert metrics["val/fid"] == metrics["val/fid"] and metrics["val/fid"] >= 0
 
 

@@ -174,9 +174,12 @@ def test_preprocess_output_sizes_on_odd_non_square_input(preprocess, hw):
 @pytest.mark.parametrize("fit", ["resize", "pad"])
 def test_fit_gives_multiples(multiple, fit):
     expected = {
-        ("resize", 256): (256, 256), ("pad", 256): (256, 512),
-        ("resize", 128): (256, 256), ("pad", 128): (256, 384),
-        ("resize", 32): (192, 288), ("pad", 32): (224, 320),
+        ("resize", 256): (256, 256),
+        ("pad", 256): (256, 512),
+        ("resize", 128): (256, 256),
+        ("pad", 128): (256, 384),
+        ("resize", 32): (192, 288),
+        ("pad", 32): (224, 320),
     }[(fit, multiple)]
     img = noise(301, 199)
     t = build_transform("none", 286, 256, NO_PARAMS, 3, size_multiple=multiple, fit=fit)(img)

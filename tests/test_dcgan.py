@@ -25,8 +25,14 @@ from ganforge.utils.errors import ConfigError
 from tests.conftest import SHARED_DATA, compose_train, train_from_untrained
 
 FROGS = SHARED_DATA / "cifar10_frog"
-UNCOND = ["model=dcgan", "data=image_folder", f"data.root={FROGS / 'train'}",
-          f"data.val_root={FROGS / 'test'}", "logger=csv", "data.num_workers=0"]
+UNCOND = [
+    "model=dcgan",
+    "data=image_folder",
+    f"data.root={FROGS / 'train'}",
+    f"data.val_root={FROGS / 'test'}",
+    "logger=csv",
+    "data.num_workers=0",
+]
 
 
 def tiny_model(ngf: int = 8, image_size: int = 32) -> DCGAN:
@@ -91,8 +97,15 @@ def test_d_then_g_and_each_step_touches_only_its_own_net(tmp_path):
 
     m.step = recording
     data = torch.utils.data.DataLoader([{"real": torch.rand(3, 32, 32) * 2 - 1} for _ in range(4)], batch_size=4)
-    L.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, default_root_dir=tmp_path).fit(m, train_dataloaders=data)
+    L.Trainer(
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    ).fit(m, train_dataloaders=data)
     assert steps == [["netD"], ["netG"]]
 
 
@@ -134,9 +147,19 @@ def test_the_paired_checkpoint_monitor_is_refused_before_training(tmp_path):
 def test_a_short_run_on_frogs_lowers_the_patch_swd_against_held_out_frogs(tmp_path):
     """160 batches of 64, ngf=ndf=16, 32 px: the Laplacian-band patch SWD between EMA samples and the 100 held-out
     test frogs must fall well below the untrained G's (measured: see docs/dcgan.md)."""
-    cfg = compose_train(tmp_path, [*UNCOND, "model.netG.ngf=16", "model.netD.ndf=16", "data.image_size=32",
-                                   "model.scheduler.n_epochs=10", "callbacks.image_grid.every_n_batches=0",
-                                   "callbacks.model_summary=null", "callbacks.rich_progress_bar=null"])
+    cfg = compose_train(
+        tmp_path,
+        [
+            *UNCOND,
+            "model.netG.ngf=16",
+            "model.netD.ndf=16",
+            "data.image_size=32",
+            "model.scheduler.n_epochs=10",
+            "callbacks.image_grid.every_n_batches=0",
+            "callbacks.model_summary=null",
+            "callbacks.rich_progress_bar=null",
+        ],
+    )
     untrained, objects = train_from_untrained(cfg)
     real = torch.stack([objects["datamodule"].val_set[i]["real"] for i in range(100)])
     z = torch.randn(100, 100, 1, 1, generator=torch.Generator().manual_seed(1))
@@ -146,7 +169,9 @@ def test_a_short_run_on_frogs_lowers_the_patch_swd_against_held_out_frogs(tmp_pa
     with ema.swapped(model):
         after = patch_swd(model.sample(z), real)
     rows = [r for r in csv.DictReader(open(next(tmp_path.glob("csv/**/metrics.csv")))) if r.get("val/swd")]
-    print(f"patch SWD x100: untrained {before:.2f} -> trained (EMA) {after:.2f}; val/swd by epoch "
-          f"{[round(float(r['val/swd']), 2) for r in rows]}")
+    print(
+        f"patch SWD x100: untrained {before:.2f} -> trained (EMA) {after:.2f}; val/swd by epoch "
+        f"{[round(float(r['val/swd']), 2) for r in rows]}"
+    )
     assert after < 0.8 * before
     assert float(rows[-1]["val/swd"]) < float(rows[0]["val/swd"])

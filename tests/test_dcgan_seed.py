@@ -123,8 +123,15 @@ def test_the_update_rule_one_concatenated_d_batch_then_g_on_new_latents(tmp_path
     m.step = recording
     reals = torch.rand(4, 3, 32, 32) * 2 - 1
     data = torch.utils.data.DataLoader([{"real": r} for r in reals], batch_size=4)
-    L.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, default_root_dir=tmp_path).fit(m, train_dataloaders=data)
+    L.Trainer(
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    ).fit(m, train_dataloaders=data)
     assert steps == [["netD"], ["netG"]]
     (d_batch, d_train), (g_batch, g_train) = d_inputs
     assert d_batch.shape[0] == 8 and g_batch.shape[0] == 4 and d_train and g_train  # dropout on in both steps
@@ -136,10 +143,13 @@ def test_the_update_rule_one_concatenated_d_batch_then_g_on_new_latents(tmp_path
 def test_the_config_is_the_books(tmp_path):
     cfg = compose_train(tmp_path, ["model=dcgan_seed", "data=image_folder", f"data.root={FROGS / 'train'}"])
     assert cfg.data.batch_size == 20 and cfg.model.netG.nz == 32 and cfg.model.label_noise == 0.05
-    opt_d, opt_g = (hydra.utils.instantiate(cfg.model[k])(params=[torch.nn.Parameter(torch.zeros(1))])
-                    for k in ("optimizer_d", "optimizer_g"))
-    assert [(o.defaults["lr"], o.param_groups[0]["clipvalue"], o.param_groups[0]["decay"]) for o in (opt_d, opt_g)] \
-        == [(8e-4, 1.0, 1e-8), (4e-4, 1.0, 1e-8)]
+    opt_d, opt_g = (
+        hydra.utils.instantiate(cfg.model[k])(params=[torch.nn.Parameter(torch.zeros(1))]) for k in ("optimizer_d", "optimizer_g")
+    )
+    assert [(o.defaults["lr"], o.param_groups[0]["clipvalue"], o.param_groups[0]["decay"]) for o in (opt_d, opt_g)] == [
+        (8e-4, 1.0, 1e-8),
+        (4e-4, 1.0, 1e-8),
+    ]
     assert cfg.trainer.max_epochs * 5000 // cfg.data.batch_size == 10_000  # the book's iterations on the 5,000 frogs
     model = hydra.utils.instantiate(cfg.model)
     assert model.hparams.label_noise == 0.05 and model.hparams.seed_data_range is False

@@ -49,14 +49,39 @@ FAMILIES = {
     "pix2pix": TINY,
     "bicyclegan": [*TINY, "model=bicyclegan"],
     "cyclegan": ["debug=tiny", "logger=csv", "data=cat2dog", "model=cyclegan", "data.load_size=32", "data.crop_size=32"],
-    "spade": ["model=spade", "data=coco_stuff", f"data.root={COCO}", "debug=tiny", "logger=csv", "data.load_size=36",
-              "data.crop_size=32", "model.netG.ngf=4", "model.netD.ndf=4", "trainer.limit_train_batches=2",
-              "trainer.limit_val_batches=1"],
-    "dcgan": ["model=dcgan", "data=image_folder", f"data.root={FROGS / 'train'}", f"data.val_root={FROGS / 'test'}",
-              "debug=tiny", "logger=csv"],
-    "singan": ["model=singan", "data=single_image", "debug=tiny", "logger=csv", f"data.path={SINGAN_IMAGE}",
-               "data.max_size=32", "data.min_size=20", "model.iters_per_scale=4", "model.lr_milestone=3",
-               "data.iters_per_epoch=4"],
+    "spade": [
+        "model=spade",
+        "data=coco_stuff",
+        f"data.root={COCO}",
+        "debug=tiny",
+        "logger=csv",
+        "data.load_size=36",
+        "data.crop_size=32",
+        "model.netG.ngf=4",
+        "model.netD.ndf=4",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+    ],
+    "dcgan": [
+        "model=dcgan",
+        "data=image_folder",
+        f"data.root={FROGS / 'train'}",
+        f"data.val_root={FROGS / 'test'}",
+        "debug=tiny",
+        "logger=csv",
+    ],
+    "singan": [
+        "model=singan",
+        "data=single_image",
+        "debug=tiny",
+        "logger=csv",
+        f"data.path={SINGAN_IMAGE}",
+        "data.max_size=32",
+        "data.min_size=20",
+        "model.iters_per_scale=4",
+        "model.lr_milestone=3",
+        "data.iters_per_epoch=4",
+    ],
 }
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.image_grid=null"]
 
@@ -126,8 +151,9 @@ def predict_cli_output(ckpt: Path, input_path: Path, out: Path, **opts) -> dict[
     """What ganforge-predict writes for one input: {file name: pixels}."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("predict", overrides=[f"ckpt_path={ckpt}", f"input={input_path}", f"output={out}",
-                                            *(f"{k}={v}" for k, v in opts.items())])
+        cfg = compose(
+            "predict", overrides=[f"ckpt_path={ckpt}", f"input={input_path}", f"output={out}", *(f"{k}={v}" for k, v in opts.items())]
+        )
     report = predict(cfg)
     return {Path(p).name: pixels(p) for p in report["written"]}
 
@@ -219,12 +245,10 @@ def test_singan_samples_at_a_size_and_harmonization(serve, tmp_path):
     m = Image.new("L", ref.size, 0)
     m.paste(255, (ref.width // 4, ref.height // 4, ref.width // 2, ref.height // 2))
     m.save(mask)
-    gallery = client.predict("harmonization", editor(SINGAN_IMAGE), gradio_client.handle_file(str(mask)), 1, 0,
-                             api_name="/singan_inject")
+    gallery = client.predict("harmonization", editor(SINGAN_IMAGE), gradio_client.handle_file(str(mask)), 1, 0, api_name="/singan_inject")
     assert [g["caption"] for g in gallery] == ["harmonization_scale1.png", "harmonization_scale1_masked.png"]
     with pytest.raises(Exception, match="inject_scale=9 is out of range"):
-        client.predict("harmonization", editor(SINGAN_IMAGE), gradio_client.handle_file(str(mask)), 9, 0,
-                       api_name="/singan_inject")
+        client.predict("harmonization", editor(SINGAN_IMAGE), gradio_client.handle_file(str(mask)), 9, 0, api_name="/singan_inject")
 
 
 # ----- what the page reads is the file that was sent -------------------------------------------------
@@ -262,11 +286,16 @@ def test_request_strings_are_taken_literally(checkpoints, tmp_path):
 # ----- what a hostile upload or web page can make the server do ------------------------------------------
 def png_header_only(w: int, h: int) -> bytes:
     """A PNG of w x h 8-bit grey pixels whose data holds one row: its header alone is right."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(bytes(w + 1))) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(bytes(w + 1)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_bad_uploads_get_ganforge_s_one_line_and_no_traceback(serve, tmp_path, capfd):
@@ -275,12 +304,14 @@ def test_bad_uploads_get_ganforge_s_one_line_and_no_traceback(serve, tmp_path, c
         "cut.jpg": (PHOTO.read_bytes()[:2000], "cut.jpg: truncated: the JPEG end marker is missing"),
         "empty.png": (b"", "empty.png: file is empty (0 bytes)"),
         "notes.txt": (b"not an image\n", "notes.txt: not an image file PIL can read"),
-        "drawing.svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>',
-                        "drawing.svg: not an image file PIL can read"),
+        "drawing.svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>', "drawing.svg: not an image file PIL can read"),
         # the issue's stall: under PIL's bomb limit, over the demo's; the one row of data shows that
         # nothing was decoded (that would fail as truncated)
-        "zeros.png": (png_header_only(9000, 9000), "zeros.png: 9000x9000 = 81000000 pixels is over this demo's "
-                      "limit of 16777216 pixels (ganforge-demo max_pixels=); refused before decoding"),
+        "zeros.png": (
+            png_header_only(9000, 9000),
+            "zeros.png: 9000x9000 = 81000000 pixels is over this demo's "
+            "limit of 16777216 pixels (ganforge-demo max_pixels=); refused before decoding",
+        ),
     }
     capfd.readouterr()
     for name, (data, message) in cases.items():
@@ -320,8 +351,13 @@ def request(url: str, method: str = "GET", data: bytes | None = None, **headers)
 
 def multipart(name: str, data: bytes) -> tuple[bytes, str]:
     """A one-file upload form, as a browser posts it to /gradio_api/upload."""
-    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"files\"; filename=\"" + name.encode()
-            + b"\"\r\nContent-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--b0undary--\r\n")
+    body = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="files"; filename="'
+        + name.encode()
+        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        + data
+        + b"\r\n--b0undary--\r\n"
+    )
     return body, "multipart/form-data; boundary=b0undary"
 
 
@@ -380,8 +416,17 @@ def test_a_taken_port_is_one_clear_message(checkpoints, tmp_path):
         with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is already in use"):
             demo.check_port_free("127.0.0.1", port)
         proc = subprocess.run(
-            [str(Path(sys.executable).parent / "ganforge-demo"), f"ckpt_path={checkpoints('pix2pix')}", f"port={port}",
-             f"output={tmp_path / 'cli'}"], capture_output=True, text=True, timeout=300, cwd=REPO)
+            [
+                str(Path(sys.executable).parent / "ganforge-demo"),
+                f"ckpt_path={checkpoints('pix2pix')}",
+                f"port={port}",
+                f"output={tmp_path / 'cli'}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"Error: port {port} on 127.0.0.1 is already in use" in proc.stderr
     assert f"port={port + 1}" in proc.stderr and "Traceback" not in proc.stderr
@@ -400,8 +445,7 @@ def chromium_driver():
         return None, "no Chromium + chromedriver on PATH (Debian: apt-get install chromium chromium-driver; .ci/run does)"
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
-                 "--disable-gpu", "--no-first-run"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900", "--disable-gpu", "--no-first-run"):
         opts.add_argument(flag)
     service = webdriver.ChromeService(executable_path=driver_bin)
     return webdriver.Chrome(options=opts, service=service), None
@@ -424,13 +468,14 @@ def test_browser_uploads_translates_and_reads_the_output_back(serve, checkpoints
     Image.fromarray(np.linspace(1000, 60000, 48 * 40).reshape(40, 48).astype(np.uint16)).save(deep)
     wait = WebDriverWait(driver, 60)
     # Gradio re-renders the <img> as it loads: read it in the page, not through a held element
-    output_src = "const i = document.querySelector('#output-image img');" \
-                 "return i && i.complete && i.naturalWidth > 0 ? i.src : null;"
+    output_src = "const i = document.querySelector('#output-image img');return i && i.complete && i.naturalWidth > 0 ? i.src : null;"
 
     def translate_in_page(path: Path, previous: str | None) -> tuple[Image.Image, str]:
         """Upload `path`, press Translate: the output image the page shows, and its address."""
-        state = f"const s = (() => {{ {output_src} }})(); if (s && s !== {json.dumps(previous)}) return 'output';" \
-                "return (document.querySelector('.toast-body') || {}).innerText || null;"
+        state = (
+            f"const s = (() => {{ {output_src} }})(); if (s && s !== {json.dumps(previous)}) return 'output';"
+            "return (document.querySelector('.toast-body') || {}).innerText || null;"
+        )
         # The page re-renders its components while it settles (an upload into the old one is lost);
         # until the upload is in, it says the input is empty. So: upload and press again while it says
         # so; any other message is a failure.
@@ -450,7 +495,9 @@ def test_browser_uploads_translates_and_reads_the_output_back(serve, checkpoints
         data = driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "fetch(arguments[0]).then(r => r.blob()).then(b => { const f = new FileReader();"
-            " f.onload = () => done(f.result); f.readAsDataURL(b); });", src)
+            " f.onload = () => done(f.result); f.readAsDataURL(b); });",
+            src,
+        )
         return Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))), src
 
     try:
@@ -460,8 +507,7 @@ def test_browser_uploads_translates_and_reads_the_output_back(serve, checkpoints
         cli = predict_cli_output(checkpoints("pix2pix"), label, tmp_path / "cli", test_dropout=False)
         np.testing.assert_array_equal(np.asarray(out.convert("RGB")), cli["facade_label.png"])
         # offline: every resource the page loaded came from the demo's own server
-        resources = json.loads(driver.execute_script(
-            "return JSON.stringify(performance.getEntriesByType('resource').map(e => e.name))"))
+        resources = json.loads(driver.execute_script("return JSON.stringify(performance.getEntriesByType('resource').map(e => e.name))"))
         assert resources and all(r.startswith(url.rstrip("/")) or r.startswith(("data:", "blob:")) for r in resources), resources
         (REPO / "docs").mkdir(exist_ok=True)
         driver.save_screenshot(str(REPO / "docs" / "demo.png"))

@@ -44,8 +44,14 @@ class Batches(L.LightningDataModule):
 
 
 def fit(model, n_batches=1, batch_size=2):
-    L.Trainer(max_epochs=1, limit_train_batches=n_batches, logger=False, enable_checkpointing=False,
-              enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=Batches(n_batches, batch_size))
+    L.Trainer(
+        max_epochs=1,
+        limit_train_batches=n_batches,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(model, datamodule=Batches(n_batches, batch_size))
 
 
 def kernels(net: nn.Module, kind: type) -> list[int]:
@@ -123,15 +129,22 @@ def test_tf_rmsprop_starts_its_mean_square_at_one_and_puts_eps_inside_the_sqrt()
     torch_opt = torch.optim.RMSprop([q], lr=0.1, alpha=0.9, eps=1e-10)
     q.grad = torch.tensor([0.5, 0.1])
     torch_opt.step()
-    assert not torch.allclose(q.detach(), torch.tensor([1.0, -2.0]) - 0.1 * torch.tensor([0.5, 0.1]) / torch.sqrt(0.9 + 0.1 * torch.tensor([0.25, 0.01])))
+    assert not torch.allclose(
+        q.detach(), torch.tensor([1.0, -2.0]) - 0.1 * torch.tensor([0.5, 0.1]) / torch.sqrt(0.9 + 0.1 * torch.tensor([0.25, 0.01]))
+    )
 
 
 def tiny_dualgan(**kw) -> DualGAN:
     rms = partial(TFRMSprop, lr=5e-5)
     return DualGAN(
-        netG_A=DualGANGenerator(ngf=4, num_downs=6), netG_B=DualGANGenerator(ngf=4, num_downs=6),
-        netD_A=DualGANDiscriminator(ndf=4, image_size=64), netD_B=DualGANDiscriminator(ndf=4, image_size=64),
-        optimizer_g=rms, optimizer_d=rms, scheduler=SCHED, **kw,
+        netG_A=DualGANGenerator(ngf=4, num_downs=6),
+        netG_B=DualGANGenerator(ngf=4, num_downs=6),
+        netD_A=DualGANDiscriminator(ndf=4, image_size=64),
+        netD_B=DualGANDiscriminator(ndf=4, image_size=64),
+        optimizer_g=rms,
+        optimizer_d=rms,
+        scheduler=SCHED,
+        **kw,
     )
 
 
@@ -179,11 +192,21 @@ def test_discogan_config_builds_the_scripts_generator_and_discriminator(tmp_path
 
 def tiny_discogan(**kw) -> DiscoGAN:
     adam = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), weight_decay=1e-5)
-    nets = lambda cls, **a: cls(ngf=4, bias=False, output="sigmoid", init_type=None, **a) if cls is EncoderDecoderGenerator else cls(ndf=4, bias=False, init_type=None)  # noqa: E731
+
+    def nets(cls, **a):
+        if cls is EncoderDecoderGenerator:
+            return cls(ngf=4, bias=False, output="sigmoid", init_type=None, **a)
+        return cls(ndf=4, bias=False, init_type=None)
+
     return DiscoGAN(
-        netG_A=nets(EncoderDecoderGenerator), netG_B=nets(EncoderDecoderGenerator),
-        netD_A=nets(ConvDiscriminator), netD_B=nets(ConvDiscriminator),
-        optimizer_g=adam, optimizer_d=adam, scheduler=SCHED, **kw,
+        netG_A=nets(EncoderDecoderGenerator),
+        netG_B=nets(EncoderDecoderGenerator),
+        netD_A=nets(ConvDiscriminator),
+        netD_B=nets(ConvDiscriminator),
+        optimizer_g=adam,
+        optimizer_d=adam,
+        scheduler=SCHED,
+        **kw,
     )
 
 
@@ -218,8 +241,7 @@ def test_discogan_d_loss_halves_real_and_fake():
 
 def test_discogan_bottleneck_stays_an_option():
     g = EncoderDecoderGenerator(ngf=4, nz=8)
-    assert any(isinstance(m, nn.Conv2d) and m.out_channels == 8 and m.kernel_size == (4, 4) and m.stride == (1, 1)
-               for m in g.modules())
+    assert any(isinstance(m, nn.Conv2d) and m.out_channels == 8 and m.kernel_size == (4, 4) and m.stride == (1, 1) for m in g.modules())
     assert g(images(2)).shape == (2, 3, 64, 64)
     with pytest.raises(ConfigError, match="output must be one of"):
         EncoderDecoderGenerator(output="relu")

@@ -19,8 +19,15 @@ from ganforge.utils.errors import ConfigError
 from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli
 
 FROGS = SHARED_DATA / "cifar10_frog" / "test"
-TINY = ["model=dcgan", "data=image_folder", f"data.root={FROGS}", "debug=tiny", "logger=csv",
-        "trainer.limit_train_batches=3", "callbacks.image_grid.every_n_batches=0"]
+TINY = [
+    "model=dcgan",
+    "data=image_folder",
+    f"data.root={FROGS}",
+    "debug=tiny",
+    "logger=csv",
+    "trainer.limit_train_batches=3",
+    "callbacks.image_grid.every_n_batches=0",
+]
 
 
 class Toy(nn.Module):

@@ -50,9 +50,14 @@ def predict_cfg(out: Path, **kw):
 
 
 EXPECTED_FILES = {
-    "pix2pix": ["BtoA.onnx"], "cyclegan": ["AtoB.onnx", "BtoA.onnx"], "discogan": ["AtoB.onnx", "BtoA.onnx"],
-    "dualgan": ["AtoB.onnx", "BtoA.onnx"], "bicyclegan": ["BtoA.onnx", "E.onnx"], "spade": ["G.onnx"],
-    "dcgan": ["G.onnx"], "singan": ["pyramid.onnx"],
+    "pix2pix": ["BtoA.onnx"],
+    "cyclegan": ["AtoB.onnx", "BtoA.onnx"],
+    "discogan": ["AtoB.onnx", "BtoA.onnx"],
+    "dualgan": ["AtoB.onnx", "BtoA.onnx"],
+    "bicyclegan": ["BtoA.onnx", "E.onnx"],
+    "spade": ["G.onnx"],
+    "dcgan": ["G.onnx"],
+    "singan": ["pyramid.onnx"],
 }
 
 
@@ -92,11 +97,11 @@ def test_pix2pix_reference_mode_graph_has_a_dropout_input(tmp_path):
     manifest = export(export_cfg(ckpt, tmp_path / "out"))
     assert manifest["graphs"][0]["generator_mode"] == "train"  # test_dropout=true: the reference test.py
     sess = ort.InferenceSession(str(tmp_path / "out" / "BtoA.onnx"))
-    x = (np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32) * 2 - 1)
+    x = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32) * 2 - 1
     off = [sess.run(None, {"image": x, "dropout": np.array(0, np.float32)})[0] for _ in range(2)]
     on = [sess.run(None, {"image": x, "dropout": np.array(1, np.float32)})[0] for _ in range(2)]
-    assert np.array_equal(off[0], off[1])          # deterministic without dropout
-    assert not np.allclose(on[0], on[1])           # random masks, as the reference
+    assert np.array_equal(off[0], off[1])  # deterministic without dropout
+    assert not np.allclose(on[0], on[1])  # random masks, as the reference
     # each image is normalised by its own statistics: image 0 alone gives the batch's first output
     alone = sess.run(None, {"image": x[:1], "dropout": np.array(0, np.float32)})[0]
     assert np.abs(alone - off[0][:1]).max() < 1e-5
@@ -129,7 +134,7 @@ def test_a_failed_parity_check_fails_the_export_and_removes_the_file(tmp_path, m
     import ganforge.cli.export as ex
 
     real = ex._onnx_runner
-    monkeypatch.setattr(ex, "_onnx_runner", lambda path: (lambda *xs: real(path)(*xs) + 1e-3))
+    monkeypatch.setattr(ex, "_onnx_runner", lambda path: lambda *xs: real(path)(*xs) + 1e-3)
     with pytest.raises(ExportError, match="parity check failed"):
         export(export_cfg(tiny_checkpoint(tmp_path, "dcgan"), tmp_path / "out"))
     assert not (tmp_path / "out" / "G.onnx").exists()
@@ -182,8 +187,10 @@ def assert_onnx_predict_matches(tmp_path, ckpt, src, extra: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,extra", [("pix2pix", {"pair": True, "test_dropout": False}), ("cyclegan", {"direction": "BtoA"}),
-                                        ("discogan", {}), ("dualgan", {})])
+@pytest.mark.parametrize(
+    "name,extra",
+    [("pix2pix", {"pair": True, "test_dropout": False}), ("cyclegan", {"direction": "BtoA"}), ("discogan", {}), ("dualgan", {})],
+)
 def test_predict_on_an_onnx_export_matches_predict_on_the_checkpoint(tmp_path, name, extra):
     ckpt = tiny_checkpoint(tmp_path, name)
     export(export_cfg(ckpt, tmp_path / "exp", generator_mode="eval"))
@@ -206,11 +213,14 @@ def test_predict_on_label_map_and_style_code_exports_matches_the_checkpoint(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, extra, opts", [
-    ("dcgan", [], {"num_samples": 3, "seed": 5}),
-    ("bicyclegan", [], {"pair": True, "n_samples": 2, "seed": 5}),
-    ("spade", ["model.use_vae=true", "model.netE.load_size=32"], {"n_samples": 2, "seed": 5}),
-])
+@pytest.mark.parametrize(
+    "name, extra, opts",
+    [
+        ("dcgan", [], {"num_samples": 3, "seed": 5}),
+        ("bicyclegan", [], {"pair": True, "n_samples": 2, "seed": 5}),
+        ("spade", ["model.use_vae=true", "model.netE.load_size=32"], {"n_samples": 2, "seed": 5}),
+    ],
+)
 def test_random_latents_of_an_export_are_the_checkpoints(tmp_path, name, extra, opts):
     """predict draws z with numpy from `seed` in both runtimes, so an export writes the checkpoint's samples."""
     ckpt = tiny_checkpoint(tmp_path, name, extra)
@@ -279,9 +289,13 @@ def test_an_exported_pix2pix_runs_without_torch_or_lightning(tmp_path):
     export(export_cfg(ckpt, tmp_path / "exp"))
     script = tmp_path / "no_torch_predict.py"
     script.write_text(BLOCK_TORCH)
-    proc = subprocess.run([sys.executable, str(script), f"model={tmp_path / 'exp' / 'BtoA.onnx'}", f"input={PAIRS}",
-                           "pair=true", f"output={tmp_path / 'p'}"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "HYDRA_FULL_ERROR": ""})
+    proc = subprocess.run(
+        [sys.executable, str(script), f"model={tmp_path / 'exp' / 'BtoA.onnx'}", f"input={PAIRS}", "pair=true", f"output={tmp_path / 'p'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HYDRA_FULL_ERROR": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "p").glob("*.png"))) == len(list(PAIRS.glob("*.jpg")))
 

@@ -108,7 +108,9 @@ def test_random_bytes_load_or_raise_image_file_error(prefix, body, channels):
 
 @FAST
 @given(
-    combo=st.sampled_from(STORABLE), w=st.integers(1, 24), h=st.integers(1, 24),
+    combo=st.sampled_from(STORABLE),
+    w=st.integers(1, 24),
+    h=st.integers(1, 24),
     flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
 )
 def test_corrupted_bytes_load_or_raise_image_file_error(combo, w, h, flips):
@@ -145,7 +147,14 @@ def test_header_check_catches_a_file_cut_short(fmt):
 
 # ----------------------------------------------------------------- modes and sizes
 @FAST
-@given(combo=st.sampled_from(STORABLE), w=SIDE, h=st.integers(1, 40), seed=st.integers(0, 2**16), channels=st.sampled_from((1, 3)), tall=st.booleans())
+@given(
+    combo=st.sampled_from(STORABLE),
+    w=SIDE,
+    h=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+    channels=st.sampled_from((1, 3)),
+    tall=st.booleans(),
+)
 def test_every_mode_and_size_loads_to_8bit_rgb_or_l(combo, w, h, seed, channels, tall):
     fmt = combo[1]
     if tall:
@@ -170,8 +179,14 @@ def test_high_depth_modes_keep_their_order():
 # ----------------------------------------------------------------- EXIF orientation
 # What brings the stored pixels upright for each EXIF orientation (EXIF 2.32, tag 0x0112), and its inverse.
 UPRIGHT = {
-    1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
 }
 INVERSE = {Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}
 
@@ -215,8 +230,10 @@ def test_a_rotated_jpeg_loads_upright(orientation, tmp_path):
 # ----------------------------------------------------------------- decompression bombs
 def png_header_only(w: int, h: int) -> bytes:
     """A PNG whose IHDR claims w x h, with one tiny IDAT and IEND: decoding it would need w*h*3 bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
@@ -275,9 +292,15 @@ def expected_size(preprocess, load, crop, w, h, multiple, fit):
 
 @FAST
 @given(
-    preprocess=st.sampled_from(PREPROCESS_CHOICES), w=st.integers(1, 80), h=st.integers(1, 80),
-    crop=st.integers(1, 48), extra=st.integers(0, 16), multiple=st.sampled_from((1, 2, 4, 8, 16, 32)),
-    fit=st.sampled_from(("resize", "pad")), channels=st.sampled_from((1, 3)), mode=st.sampled_from(("RGB", "L")),
+    preprocess=st.sampled_from(PREPROCESS_CHOICES),
+    w=st.integers(1, 80),
+    h=st.integers(1, 80),
+    crop=st.integers(1, 48),
+    extra=st.integers(0, 16),
+    multiple=st.sampled_from((1, 2, 4, 8, 16, 32)),
+    fit=st.sampled_from(("resize", "pad")),
+    channels=st.sampled_from((1, 3)),
+    mode=st.sampled_from(("RGB", "L")),
     seed=st.integers(0, 2**16),
 )
 def test_transform_output_shape_range_and_shared_params(preprocess, w, h, crop, extra, multiple, fit, channels, mode, seed):
@@ -316,8 +339,13 @@ def test_label_map_random_bytes_load_or_raise_image_file_error(prefix, body):
 
 
 @FAST
-@given(combo=st.sampled_from(STORABLE), w=st.integers(1, 48), h=st.integers(1, 48), seed=st.integers(0, 2**16),
-       cut=st.one_of(st.none(), st.floats(0, 1, exclude_max=True)))
+@given(
+    combo=st.sampled_from(STORABLE),
+    w=st.integers(1, 48),
+    h=st.integers(1, 48),
+    seed=st.integers(0, 2**16),
+    cut=st.one_of(st.none(), st.floats(0, 1, exclude_max=True)),
+)
 def test_label_maps_of_every_mode_give_integer_ids_or_one_error(combo, w, h, seed, cut):
     mode, fmt = combo
     data = encoded(mode, fmt, w, h, seed)
@@ -329,8 +357,15 @@ def test_label_maps_of_every_mode_give_integer_ids_or_one_error(combo, w, h, see
 
 
 @FAST
-@given(h=st.integers(1, 30), w=st.integers(1, 30), label_nc=st.integers(1, 300), top=st.integers(0, 400),
-       dontcare=st.one_of(st.none(), st.just(255)), shift=st.sampled_from((0, 1)), seed=st.integers(0, 2**16))
+@given(
+    h=st.integers(1, 30),
+    w=st.integers(1, 30),
+    label_nc=st.integers(1, 300),
+    top=st.integers(0, 400),
+    dontcare=st.one_of(st.none(), st.just(255)),
+    shift=st.sampled_from((0, 1)),
+    seed=st.integers(0, 2**16),
+)
 def test_label_ids_convert_to_channels_or_name_the_bad_ids(h, w, label_nc, top, dontcare, shift, seed):
     raw = np.random.default_rng(seed).integers(0, top + 1, (h, w))
     try:

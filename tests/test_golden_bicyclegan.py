@@ -37,35 +37,69 @@ def test_two_iterations_match_the_reference(tmp_path):
     tensors, meta = load_fixture("bicyclegan")
     o = json.loads(meta["options"])
     nets = {
-        "G": UnetGenerator(3, 3, num_downs=o["num_downs"], ngf=o["ngf"], norm=o["norm"], use_dropout=o["use_dropout"],
-                           nz=o["nz"], where_add=o["where_add"]),
+        "G": UnetGenerator(
+            3, 3, num_downs=o["num_downs"], ngf=o["ngf"], norm=o["norm"], use_dropout=o["use_dropout"], nz=o["nz"], where_add=o["where_add"]
+        ),
         "E": ResnetEncoder(3, o["nz"], nef=o["nef"], n_blocks=o["e_blocks"], norm=o["norm"], vae=True),
-        **{n: MultiscaleDiscriminator(3, ndf=o["ndf"], n_layers=o["n_layers_D"], num_D=o["num_Ds"], norm=o["norm"])
-           for n in ("D", "D2")},
+        **{n: MultiscaleDiscriminator(3, ndf=o["ndf"], n_layers=o["n_layers_D"], num_D=o["num_Ds"], norm=o["norm"]) for n in ("D", "D2")},
     }
-    mappings = {"G": unet_with_z_mapping(nets["G"]), "E": resnet_encoder_mapping(nets["E"]),
-                "D": d_mapping(nets["D"]), "D2": d_mapping(nets["D2"])}
+    mappings = {
+        "G": unet_with_z_mapping(nets["G"]),
+        "E": resnet_encoder_mapping(nets["E"]),
+        "D": d_mapping(nets["D"]),
+        "D2": d_mapping(nets["D2"]),
+    }
     for name, net in nets.items():
         init = section(tensors, f"init/{name}")
         net.double().load_state_dict({k: fn(init[src]) for k, (src, fn) in mappings[name].items()})
     adam = functools.partial(torch.optim.Adam, lr=o["lr"], betas=(o["beta1"], 0.999))
-    model = BicycleGAN(nets["G"], nets["E"], nets["D"], nets["D2"], adam, adam, adam, adam, nz=o["nz"],
-                       gan_mode=o["gan_mode"], lambda_l1=o["lambda_L1"], lambda_gan=o["lambda_GAN"],
-                       lambda_gan2=o["lambda_GAN2"], lambda_z=o["lambda_z"], lambda_kl=o["lambda_kl"],
-                       use_same_D=o["use_same_D"])
+    model = BicycleGAN(
+        nets["G"],
+        nets["E"],
+        nets["D"],
+        nets["D2"],
+        adam,
+        adam,
+        adam,
+        adam,
+        nz=o["nz"],
+        gan_mode=o["gan_mode"],
+        lambda_l1=o["lambda_L1"],
+        lambda_gan=o["lambda_GAN"],
+        lambda_gan2=o["lambda_GAN2"],
+        lambda_z=o["lambda_z"],
+        lambda_kl=o["lambda_kl"],
+        use_same_D=o["use_same_D"],
+    )
     eg_losses, z_losses, d_losses = [], [], []
     model.encoder_generator_losses = recording(model.encoder_generator_losses, eg_losses)
     model.backward_latent = recording(model.backward_latent, z_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
     iterations = int(meta["iterations"])
-    snaps = train_iterations(model, [batch(tensors, i) for i in range(iterations)],
-                             lambda: {n: to_reference(net, mappings[n]) for n, net in nets.items()}, tmp_path)
+    snaps = train_iterations(
+        model,
+        [batch(tensors, i) for i in range(iterations)],
+        lambda: {n: to_reference(net, mappings[n]) for n, net in nets.items()},
+        tmp_path,
+    )
 
     for i, snap in enumerate(snaps):
         for name in NETS:
-            compare(snap[name], section(tensors, f"step{i}/{name}"), f"iteration {i + 1}, {name}", exact=False,
-                    noise_only={mappings[name][k][0] for k in biases_before_instance_norm(nets[name])})
+            compare(
+                snap[name],
+                section(tensors, f"step{i}/{name}"),
+                f"iteration {i + 1}, {name}",
+                exact=False,
+                noise_only={mappings[name][k][0] for k in biases_before_instance_norm(nets[name])},
+            )
         eg, d, d2 = eg_losses[i], d_losses[2 * i], d_losses[2 * i + 1]
-        losses = {"G_GAN": eg["loss_G_GAN"], "G_GAN2": eg["loss_G_GAN2"], "G_L1": eg["loss_G_L1"], "kl": eg["loss_kl"],
-                  "z_L1": z_losses[i]["loss_z_L1"], "D": d["loss_D"], "D2": d2["loss_D"]}
+        losses = {
+            "G_GAN": eg["loss_G_GAN"],
+            "G_GAN2": eg["loss_G_GAN2"],
+            "G_L1": eg["loss_G_L1"],
+            "kl": eg["loss_kl"],
+            "z_L1": z_losses[i]["loss_z_L1"],
+            "D": d["loss_D"],
+            "D2": d2["loss_D"],
+        }
         compare(losses, section(tensors, f"step{i}/loss"), f"iteration {i + 1}, losses", exact=False)

@@ -18,31 +18,54 @@ pytestmark = pytest.mark.reference
 
 NETS = ("G_A", "G_B", "D_A", "D_B")
 #: ganforge's loss names -> the reference's (cycle_gan_model.py loss_names)
-LOSSES = {"loss_G_A": "G_A", "loss_G_B": "G_B", "loss_cycle_A": "cycle_A", "loss_cycle_B": "cycle_B",
-          "loss_idt_A": "idt_A", "loss_idt_B": "idt_B", "loss_D_A": "D_A", "loss_D_B": "D_B"}
+LOSSES = {
+    "loss_G_A": "G_A",
+    "loss_G_B": "G_B",
+    "loss_cycle_A": "cycle_A",
+    "loss_cycle_B": "cycle_B",
+    "loss_idt_A": "idt_A",
+    "loss_idt_B": "idt_B",
+    "loss_D_A": "D_A",
+    "loss_D_B": "D_B",
+}
 
 
 @pytest.mark.slow
 def test_three_iterations_match_the_reference(tmp_path):
     tensors, meta = load_fixture("cyclegan")
     o = json.loads(meta["options"])
-    g = {n: ResnetGenerator(3, 3, ngf=o["ngf"], norm=o["norm"], use_dropout=not o["no_dropout"], n_blocks=o["n_blocks"])
-         for n in ("G_A", "G_B")}
+    g = {
+        n: ResnetGenerator(3, 3, ngf=o["ngf"], norm=o["norm"], use_dropout=not o["no_dropout"], n_blocks=o["n_blocks"])
+        for n in ("G_A", "G_B")
+    }
     d = {n: NLayerDiscriminator(3, ndf=o["ndf"], n_layers=o["n_layers_D"], norm=o["norm"]) for n in ("D_A", "D_B")}
     nets = {**g, **d}
     for name, net in nets.items():  # ganforge's ResNet and PatchGAN keep the reference's names
         net.double().load_state_dict(section(tensors, f"init/{name}"))
     adam = functools.partial(torch.optim.Adam, lr=o["lr"], betas=(o["beta1"], 0.999))
-    model = CycleGAN(gan_mode=o["gan_mode"], lambda_A=o["lambda_A"], lambda_B=o["lambda_B"],
-                     lambda_identity=o["lambda_identity"], pool_size=o["pool_size"], netG_A=g["G_A"], netG_B=g["G_B"],
-                     netD_A=d["D_A"], netD_B=d["D_B"], optimizer_g=adam, optimizer_d=adam)
+    model = CycleGAN(
+        gan_mode=o["gan_mode"],
+        lambda_A=o["lambda_A"],
+        lambda_B=o["lambda_B"],
+        lambda_identity=o["lambda_identity"],
+        pool_size=o["pool_size"],
+        netG_A=g["G_A"],
+        netG_B=g["G_B"],
+        netD_A=d["D_A"],
+        netD_B=d["D_B"],
+        optimizer_g=adam,
+        optimizer_d=adam,
+    )
     g_losses, d_losses = [], []
     model.generator_losses = recording(model.generator_losses, g_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
     iterations = int(meta["iterations"])
-    snaps = train_iterations(model, [batch(tensors, i) for i in range(iterations)],
-                             lambda: {n: {k: v.detach().clone() for k, v in net.state_dict().items()} for n, net in nets.items()},
-                             tmp_path)
+    snaps = train_iterations(
+        model,
+        [batch(tensors, i) for i in range(iterations)],
+        lambda: {n: {k: v.detach().clone() for k, v in net.state_dict().items()} for n, net in nets.items()},
+        tmp_path,
+    )
 
     # Not bit for bit: the reference runs the identity passes before the GAN terms and D on real before fake;
     # ganforge the other way round, so autograd adds the same gradient terms in another order. In float64 that
@@ -50,7 +73,12 @@ def test_three_iterations_match_the_reference(tmp_path):
     # biases before an InstanceNorm, whose gradient is that rounding alone (biases_before_instance_norm).
     for i, snap in enumerate(snaps):
         for name in NETS:
-            compare(snap[name], section(tensors, f"step{i}/{name}"), f"iteration {i + 1}, {name}", exact=False,
-                    noise_only=biases_before_instance_norm(nets[name]))
+            compare(
+                snap[name],
+                section(tensors, f"step{i}/{name}"),
+                f"iteration {i + 1}, {name}",
+                exact=False,
+                noise_only=biases_before_instance_norm(nets[name]),
+            )
         losses = {LOSSES[k]: v for k, v in {**g_losses[i], **d_losses[i]}.items() if k in LOSSES}
         compare(losses, section(tensors, f"step{i}/loss"), f"iteration {i + 1}, losses", exact=False)

@@ -75,8 +75,12 @@ class Golden(L.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         where = f"step {batch_idx}"
         for ours, theirs in LOSSES.items():
-            torch.testing.assert_close(self.losses[ours].reshape(1), self.ref[f"step{batch_idx}/loss/{theirs}"],
-                                       **LOSS_TOL, msg=lambda m, k=ours: f"{where} {k}: {m}")
+            torch.testing.assert_close(
+                self.losses[ours].reshape(1),
+                self.ref[f"step{batch_idx}/loss/{theirs}"],
+                **LOSS_TOL,
+                msg=lambda m, k=ours: f"{where} {k}: {m}",
+            )
         assert_state(self.ref, f"step{batch_idx}/netG/", module.netG, f"{where} G")
         assert_state(self.ref, f"step{batch_idx}/netD/", module.netD, f"{where} D")
         self.checked += 1
@@ -85,17 +89,25 @@ class Golden(L.Callback):
         for name, opt in (("optimizerG", module.optimizers()[0]), ("optimizerD", module.optimizers()[1])):
             for i, p in enumerate(opt.optimizer.param_groups[0]["params"]):
                 for key in ("exp_avg", "exp_avg_sq", "step"):
-                    torch.testing.assert_close(opt.optimizer.state[p][key].reshape(-1), self.ref[f"{name}/{i}/{key}"],
-                                               **STATE_TOL, msg=lambda m, name=name, i=i, k=key: f"{name} param {i} {k}: {m}")
+                    torch.testing.assert_close(
+                        opt.optimizer.state[p][key].reshape(-1),
+                        self.ref[f"{name}/{i}/{key}"],
+                        **STATE_TOL,
+                        msg=lambda m, name=name, i=i, k=key: f"{name} param {i} {k}: {m}",
+                    )
 
 
 def test_dcgan_trains_as_main_py_step_for_step():
     ref, meta = load_fixture()
     a = meta["args"]
     adam = partial(torch.optim.Adam, lr=0.0002, betas=(0.5, 0.999))  # main.py --lr 0.0002 --beta1 0.5
-    model = DCGAN(DCGANGenerator(nz=a["nz"], ngf=a["ngf"], image_size=a["imageSize"]),
-                  DCGANDiscriminator(ndf=a["ndf"], image_size=a["imageSize"]), adam, adam,
-                  num_fixed_noise=a["batchSize"]).double()
+    model = DCGAN(
+        DCGANGenerator(nz=a["nz"], ngf=a["ngf"], image_size=a["imageSize"]),
+        DCGANDiscriminator(ndf=a["ndf"], image_size=a["imageSize"]),
+        adam,
+        adam,
+        num_fixed_noise=a["batchSize"],
+    ).double()
     with torch.no_grad():
         for net in ("netG", "netD"):
             for name, t in getattr(model, net).state_dict().items():
@@ -103,9 +115,17 @@ def test_dcgan_trains_as_main_py_step_for_step():
         model.fixed_noise.copy_(ref["fixed_noise"])
     batches = [{"real": real_from_levels(ref[f"step{i}/real"])} for i in range(meta["steps"])]
     golden = Golden(ref)
-    L.Trainer(precision="64-true", accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, max_epochs=1, limit_val_batches=0, callbacks=[golden]).fit(
-        model, train_dataloaders=DataLoader(batches, batch_size=None))
+    L.Trainer(
+        precision="64-true",
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=1,
+        limit_val_batches=0,
+        callbacks=[golden],
+    ).fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     assert golden.checked == meta["steps"] == 3
 
 
@@ -135,8 +155,9 @@ def test_cifar10_is_resized_to_64_px_bilinear_as_main_py(tmp_path, monkeypatch):
     cfg = OmegaConf.load(Path(CONF_DIR) / "data" / "cifar10.yaml")
     assert (cfg.image_size, cfg.interpolation) == (64, "bilinear")
     monkeypatch.setitem(__import__("ganforge.data.torchvision_sets", fromlist=["SETS"]).SETS, "cifar10", FakeCIFAR)
-    dm = TorchvisionDataModule(name="cifar10", root=str(tmp_path), image_size=cfg.image_size,
-                               interpolation=cfg.interpolation, num_workers=0)
+    dm = TorchvisionDataModule(
+        name="cifar10", root=str(tmp_path), image_size=cfg.image_size, interpolation=cfg.interpolation, num_workers=0
+    )
     dm.setup("fit")
     main_py = transforms.Compose([transforms.Resize(64), transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
     ds = FakeCIFAR(tmp_path)

@@ -39,8 +39,7 @@ def test_two_iterations_match_the_reference(tmp_path):
     model.generator_losses = recording(model.generator_losses, g_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
     iterations = int(meta["iterations"])
-    snaps = train_iterations(model, [batch(tensors, i) for i in range(iterations)],
-                             lambda: {"G": state(g), "D": state(d)}, tmp_path)
+    snaps = train_iterations(model, [batch(tensors, i) for i in range(iterations)], lambda: {"G": state(g), "D": state(d)}, tmp_path)
 
     # Bit for bit where the kernels are the fixture's; elsewhere float64 rounding of other summation orders.
     exact = is_fixture_machine(meta)

@@ -53,7 +53,7 @@ def our_name(name: str) -> str:
 
 def by_position(ref: dict[str, torch.Tensor], prefix: str, ours: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(name, ours, the reference's) for every entry of a state dict."""
-    theirs = {our_name(k[len(prefix):]): v for k, v in ref.items() if k.startswith(prefix)}
+    theirs = {our_name(k[len(prefix) :]): v for k, v in ref.items() if k.startswith(prefix)}
     assert sorted(theirs) == sorted(ours), prefix
     for name, v in ours.items():
         assert v.shape == theirs[name].shape, f"{prefix}{name}"
@@ -87,8 +87,9 @@ class Golden(L.Callback):
         n, it, ref = module.current_epoch, batch_idx, self.ref
         where = f"scale {n} iteration {it}"
         for key in ("loss_D_real", "loss_D_fake", "loss_D_gp", "loss_G_GAN", "loss_G_rec"):
-            torch.testing.assert_close(self.losses[key].reshape(1), ref[f"s{n}/it{it}/loss/{key}"], **LOSS_TOL,
-                                       msg=lambda m, key=key: f"{where} {key}: {m}")
+            torch.testing.assert_close(
+                self.losses[key].reshape(1), ref[f"s{n}/it{it}/loss/{key}"], **LOSS_TOL, msg=lambda m, key=key: f"{where} {key}: {m}"
+            )
         assert_state(ref, f"s{n}/it{it}/G/", module.netG[n], f"{where} G")
         assert_state(ref, f"s{n}/it{it}/D/", module.netD[n], f"{where} D")
         self.checked += 1
@@ -99,34 +100,52 @@ class Golden(L.Callback):
         for name, opt in (("adam_G", opts[2 * n]), ("adam_D", opts[2 * n + 1])):
             for i, p in enumerate(opt.param_groups[0]["params"]):
                 for key in ("exp_avg", "exp_avg_sq", "step"):
-                    torch.testing.assert_close(opt.state[p][key].reshape(ref[f"s{n}/{name}/{i}/{key}"].shape),
-                                               ref[f"s{n}/{name}/{i}/{key}"], **STATE_TOL,
-                                               msg=lambda m, name=name, i=i, key=key: f"scale {n} {name} param {i} {key}: {m}")
+                    torch.testing.assert_close(
+                        opt.state[p][key].reshape(ref[f"s{n}/{name}/{i}/{key}"].shape),
+                        ref[f"s{n}/{name}/{i}/{key}"],
+                        **STATE_TOL,
+                        msg=lambda m, name=name, i=i, key=key: f"scale {n} {name} param {i} {key}: {m}",
+                    )
         torch.testing.assert_close(module.noise_amp[n].reshape(1), ref[f"s{n}/noise_amp"], **STATE_TOL)
 
 
 def test_singan_trains_as_the_reference_step_for_step():
     ref, meta = load_fixture()
     s = meta["settings"]
-    dm = SingleImageDataModule(str(GOLDEN / "singan_input.png"), max_size=s["max_size"], min_size=s["min_size"],
-                               iters_per_epoch=s["niter"])
+    dm = SingleImageDataModule(str(GOLDEN / "singan_input.png"), max_size=s["max_size"], min_size=s["min_size"], iters_per_epoch=s["niter"])
     settings = dm.model_settings()
     assert settings["pyramid"] == meta["pyramid"] and settings["scale_factor"] == meta["scale_factor"]
     for n, real in enumerate(dm.reals):  # imresize, value for value
         assert torch.equal(real.double(), ref[f"s{n}/real"]), f"the image at scale {n}"
 
     adam = partial(torch.optim.Adam, lr=5e-4, betas=(0.5, 0.999))  # config.py --lr_g/--lr_d 0.0005, --beta1 0.5
-    model = SinGAN(optimizer_g=adam, optimizer_d=adam, nfc=s["nfc"], min_nfc=s["min_nfc"], iters_per_scale=s["niter"],
-                   d_steps=s["Dsteps"], g_steps=s["Gsteps"], **settings).double()
+    model = SinGAN(
+        optimizer_g=adam,
+        optimizer_d=adam,
+        nfc=s["nfc"],
+        min_nfc=s["min_nfc"],
+        iters_per_scale=s["niter"],
+        d_steps=s["Dsteps"],
+        g_steps=s["Gsteps"],
+        **settings,
+    ).double()
     for n in range(model.num_scales):  # the reference's fresh nets (scales 1, 2 then start from the last one's)
         for nets, key in ((model.netG, "G"), (model.netD, "D")):
             with torch.no_grad():
                 for _, ours, theirs in by_position(ref, f"s{n}/init/{key}/", nets[n].state_dict()):
                     ours.copy_(theirs)
     golden = Golden(ref)
-    L.Trainer(precision="64-true", accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, limit_val_batches=0, max_epochs=model.max_epochs,
-              callbacks=[golden]).fit(model, datamodule=dm)
+    L.Trainer(
+        precision="64-true",
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        max_epochs=model.max_epochs,
+        callbacks=[golden],
+    ).fit(model, datamodule=dm)
     assert golden.checked == model.num_scales * s["niter"]
     # the coarsest scale's reconstruction noise is the last of its per-iteration draws (Zs[0], padded by 5 there)
     assert torch.equal(model.z_opt, ref["s0/z_opt"][..., 5:-5, 5:-5])

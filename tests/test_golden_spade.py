@@ -56,9 +56,21 @@ def run_ganforge(fixture, root, **net_options) -> tuple[list[dict], list[dict]]:
         init = section(tensors, f"init/{name}")
         net.load_state_dict(map_state_dict(net, init, spade_reference_mapping(net), f"the fixture's init/{name}"))
     adam = functools.partial(torch.optim.Adam)
-    model = SPADEModel(g, d, adam, adam, label_nc=o["label_nc"], contain_dontcare_label=o["contain_dontcare_label"],
-                       use_instance=not o["no_instance"], gan_mode=o["gan_mode"], lambda_feat=o["lambda_feat"],
-                       lambda_vgg=o["lambda_vgg"], lr=o["lr"], no_ttur=o["no_TTUR"], betas=(o["beta1"], o["beta2"]))
+    model = SPADEModel(
+        g,
+        d,
+        adam,
+        adam,
+        label_nc=o["label_nc"],
+        contain_dontcare_label=o["contain_dontcare_label"],
+        use_instance=not o["no_instance"],
+        gan_mode=o["gan_mode"],
+        lambda_feat=o["lambda_feat"],
+        lambda_vgg=o["lambda_vgg"],
+        lr=o["lr"],
+        no_ttur=o["no_TTUR"],
+        betas=(o["beta1"], o["beta2"]),
+    )
     model._vgg.append(VGGLoss(vgg19_features()))
     g_losses, d_losses = [], []
     model.generator_losses = recording(model.generator_losses, g_losses)
@@ -104,7 +116,8 @@ def test_init_is_the_reference_gpu_path_by_default_and_its_cpu_path_as_an_option
                 want = expected[mapping[k][0]]
                 want = want.std() if reference == "init" else want
                 assert abs(math.log(v.std().item() / want.item())) < 5 / math.sqrt(v.numel()), (
-                    f"{name}.{k}: std {v.std().item():.4g}, reference {want.item():.4g}")
+                    f"{name}.{k}: std {v.std().item():.4g}, reference {want.item():.4g}"
+                )
                 checked += 1
             elif k.endswith("bias"):
                 assert not v.any(), f"{name}.{k}: the reference zeroes every conv bias"

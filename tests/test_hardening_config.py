@@ -29,25 +29,28 @@ def assert_one_line_error(proc, *needles) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("args, needles", [
-    # missing mandatory values (???), in every data config that has one
-    (["model=spade", "data=labelmaps"], ["data.image_dir", "data.label_dir", "data.label_nc", "e.g. data.image_dir="]),
-    (["data=paired"], ["data.root", "e.g. data.root="]),
-    (["model=cyclegan", "data=unpaired"], ["data.root", "e.g. data.root="]),
-    (["model=dcgan", "data=image_folder"], ["data.root", "e.g. data.root="]),
-    # unknown group options and keys
-    (["model=nope"], ["model=nope", "pix2pix", "e.g. model="]),
-    (["data=nope"], ["data=nope", "facades", "e.g. data="]),
-    (["nokey=3"], ["'nokey'", "+nokey=3"]),
-    (["data.batch_size=[1,"], ["[1,"]),
-    # values of the wrong type
-    (["data.batch_size=abc"], ["data.batch_size=abc", "e.g. data.batch_size=1"]),
-    (["debug=tiny", "model.netG.ngf=abc"], ["model.netG.ngf=abc", "e.g. model.netG.ngf=8"]),
-    (["trainer.max_epochs=abc"], ["trainer.max_epochs=abc", "a number"]),
-    (["data.flip=3"], ["data.flip=3", "true or false", "e.g. data.flip=true"]),
-    # a value a constructor refuses, raised through hydra's instantiate
-    (["debug=tiny", "callbacks.mid_epoch_checkpoint.every_n_batches=-1"], ["callbacks.mid_epoch_checkpoint.every_n_batches"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        # missing mandatory values (???), in every data config that has one
+        (["model=spade", "data=labelmaps"], ["data.image_dir", "data.label_dir", "data.label_nc", "e.g. data.image_dir="]),
+        (["data=paired"], ["data.root", "e.g. data.root="]),
+        (["model=cyclegan", "data=unpaired"], ["data.root", "e.g. data.root="]),
+        (["model=dcgan", "data=image_folder"], ["data.root", "e.g. data.root="]),
+        # unknown group options and keys
+        (["model=nope"], ["model=nope", "pix2pix", "e.g. model="]),
+        (["data=nope"], ["data=nope", "facades", "e.g. data="]),
+        (["nokey=3"], ["'nokey'", "+nokey=3"]),
+        (["data.batch_size=[1,"], ["[1,"]),
+        # values of the wrong type
+        (["data.batch_size=abc"], ["data.batch_size=abc", "e.g. data.batch_size=1"]),
+        (["debug=tiny", "model.netG.ngf=abc"], ["model.netG.ngf=abc", "e.g. model.netG.ngf=8"]),
+        (["trainer.max_epochs=abc"], ["trainer.max_epochs=abc", "a number"]),
+        (["data.flip=3"], ["data.flip=3", "true or false", "e.g. data.flip=true"]),
+        # a value a constructor refuses, raised through hydra's instantiate
+        (["debug=tiny", "callbacks.mid_epoch_checkpoint.every_n_batches=-1"], ["callbacks.mid_epoch_checkpoint.every_n_batches"]),
+    ],
+)
 def test_train_config_mistakes_are_one_line(tmp_path, args, needles):
     proc = run_cli(["logger=csv", *args, f"hydra.run.dir={tmp_path / 'run'}"])
     assert_one_line_error(proc, *needles)
@@ -72,9 +75,18 @@ def test_hydra_full_error_keeps_the_traceback(tmp_path, args):
 
 def test_a_good_override_of_another_number_type_still_trains(tmp_path):
     """A float where the default is an int (Lightning's limit_train_batches takes either) is no mistake."""
-    proc = run_cli(["debug=tiny", "logger=csv", f"data.root={PAIRED_MINI}", "trainer.limit_train_batches=0.5",
-                    "trainer.max_epochs=1", "model.scheduler.n_epochs=1", "model.scheduler.n_epochs_decay=0",
-                    f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_cli(
+        [
+            "debug=tiny",
+            "logger=csv",
+            f"data.root={PAIRED_MINI}",
+            "trainer.limit_train_batches=0.5",
+            "trainer.max_epochs=1",
+            "model.scheduler.n_epochs=1",
+            "model.scheduler.n_epochs_decay=0",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

@@ -84,6 +84,7 @@ def _set(path: list, value):
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return edit
 
 
@@ -93,6 +94,7 @@ def _delete(path: list):
         for key in path[:-1]:
             node = node[key]
         del node[path[-1]]
+
     return edit
 
 
@@ -109,26 +111,49 @@ TAMPERED = {
     "train_size_200000": ("pix2pix", _set(["train_size"], 200000), r"train_size must be in \[1, 8192\], got 200000"),
     "train_size_true": ("pix2pix", _set(["train_size"], True), r"train_size must be an integer, got true"),
     "channels_7": ("pix2pix", _set(["channels", "A"], 7), r"channels.A must be one of 1, 3, got 7"),
-    "input_channels_7": ("pix2pix", _set(["graphs", 0, "inputs", 0, "channels"], 7), r"graphs\[0\].inputs\[0\].channels must be one of 1, 3, got 7"),
+    "input_channels_7": (
+        "pix2pix",
+        _set(["graphs", 0, "inputs", 0, "channels"], 7),
+        r"graphs\[0\].inputs\[0\].channels must be one of 1, 3, got 7",
+    ),
     "output_channels_4": ("pix2pix", _set(["graphs", 0, "output", "channels"], 4), r"graphs\[0\].output.channels must be one of 1, 3"),
-    "output_size_unbound": ("pix2pix", _set(["graphs", 0, "output", "shape"], ["batch", 3, "tall", "wide"]),
-                            r"graphs\[0\].output.shape names 'tall', 'wide', which no input has"),
+    "output_size_unbound": (
+        "pix2pix",
+        _set(["graphs", 0, "output", "shape"], ["batch", 3, "tall", "wide"]),
+        r"graphs\[0\].output.shape names 'tall', 'wide', which no input has",
+    ),
     "direction_sideways": ("pix2pix", _set(["graphs", 0, "direction"], "sideways"), r"graphs\[0\].direction must be one of 'AtoB', 'BtoA'"),
-    "flag_default_nan": ("pix2pix", _set(["graphs", 0, "inputs", 1, "default"], float("nan")), r"inputs\[1\].default must be a finite number"),
+    "flag_default_nan": (
+        "pix2pix",
+        _set(["graphs", 0, "inputs", 1, "default"], float("nan")),
+        r"inputs\[1\].default must be a finite number",
+    ),
     "input_kind_unknown": ("pix2pix", _set(["graphs", 0, "inputs", 0, "kind"], "video"), r"inputs\[0\].kind must be one of"),
     "format_missing": ("pix2pix", _delete(["format"]), "format must be a non-empty string, got null"),
     "label_ids_bogus": ("spade", _set(["graphs", 0, "label_ids"], {"bogus": 1}), r"graphs\[0\].label_ids has unknown keys 'bogus'"),
     "label_nc_text": ("spade", _set(["graphs", 0, "label_ids", "label_nc"], "182"), r"label_ids.label_nc must be an integer"),
     "label_ids_missing": ("spade", _delete(["graphs", 0, "label_ids"]), r"graphs\[0\].label_ids must be a JSON object, got null"),
     "train_label_size_0": ("spade", _set(["graphs", 0, "train_label_size"], [0, 32]), r"train_label_size\[0\] must be in \[1, 8192\]"),
-    "noise_1e6_floats": ("dcgan", _set(["graphs", 0, "inputs", 0, "shape"], [1, 1e6, 1e6, 1e6]),
-                         r"inputs\[0\].shape\[1\] must be an integer, got 1000000.0"),
-    "noise_1e6_integers": ("dcgan", _set(["graphs", 0, "inputs", 0, "shape"], [1, 1000000, 1000000, 1000000]),
-                           r"inputs\[0\].shape\[1\] must be in \[1, 8192\], got 1000000"),
-    "noise_too_many_values": ("dcgan", _set(["graphs", 0, "inputs", 0, "shape"], ["batch", 8192, 8192, 8192]),
-                              rf"asks for 549755813888 random values per sample, over the {MAX_RANDOM_ELEMENTS} allowed"),
-    "noise_named_sizes": ("dcgan", _set(["graphs", 0, "inputs", 0, "shape"], ["batch", "nz", 1, 1]),
-                          r"must be \[batch, sizes...\] with numbers after the batch"),
+    "noise_1e6_floats": (
+        "dcgan",
+        _set(["graphs", 0, "inputs", 0, "shape"], [1, 1e6, 1e6, 1e6]),
+        r"inputs\[0\].shape\[1\] must be an integer, got 1000000.0",
+    ),
+    "noise_1e6_integers": (
+        "dcgan",
+        _set(["graphs", 0, "inputs", 0, "shape"], [1, 1000000, 1000000, 1000000]),
+        r"inputs\[0\].shape\[1\] must be in \[1, 8192\], got 1000000",
+    ),
+    "noise_too_many_values": (
+        "dcgan",
+        _set(["graphs", 0, "inputs", 0, "shape"], ["batch", 8192, 8192, 8192]),
+        rf"asks for 549755813888 random values per sample, over the {MAX_RANDOM_ELEMENTS} allowed",
+    ),
+    "noise_named_sizes": (
+        "dcgan",
+        _set(["graphs", 0, "inputs", 0, "shape"], ["batch", "nz", 1, 1]),
+        r"must be \[batch, sizes...\] with numbers after the batch",
+    ),
 }
 
 
@@ -150,9 +175,12 @@ def test_the_untouched_exports_run(exports, photo, tmp_path):
 
 def test_a_manifest_that_is_not_json_or_too_large_is_one_error(exports, photo, tmp_path):
     folder = copy_export(exports, "pix2pix", tmp_path)
-    for text, match in (("{\"graphs\": [", "the manifest is not valid JSON"), ("[" * 100000 + "]" * 100000, "not valid JSON"),
-                        ("\"" + "x" * (1 << 20) + "\"", "over the 1048576 a manifest may have"),
-                        ("{\"n\": 1" + "0" * 5000 + "}", "not valid JSON")):
+    for text, match in (
+        ('{"graphs": [', "the manifest is not valid JSON"),
+        ("[" * 100000 + "]" * 100000, "not valid JSON"),
+        ('"' + "x" * (1 << 20) + '"', "over the 1048576 a manifest may have"),
+        ('{"n": 1' + "0" * 5000 + "}", "not valid JSON"),
+    ):
         (folder / "manifest.json").write_text(text)
         one_line_error(folder, tmp_path, photo, match)
 
@@ -172,12 +200,15 @@ def _entry(exports, name="cyclegan", graph="AtoB.onnx") -> dict:
     return json.loads({p.key: p.value for p in proto.metadata_props}["ganforge"])
 
 
-@pytest.mark.parametrize("case, value, match", [
-    ("bad_json", "{'name': 'AtoB'", "the metadata is not valid JSON"),
-    ("json_list", "[1, 2, 3]", "the metadata must be a JSON object, got a list"),
-    ("no_inputs", None, r"graphs\[0\].inputs must be a JSON list, got null"),
-    ("channels_7", None, r"graphs\[0\].inputs\[0\].channels must be one of 1, 3, got 7"),
-])
+@pytest.mark.parametrize(
+    "case, value, match",
+    [
+        ("bad_json", "{'name': 'AtoB'", "the metadata is not valid JSON"),
+        ("json_list", "[1, 2, 3]", "the metadata must be a JSON object, got a list"),
+        ("no_inputs", None, r"graphs\[0\].inputs must be a JSON list, got null"),
+        ("channels_7", None, r"graphs\[0\].inputs\[0\].channels must be one of 1, 3, got 7"),
+    ],
+)
 def test_malformed_graph_metadata_is_one_export_error(exports, photo, tmp_path, case, value, match):
     if value is None:
         entry = _entry(exports)
@@ -234,8 +265,9 @@ def external_copy(exports, tmp_path: Path) -> tuple[Path, Path]:
     """A pix2pix export whose graph keeps its weights in BtoA.data beside it (ONNX external data)."""
     folder = copy_export(exports, "pix2pix", tmp_path)
     proto = onnx.load(str(folder / "BtoA.onnx"))
-    onnx.save_model(proto, str(folder / "BtoA.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="BtoA.data", size_threshold=256)
+    onnx.save_model(
+        proto, str(folder / "BtoA.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="BtoA.data", size_threshold=256
+    )
     return folder, folder / "BtoA.data"
 
 
@@ -310,13 +342,16 @@ def fake_pix2pix_graph(path: Path, body: str, input_name: str = "image") -> None
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
 
 
-@pytest.mark.parametrize("body, match", [
-    ("nan", r"graph 'BtoA' gave 12288 non-finite values \(NaN or Inf\) of 12288; nothing was written"),
-    ("flat", r"graph 'BtoA' gave an output of shape \[12288\] where its manifest says \['batch', 3, 'height', 'width'\]"),
-    ("upscale", r"gave an output of shape \[1, 3, 256, 256\] .* \(\[1, 3, 64, 64\] for these inputs\); refused before resizing"),
-    ("grey", r"gave an output of shape \[1, 1, 64, 64\]"),
-    ("fails", r"graph 'BtoA' failed in onnxruntime on inputs \{'image': \[1, 3, 64, 64\], 'dropout': \[\]\}"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("nan", r"graph 'BtoA' gave 12288 non-finite values \(NaN or Inf\) of 12288; nothing was written"),
+        ("flat", r"graph 'BtoA' gave an output of shape \[12288\] where its manifest says \['batch', 3, 'height', 'width'\]"),
+        ("upscale", r"gave an output of shape \[1, 3, 256, 256\] .* \(\[1, 3, 64, 64\] for these inputs\); refused before resizing"),
+        ("grey", r"gave an output of shape \[1, 1, 64, 64\]"),
+        ("fails", r"graph 'BtoA' failed in onnxruntime on inputs \{'image': \[1, 3, 64, 64\], 'dropout': \[\]\}"),
+    ],
+)
 def test_a_graph_output_unlike_the_manifest_is_refused_naming_the_graph(exports, photo, tmp_path, body, match):
     folder = copy_export(exports, "pix2pix", tmp_path)
     fake_pix2pix_graph(folder / "BtoA.onnx", body)
@@ -328,10 +363,14 @@ def test_a_graph_output_unlike_the_manifest_is_refused_naming_the_graph(exports,
 def test_a_graph_whose_inputs_differ_from_the_manifest_is_refused(exports, photo, tmp_path):
     folder = copy_export(exports, "pix2pix", tmp_path)
     fake_pix2pix_graph(folder / "BtoA.onnx", "identity", input_name="picture")
-    one_line_error(folder, tmp_path, photo, r"the graph's inputs are \['dropout', 'picture'\], the manifest's graph 'BtoA' says \['image', 'dropout'\]")
+    one_line_error(
+        folder, tmp_path, photo, r"the graph's inputs are \['dropout', 'picture'\], the manifest's graph 'BtoA' says \['image', 'dropout'\]"
+    )
     dcgan = copy_export(exports, "dcgan", tmp_path)
     edit_manifest(dcgan, _set(["graphs", 0, "inputs", 0, "shape"], ["batch", 4096, 1, 1]))
-    one_line_error(dcgan, tmp_path, None, r"input 'z' has shape \['batch', 100, 1, 1\] in the graph, \['batch', 4096, 1, 1\] in the manifest")
+    one_line_error(
+        dcgan, tmp_path, None, r"input 'z' has shape \['batch', 100, 1, 1\] in the graph, \['batch', 4096, 1, 1\] in the manifest"
+    )
 
 
 @pytest.mark.parametrize("body", ["nan", "flat"])
@@ -367,11 +406,17 @@ def test_the_manifest_names_the_checkpoint_by_file_name_and_hash(exports):
 
 
 # ----- fuzzing ---------------------------------------------------------------------------------------
-FUZZ = settings(max_examples=60, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_from([0, 1, 3, 7, 64, 8192, 8193, 10**6])
-    | st.floats() | st.text(max_size=12) | st.sampled_from(["image", "z", "noise", "label", "AtoB", "../x.onnx", "/etc/passwd"]),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.sampled_from([0, 1, 3, 7, 64, 8192, 8193, 10**6])
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["image", "z", "noise", "label", "AtoB", "../x.onnx", "/etc/passwd"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )

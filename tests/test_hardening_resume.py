@@ -48,9 +48,14 @@ def test_resuming_a_checkpoint_that_names_a_file_outside_the_run_deletes_nothing
         outside = f"{folder}/../../victim/important.txt"
         for key, state in ckpt["callbacks"].items():
             if key.startswith("ModelCheckpoint"):
-                state.update(dirpath=folder, last_model_path=outside, best_model_path=outside,
-                             kth_best_model_path=outside, kth_value=torch.tensor(float("-inf")),
-                             best_k_models={outside: torch.tensor(float("-inf"))})
+                state.update(
+                    dirpath=folder,
+                    last_model_path=outside,
+                    best_model_path=outside,
+                    kth_best_model_path=outside,
+                    kth_value=torch.tensor(float("-inf")),
+                    best_k_models={outside: torch.tensor(float("-inf"))},
+                )
 
     run, crafted = crafted_resume(tiny_run, tmp_path, craft)
     # one more epoch, so both checkpoint callbacks save and would remove their previous files
@@ -72,6 +77,7 @@ def test_a_malformed_loops_entry_is_one_line_exit_2(tiny_run, tmp_path):
 
 # --- the checks themselves, in-process ------------------------------------------------------------
 
+
 @pytest.fixture
 def callback(tmp_path) -> ModelCheckpoint:
     (tmp_path / "ckpts").mkdir()
@@ -79,9 +85,17 @@ def callback(tmp_path) -> ModelCheckpoint:
 
 
 def state_of(folder: str, path: str) -> dict:
-    return {"monitor": "val/psnr", "best_model_score": torch.tensor(7.0), "best_model_path": path,
-            "current_score": torch.tensor(7.0), "dirpath": folder, "best_k_models": {path: torch.tensor(7.0)},
-            "kth_best_model_path": path, "kth_value": torch.tensor(7.0), "last_model_path": path}
+    return {
+        "monitor": "val/psnr",
+        "best_model_score": torch.tensor(7.0),
+        "best_model_path": path,
+        "current_score": torch.tensor(7.0),
+        "dirpath": folder,
+        "best_k_models": {path: torch.tensor(7.0)},
+        "kth_best_model_path": path,
+        "kth_value": torch.tensor(7.0),
+        "last_model_path": path,
+    }
 
 
 def test_a_state_inside_the_folder_is_restored_as_lightning_restores_it(callback):
@@ -97,8 +111,13 @@ def test_paths_outside_the_folder_are_dropped_with_a_warning(callback, tmp_path,
     folder = callback.dirpath
     (tmp_path / "victim.txt").write_text("x")
     (Path(folder) / "link.ckpt").symlink_to(tmp_path / "victim.txt")
-    path = {"dotdot": f"{folder}/../victim.txt", "absolute": str(tmp_path / "victim.txt"),
-            "link": f"{folder}/link.ckpt", "remote": "s3://bucket/victim.txt", "not_a_string": 3}[where]
+    path = {
+        "dotdot": f"{folder}/../victim.txt",
+        "absolute": str(tmp_path / "victim.txt"),
+        "link": f"{folder}/link.ckpt",
+        "remote": "s3://bucket/victim.txt",
+        "not_a_string": 3,
+    }[where]
     with pytest.warns(UserWarning, match="names files outside its folder"):
         callback.load_state_dict(state_of(folder, path))
     assert callback.best_k_models == {} and callback.kth_best_model_path == ""
@@ -114,12 +133,15 @@ def test_a_changed_folder_still_drops_a_best_path_that_climbs_into_the_new_one(c
     assert callback.best_model_path == ""
 
 
-@pytest.mark.parametrize("change", [
-    {"best_k_models": ["a"]},
-    {"best_k_models": {}, "kth_best_model_path": "elsewhere.ckpt"},
-    {"kth_value": "high"},
-    {"best_model_score": [1]},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"best_k_models": ["a"]},
+        {"best_k_models": {}, "kth_best_model_path": "elsewhere.ckpt"},
+        {"kth_value": "high"},
+        {"best_model_score": [1]},
+    ],
+)
 def test_inconsistent_top_k_bookkeeping_starts_afresh(callback, change):
     state = {**state_of(callback.dirpath, f"{callback.dirpath}/epoch_000.ckpt"), **change}
     with pytest.warns(UserWarning):
@@ -148,28 +170,32 @@ def _set(path: str, value):
         for key in keys:
             node = node[int(key) if isinstance(node, list) else key]
         node[int(last) if isinstance(node, list) else last] = value
+
     return edit
 
 
-@pytest.mark.parametrize("edit, needle", [
-    (_set("loops", "garbage"), "'loops' is a str"),
-    (_set("loops", {"validate_loop": {}}), "no 'fit_loop'"),
-    (_set("loops/fit_loop", "garbage"), "loops.fit_loop is a str"),
-    (_set("loops/fit_loop/epoch_progress", []), "loops.fit_loop.epoch_progress is a list"),
-    (_set("loops/fit_loop/epoch_progress/total/ready", "3"), "epoch_progress.total.ready is '3'"),
-    (_set("loops/fit_loop/epoch_progress/total/ready", -1), "non-negative int"),
-    (_set("loops/fit_loop/epoch_progress/total/reset", 1), "has the keys"),
-    (_set("loops/fit_loop/epoch_loop.batch_progress/is_last_batch", 1), "is_last_batch is 1, not a bool"),
-    (_set("loops/fit_loop/epoch_loop.state_dict", None), "epoch_loop.state_dict is a NoneType"),
-    (_set("loops/fit_loop/epoch_loop.state_dict/_batches_that_stepped", 1.5), "_batches_that_stepped"),
-    (_set("loops/fit_loop/state_dict/combined_loader", "x"), "combined_loader"),
-    (_set("epoch", -1), "'epoch' is -1"),
-    (_set("global_step", "9"), "'global_step'"),
-    (_set("optimizer_states", {"0": {}}), "optimizer_states"),
-    (_set("optimizer_states/0/param_groups", "x"), "optimizer_states"),
-    (_set("lr_schedulers", "x"), "lr_schedulers"),
-    (_set("callbacks", ["x"]), "callbacks"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (_set("loops", "garbage"), "'loops' is a str"),
+        (_set("loops", {"validate_loop": {}}), "no 'fit_loop'"),
+        (_set("loops/fit_loop", "garbage"), "loops.fit_loop is a str"),
+        (_set("loops/fit_loop/epoch_progress", []), "loops.fit_loop.epoch_progress is a list"),
+        (_set("loops/fit_loop/epoch_progress/total/ready", "3"), "epoch_progress.total.ready is '3'"),
+        (_set("loops/fit_loop/epoch_progress/total/ready", -1), "non-negative int"),
+        (_set("loops/fit_loop/epoch_progress/total/reset", 1), "has the keys"),
+        (_set("loops/fit_loop/epoch_loop.batch_progress/is_last_batch", 1), "is_last_batch is 1, not a bool"),
+        (_set("loops/fit_loop/epoch_loop.state_dict", None), "epoch_loop.state_dict is a NoneType"),
+        (_set("loops/fit_loop/epoch_loop.state_dict/_batches_that_stepped", 1.5), "_batches_that_stepped"),
+        (_set("loops/fit_loop/state_dict/combined_loader", "x"), "combined_loader"),
+        (_set("epoch", -1), "'epoch' is -1"),
+        (_set("global_step", "9"), "'global_step'"),
+        (_set("optimizer_states", {"0": {}}), "optimizer_states"),
+        (_set("optimizer_states/0/param_groups", "x"), "optimizer_states"),
+        (_set("lr_schedulers", "x"), "lr_schedulers"),
+        (_set("callbacks", ["x"]), "callbacks"),
+    ],
+)
 def test_a_malformed_training_state_is_one_checkpoint_error(good_checkpoint, trainer, edit, needle):
     ckpt = copy.deepcopy(good_checkpoint)
     edit(ckpt)

@@ -75,8 +75,9 @@ def copy_split(good: Path, tmp_path: Path, edit: dict | None = None) -> Path:
 
 def test_training_on_shards_that_would_run_code_stops_with_one_line_and_runs_nothing(crafted, tmp_path):
     shards, marker = crafted
-    proc = run_cli(["debug=tiny", "logger=csv", "data=paired", "data.format=shards", f"data.root={shards}",
-                    f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_cli(
+        ["debug=tiny", "logger=csv", "data=paired", "data.format=shards", f"data.root={shards}", f"hydra.run.dir={tmp_path / 'run'}"]
+    )
     assert not marker.exists()
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
@@ -94,25 +95,28 @@ def test_the_good_split_reads(good):
 GRAPH_SPEC = '[1, {"type": "collections.defaultdict", "context": "{}", "children_spec": []}]'
 
 
-@pytest.mark.parametrize("edit, needle", [
-    ({"config/data_format/0": "pickle"}, "'pickle'"),
-    ({"config/data_format/1": "graph:pickle"}, "'graph:pickle'"),
-    ({"config/data_format/3": "json"}, "'json'"),
-    ({"config/data_format/1": "tensor"}, "'tensor'"),
-    ({"config/data_format": ["int", "bytes", "bytes"]}, "3 formats for 4 fields"),
-    ({"config/data_spec": GRAPH_SPEC}, "data_spec"),
-    ({"config/compression": "zstd"}, "compression"),
-    ({"config/encryption": {"algorithm": "fernet"}}, "encryption"),
-    ({"config/item_loader": "TokensLoader"}, "item_loader"),
-    ({"config/format": "mds"}, "config.format"),
-    ({"updated_at": "../../../tmp/x"}, "updated_at"),
-    ({"chunks/0/filename": "../../outside.bin"}, "plain file name"),
-    ({"chunks/0/filename": "/etc/passwd"}, "plain file name"),
-    ({"chunks/0/filename": "sub/chunk-0-0.bin"}, "plain file name"),
-    ({"chunks/0/chunk_size": -1}, "non-negative"),
-    ({"chunks": []}, "no chunks"),
-    ({"config": []}, "not a LitData index"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        ({"config/data_format/0": "pickle"}, "'pickle'"),
+        ({"config/data_format/1": "graph:pickle"}, "'graph:pickle'"),
+        ({"config/data_format/3": "json"}, "'json'"),
+        ({"config/data_format/1": "tensor"}, "'tensor'"),
+        ({"config/data_format": ["int", "bytes", "bytes"]}, "3 formats for 4 fields"),
+        ({"config/data_spec": GRAPH_SPEC}, "data_spec"),
+        ({"config/compression": "zstd"}, "compression"),
+        ({"config/encryption": {"algorithm": "fernet"}}, "encryption"),
+        ({"config/item_loader": "TokensLoader"}, "item_loader"),
+        ({"config/format": "mds"}, "config.format"),
+        ({"updated_at": "../../../tmp/x"}, "updated_at"),
+        ({"chunks/0/filename": "../../outside.bin"}, "plain file name"),
+        ({"chunks/0/filename": "/etc/passwd"}, "plain file name"),
+        ({"chunks/0/filename": "sub/chunk-0-0.bin"}, "plain file name"),
+        ({"chunks/0/chunk_size": -1}, "non-negative"),
+        ({"chunks": []}, "no chunks"),
+        ({"config": []}, "not a LitData index"),
+    ],
+)
 def test_a_crafted_index_is_refused_naming_it(good, tmp_path, edit, needle):
     root = copy_split(good, tmp_path, edit)
     with pytest.raises(DataLayoutError, match="ganforge-prepare") as e:
@@ -190,11 +194,33 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-litdata_formats = st.sampled_from(["int", "bytes", "str", "pickle", "graph:pickle", "json", "tensor", "numpy",
-                                   "no_header_tensor:1", "file:jpg", "image:jpg", "pil", "jpeg", "video", "bool",
-                                   "float", "text", "", "int:", "INT"])
-chunk_names = st.sampled_from(["chunk-0-0.bin", "..", ".", "../chunk-0-0.bin", "/etc/passwd", "a/b.bin",
-                               "C:\\x.bin", "chunk\x00.bin", ".hidden", "ok_name.bin"]) | st.text(max_size=12)
+litdata_formats = st.sampled_from(
+    [
+        "int",
+        "bytes",
+        "str",
+        "pickle",
+        "graph:pickle",
+        "json",
+        "tensor",
+        "numpy",
+        "no_header_tensor:1",
+        "file:jpg",
+        "image:jpg",
+        "pil",
+        "jpeg",
+        "video",
+        "bool",
+        "float",
+        "text",
+        "",
+        "int:",
+        "INT",
+    ]
+)
+chunk_names = st.sampled_from(
+    ["chunk-0-0.bin", "..", ".", "../chunk-0-0.bin", "/etc/passwd", "a/b.bin", "C:\\x.bin", "chunk\x00.bin", ".hidden", "ok_name.bin"]
+) | st.text(max_size=12)
 
 
 def index_paths(node, prefix=()):
@@ -223,8 +249,14 @@ def mutated_indexes(draw, base: dict):
     if kind == "spec":
         fields = draw(st.lists(st.sampled_from(["label", "file0", "file1", "names", "x", ""]), max_size=5))
         leaf = {"type": None, "context": None, "children_spec": []}
-        spec = [draw(st.sampled_from([1, 0, "1"])), {"type": draw(st.sampled_from(["builtins.dict", "collections.defaultdict"])),
-                                                      "context": json.dumps(fields), "children_spec": [leaf] * len(fields)}]
+        spec = [
+            draw(st.sampled_from([1, 0, "1"])),
+            {
+                "type": draw(st.sampled_from(["builtins.dict", "collections.defaultdict"])),
+                "context": json.dumps(fields),
+                "children_spec": [leaf] * len(fields),
+            },
+        ]
         return replaced(base, ("config", "data_spec"), json.dumps(spec))
     return replaced(base, draw(st.sampled_from(list(index_paths(base)))), draw(json_values))
 

@@ -98,10 +98,15 @@ def test_random_crop_and_flip_only_in_training(tmp_path):
     assert len(val_draws) == 1 and len(train_draws) > 3
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"channels": 2}, "channels"), ({"crop": "middle"}, "crop"), ({"on_bad_file": "ignore"}, "on_bad_file"),
-    ({"load_size": 8}, "load_size"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"channels": 2}, "channels"),
+        ({"crop": "middle"}, "crop"),
+        ({"on_bad_file": "ignore"}, "on_bad_file"),
+        ({"load_size": 8}, "load_size"),
+    ],
+)
 def test_bad_settings_are_config_errors(odd_folder, kw, match):
     with pytest.raises(ConfigError, match=match):
         dm(root=str(odd_folder), **kw)
@@ -132,6 +137,7 @@ def test_cifar10_offline_names_the_url_and_folder(tmp_path, monkeypatch):
 
 def test_torchvision_sets_keep_the_chosen_classes(tmp_path, monkeypatch):
     """A stand-in for torchvision's CIFAR10 (same attributes): data.classes=[frog] keeps class 6 only."""
+
     class FakeCIFAR:
         classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

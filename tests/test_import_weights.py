@@ -22,8 +22,17 @@ from tests.export_helpers import TINY_MODELS, compose_train
 class RefUnetSkipConnectionBlock(nn.Module):
     """pytorch-CycleGAN-and-pix2pix UnetSkipConnectionBlock: `model` = down + [submodule] + up, cat([x, model(x)])."""
 
-    def __init__(self, outer_nc, inner_nc, input_nc=None, submodule=None, outermost=False, innermost=False,
-                 norm_layer=nn.BatchNorm2d, use_dropout=False):
+    def __init__(
+        self,
+        outer_nc,
+        inner_nc,
+        input_nc=None,
+        submodule=None,
+        outermost=False,
+        innermost=False,
+        norm_layer=nn.BatchNorm2d,
+        use_dropout=False,
+    ):
         super().__init__()
         self.outermost = outermost
         use_bias = norm_layer == nn.InstanceNorm2d
@@ -36,8 +45,15 @@ class RefUnetSkipConnectionBlock(nn.Module):
         elif innermost:
             model = [downrelu, downconv, uprelu, nn.ConvTranspose2d(inner_nc, outer_nc, 4, 2, 1, bias=use_bias), upnorm]
         else:
-            model = [downrelu, downconv, downnorm, submodule, uprelu,
-                     nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1, bias=use_bias), upnorm]
+            model = [
+                downrelu,
+                downconv,
+                downnorm,
+                submodule,
+                uprelu,
+                nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1, bias=use_bias),
+                upnorm,
+            ]
             if use_dropout:
                 model.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*model)
@@ -55,8 +71,7 @@ class RefUnetGenerator(nn.Module):
         block = RefUnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm_layer=norm_layer)
         block = RefUnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm_layer=norm_layer)
         block = RefUnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm_layer=norm_layer)
-        self.model = RefUnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True,
-                                                norm_layer=norm_layer)
+        self.model = RefUnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm_layer=norm_layer)
 
     def forward(self, x):
         return self.model(x)
@@ -65,8 +80,15 @@ class RefUnetGenerator(nn.Module):
 class RefResnetBlock(nn.Module):
     def __init__(self, dim, norm_layer):
         super().__init__()
-        self.conv_block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), norm_layer(dim), nn.ReLU(True),
-                                        nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), norm_layer(dim))
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3, bias=True),
+            norm_layer(dim),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3, bias=True),
+            norm_layer(dim),
+        )
 
     def forward(self, x):
         return x + self.conv_block(x)
@@ -80,13 +102,16 @@ class RefResnetGenerator(nn.Module):
         norm = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
         model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=True), norm(ngf), nn.ReLU(True)]
         for i in range(2):
-            m = 2 ** i
+            m = 2**i
             model += [nn.Conv2d(ngf * m, ngf * m * 2, 3, stride=2, padding=1, bias=True), norm(ngf * m * 2), nn.ReLU(True)]
         model += [RefResnetBlock(ngf * 4, norm) for _ in range(n_blocks)]
         for i in range(2):
             m = 2 ** (2 - i)
-            model += [nn.ConvTranspose2d(ngf * m, ngf * m // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
-                      norm(ngf * m // 2), nn.ReLU(True)]
+            model += [
+                nn.ConvTranspose2d(ngf * m, ngf * m // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
+                norm(ngf * m // 2),
+                nn.ReLU(True),
+            ]
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*model)
 
@@ -97,16 +122,19 @@ class RefResnetGenerator(nn.Module):
 class RefUnetBlockWithZ(nn.Module):
     """BicycleGAN UnetBlock_with_z (upsample=basic, zero padding): `down`, `submodule`, `up`; cat([up, x])."""
 
-    def __init__(self, input_nc, outer_nc, inner_nc, nz, submodule=None, outermost=False, innermost=False,
-                 norm_layer=None, use_dropout=False):
+    def __init__(
+        self, input_nc, outer_nc, inner_nc, nz, submodule=None, outermost=False, innermost=False, norm_layer=None, use_dropout=False
+    ):
         super().__init__()
         self.outermost, self.innermost, self.nz = outermost, innermost, nz
         downconv = [nn.Conv2d(input_nc + nz, inner_nc, 4, 2, 1)]
         if outermost:
             down, up = downconv, [nn.ReLU(True), nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1), nn.Tanh()]
         elif innermost:
-            down, up = [nn.LeakyReLU(0.2, True)] + downconv, [nn.ReLU(True), nn.ConvTranspose2d(inner_nc, outer_nc, 4, 2, 1),
-                                                               norm_layer(outer_nc)]
+            down, up = (
+                [nn.LeakyReLU(0.2, True)] + downconv,
+                [nn.ReLU(True), nn.ConvTranspose2d(inner_nc, outer_nc, 4, 2, 1), norm_layer(outer_nc)],
+            )
         else:
             down = [nn.LeakyReLU(0.2, True)] + downconv + [norm_layer(inner_nc)]
             up = [nn.ReLU(True), nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1), norm_layer(outer_nc)]
@@ -145,9 +173,14 @@ class RefGUnetAddAll(nn.Module):
 class RefBasicBlock(nn.Module):
     def __init__(self, inplanes, outplanes, norm_layer):
         super().__init__()
-        self.conv = nn.Sequential(norm_layer(inplanes), nn.LeakyReLU(0.2, True), nn.Conv2d(inplanes, inplanes, 3, 1, 1),
-                                  norm_layer(inplanes), nn.LeakyReLU(0.2, True),
-                                  nn.Sequential(nn.Conv2d(inplanes, outplanes, 3, 1, 1), nn.AvgPool2d(2, 2)))
+        self.conv = nn.Sequential(
+            norm_layer(inplanes),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(inplanes, inplanes, 3, 1, 1),
+            norm_layer(inplanes),
+            nn.LeakyReLU(0.2, True),
+            nn.Sequential(nn.Conv2d(inplanes, outplanes, 3, 1, 1), nn.AvgPool2d(2, 2)),
+        )
         self.shortcut = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(inplanes, outplanes, 1))
 
     def forward(self, x):
@@ -228,8 +261,13 @@ def test_bicyclegan_g_and_e_import_match_the_reference(tmp_path):
     e = _randomise(RefEResNet(3, 8, ndf=8, n_blocks=2), 5)
     torch.save(g.state_dict(), tmp_path / "G.pth")
     torch.save(e.state_dict(), tmp_path / "E.pth")
-    ckpt = _import(tmp_path, "bicyclegan", ["model.netG.num_downs=6", "model.netG.ngf=8", "model.netE.nef=8",
-                                            "model.netE.n_blocks=2"], G=tmp_path / "G.pth", E=tmp_path / "E.pth")
+    ckpt = _import(
+        tmp_path,
+        "bicyclegan",
+        ["model.netG.num_downs=6", "model.netG.ngf=8", "model.netE.nef=8", "model.netE.n_blocks=2"],
+        G=tmp_path / "G.pth",
+        E=tmp_path / "E.pth",
+    )
     model = ganforge.load(ckpt)
     x, z = torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, 8)
     style = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -252,8 +290,10 @@ def test_a_file_that_does_not_fit_is_refused_with_the_mismatches_listed(tmp_path
 def test_a_foreign_file_gives_one_clear_error(tmp_path):
     bad = tmp_path / "notes.pth"
     bad.write_text("not a torch file")
-    proc = run_cli(["model=pix2pix", f"G={bad}", f"output={tmp_path / 'o'}", "debug=tiny", "logger=csv"],
-                   script=str(__import__("pathlib").Path(sys.executable).parent / "ganforge-import"))
+    proc = run_cli(
+        ["model=pix2pix", f"G={bad}", f"output={tmp_path / 'o'}", "debug=tiny", "logger=csv"],
+        script=str(__import__("pathlib").Path(sys.executable).parent / "ganforge-import"),
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "is not a readable torch state dict" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -287,14 +327,18 @@ def test_spade_import_reads_the_reference_names_and_reorders_label_channels_for_
     raw = ["data.label_nc=4", "data.contain_dontcare_label=false", "data.dontcare_label=null", "data.label_shift=0"]
     shifted = ["data.label_nc=3", "data.contain_dontcare_label=true", "data.dontcare_label=null", "data.label_shift=1"]
     unordered = [*shifted[:2], "data.dontcare_label=3", "data.label_shift=0"]  # the shifted layout, weights as they are
-    models = {name: ganforge.load(_import(tmp_path / name, "spade", [*tiny, *layout], G=tmp_path / "latest_net_G.pth"))
-              for name, layout in (("raw", raw), ("shifted", shifted), ("unordered", unordered))}
+    models = {
+        name: ganforge.load(_import(tmp_path / name, "spade", [*tiny, *layout], G=tmp_path / "latest_net_G.pth"))
+        for name, layout in (("raw", raw), ("shifted", shifted), ("unordered", unordered))
+    }
     g = models["raw"].netG
     assert torch.equal(g.head_0.conv_0.parametrizations.weight.original, reference["head_0.conv_0.weight_orig"])
     assert torch.equal(g.head_0.conv_0.parametrizations.weight[0]._u, reference["head_0.conv_0.weight_u"])
     stored = torch.randint(0, 4, (2, 32, 32), generator=torch.Generator().manual_seed(0))
     instance = torch.randint(0, 3, (2, 32, 32), generator=torch.Generator().manual_seed(1))
-    out = {name: m.synthesize(stored if name != "unordered" else torch.where(stored == 0, 3, stored - 1), instance)
-           for name, m in models.items()}
+    out = {
+        name: m.synthesize(stored if name != "unordered" else torch.where(stored == 0, 3, stored - 1), instance)
+        for name, m in models.items()
+    }
     assert torch.allclose(out["shifted"], out["raw"], atol=1e-5)
     assert not torch.allclose(out["unordered"], out["raw"], atol=1e-3)  # the same ids without the reordering: classes mixed up

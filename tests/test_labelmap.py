@@ -61,14 +61,12 @@ def test_image_label_and_instance_get_the_same_crop_and_flip(tmp_path):
         assert torch.equal(grey, item["label"][0].float() * 40)
         assert torch.equal(item["instance"][0], item["label"][0] * 3 + 1)
         full = np.asarray(Image.open(tmp_path / "train_label" / "000.png"))
-        flips += not any(np.array_equal(item["label"][0].numpy(), full[y:y + 16, x:x + 16])
-                         for y in range(17) for x in range(25))
+        flips += not any(np.array_equal(item["label"][0].numpy(), full[y : y + 16, x : x + 16]) for y in range(17) for x in range(25))
     assert 0 < flips < 12  # some crops were flipped, some not
 
 
 def test_label_maps_are_resized_nearest_only(tmp_path):
-    ds = dataset(write_split(tmp_path, ids=(0, 3)), preprocess="resize_and_crop", load_size=50, crop_size=40,
-                 ids=LabelIds(4, None))
+    ds = dataset(write_split(tmp_path, ids=(0, 3)), preprocess="resize_and_crop", load_size=50, crop_size=40, ids=LabelIds(4, None))
     for i in range(2):
         assert set(ds[i]["label"].unique().tolist()) <= {0, 3}
         assert set(ds[i]["instance"].unique().tolist()) <= {1, 10}
@@ -146,7 +144,7 @@ def test_layouts_cityscapes_and_folders(tmp_path):
         Image.new("RGB", (8, 4)).save(city / "leftImg8bit" / split / "aachen" / f"{stem}_leftImg8bit.png")
         Image.new("L", (8, 4)).save(city / "gtFine" / split / "aachen" / f"{stem}_gtFine_labelIds.png")
         Image.new("I;16", (8, 4)).save(city / "gtFine" / split / "aachen" / f"{stem}_gtFine_instanceIds.png")
-    (img, lab, inst), = find_triples("cityscapes", city, "train", use_instance=True)
+    ((img, lab, inst),) = find_triples("cityscapes", city, "train", use_instance=True)
     assert img.name.endswith("_leftImg8bit.png") and lab.name.endswith("_labelIds.png") and inst.name.endswith("_instanceIds.png")
     write_split(tmp_path / "f", n=2)
     triples = find_triples("folders", None, "train", tmp_path / "f" / "train_img", tmp_path / "f" / "train_label")
@@ -154,8 +152,9 @@ def test_layouts_cityscapes_and_folders(tmp_path):
 
 
 def test_cityscapes_missing_says_where_to_put_the_files(tmp_path):
-    dm = LabelMapDataModule(root=str(tmp_path / "none"), layout="cityscapes", label_nc=35,
-                            contain_dontcare_label=False, dontcare_label=None)
+    dm = LabelMapDataModule(
+        root=str(tmp_path / "none"), layout="cityscapes", label_nc=35, contain_dontcare_label=False, dontcare_label=None
+    )
     with pytest.raises(DatasetUnavailableError, match="leftImg8bit_trainvaltest.zip.*gtFine"):
         dm.prepare_data()
 
@@ -193,8 +192,17 @@ def test_the_prescan_names_bad_photos_and_maps_before_training_or_skips_them(tmp
     (tmp_path / "train_inst" / "002.png").write_text("not an image")
 
     def module(**kw):
-        return LabelMapDataModule(root=str(tmp_path), layout="spade", label_nc=4, contain_dontcare_label=False,
-                                  dontcare_label=None, load_size=32, crop_size=16, num_workers=0, **kw)
+        return LabelMapDataModule(
+            root=str(tmp_path),
+            layout="spade",
+            label_nc=4,
+            contain_dontcare_label=False,
+            dontcare_label=None,
+            load_size=32,
+            crop_size=16,
+            num_workers=0,
+            **kw,
+        )
 
     with pytest.raises(ImageFileError) as e:
         module().setup("fit")  # before any item is read

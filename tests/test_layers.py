@@ -1,6 +1,6 @@
 """Imports point one way: cli -> callbacks -> gans (training) -> models (inference) -> nets/data/metrics
--> the plumbing every layer may use (errors, image IO, the torch-free ONNX runner). No cycles, and no import from a lower layer up (imports inside
-functions count: that is where cycles hide)."""
+-> the plumbing every layer may use (errors, image IO, the torch-free ONNX runner). No cycles, and no import from a
+lower layer up (imports inside functions count: that is where cycles hide)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ def test_every_module_has_a_layer(graph):
 def test_no_import_points_up(graph):
     upward = [
         f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
-        for a, deps in graph.items() for b in deps if layer_of(b) < layer_of(a)
+        for a, deps in graph.items()
+        for b in deps
+        if layer_of(b) < layer_of(a)
     ]
     assert not upward, "imports that point up:\n" + "\n".join(upward)
 
@@ -91,7 +93,7 @@ def test_no_import_cycle(graph):
         stack.append(n)
         for m in sorted(graph.get(n, ())):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state and (cycle := visit(m)):
                 return cycle
         stack.pop()

@@ -21,10 +21,12 @@ def _resolver_payload(marker: Path) -> str:
     that numpy.load(allow_pickle=True) runs (os.system)."""
     code = list(f"cos\nsystem\n(S'touch {marker}'\ntR.".encode())
     stage = marker.parent / "stage2.pkl"
-    payload = ("{_target_: builtins.dict, "
-               f"w: {{_target_: pathlib.Path.write_bytes, _args_: [{{_target_: pathlib.Path, _args_: [{stage}]}}, "
-               f"{{_target_: builtins.bytes, _args_: [{code}]}}]}}, "
-               f"r: {{_target_: numpy.load, file: {stage}, allow_pickle: true}}}}")
+    payload = (
+        "{_target_: builtins.dict, "
+        f"w: {{_target_: pathlib.Path.write_bytes, _args_: [{{_target_: pathlib.Path, _args_: [{stage}]}}, "
+        f"{{_target_: builtins.bytes, _args_: [{code}]}}]}}, "
+        f"r: {{_target_: numpy.load, file: {stage}, allow_pickle: true}}}}"
+    )
     return '${oc.create:"' + payload + '"}'
 
 
@@ -33,8 +35,10 @@ def payloads(marker: Path) -> dict[str, callable]:
         c["ganforge"]["config"]["model"]["scheduler"]["note"] = _resolver_payload(marker)
 
     def data_target(c):
-        c["ganforge"]["config"]["data"]["evil"] = {"_target_": "pathlib.Path.touch",
-                                                   "_args_": [{"_target_": "pathlib.Path", "_args_": [str(marker)]}]}
+        c["ganforge"]["config"]["data"]["evil"] = {
+            "_target_": "pathlib.Path.touch",
+            "_args_": [{"_target_": "pathlib.Path", "_args_": [str(marker)]}],
+        }
 
     def decode(c):
         c["ganforge"]["config"]["model"]["netG"]["ngf"] = "${oc.decode:'{a: ${oc.env:HOME}}'}"
@@ -109,23 +113,29 @@ def test_the_command_line_tools_refuse_every_payload(tool, name, good, tmp_path)
 
 
 def _tampered(good: dict, tmp_path: Path, change) -> Path:
-    ckpt = {**good, "ganforge": {**good["ganforge"], "config": _copy(good["ganforge"]["config"])},
-            "state_dict": dict(good["state_dict"])}
+    ckpt = {**good, "ganforge": {**good["ganforge"], "config": _copy(good["ganforge"]["config"])}, "state_dict": dict(good["state_dict"])}
     change(ckpt)
     path = tmp_path / "tampered.ckpt"
     torch.save(ckpt, path)
     return path
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda c: c["ganforge"]["config"].update(data=["a", "list"]), "the stored run config's data is a list"),
-    (lambda c: c["state_dict"].update({"netG.model.model.0.weight": "not a tensor"}), r"weight\(s\) are not tensors"),
-    (lambda c: c.update(callbacks={"GeneratorEMA": {"nets": ["netG"]}}), "'nets' must be a mapping"),
-    (lambda c: c.update(callbacks={"GeneratorEMA": {"nets": {"__class__": {}}}}), "names a net '__class__'"),
-    (lambda c: c.update(callbacks={"GeneratorEMA": {"nets": {"netG": {"n_averaged": torch.tensor(3), "module.bogus": torch.zeros(1)}}}}),
-     "the EMA average of netG does not fit"),
-    (lambda c: c["ganforge"]["config"]["data"].update(crop_size=10_000_000), r"train_size=10000000 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["ganforge"]["config"].update(data=["a", "list"]), "the stored run config's data is a list"),
+        (lambda c: c["state_dict"].update({"netG.model.model.0.weight": "not a tensor"}), r"weight\(s\) are not tensors"),
+        (lambda c: c.update(callbacks={"GeneratorEMA": {"nets": ["netG"]}}), "'nets' must be a mapping"),
+        (lambda c: c.update(callbacks={"GeneratorEMA": {"nets": {"__class__": {}}}}), "names a net '__class__'"),
+        (
+            lambda c: c.update(
+                callbacks={"GeneratorEMA": {"nets": {"netG": {"n_averaged": torch.tensor(3), "module.bogus": torch.zeros(1)}}}}
+            ),
+            "the EMA average of netG does not fit",
+        ),
+        (lambda c: c["ganforge"]["config"]["data"].update(crop_size=10_000_000), r"train_size=10000000 is out of range"),
+    ],
+)
 def test_malformed_checkpoints_are_one_checkpoint_error(change, message, good, tmp_path):
     with pytest.raises(CheckpointError, match=message):
         ganforge.load(_tampered(good, tmp_path, change))
@@ -144,9 +154,11 @@ def test_non_finite_weights_load_with_a_warning_naming_them(good, tmp_path, capl
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True) | st.text(max_size=12),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                    max_leaves=6)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
 FUZZ = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -180,14 +192,17 @@ def test_random_edits_of_the_stored_config_load_or_give_one_checkpoint_error(dat
         pass
 
 
-NET_STATE = st.dictionaries(st.sampled_from(["n_averaged", "module.model.model.0.weight", "x"]), JSON | st.just(torch.ones(1)),
-                            max_size=3)
+NET_STATE = st.dictionaries(st.sampled_from(["n_averaged", "module.model.model.0.weight", "x"]), JSON | st.just(torch.ones(1)), max_size=3)
 
 
 @FUZZ
-@given(state=st.dictionaries(st.sampled_from(["nets", "decay", "n_averaged", "netG"]),
-                             JSON | st.dictionaries(st.sampled_from(["netG", "netE", "__class__", "module"]), JSON | NET_STATE, max_size=2),
-                             max_size=3))
+@given(
+    state=st.dictionaries(
+        st.sampled_from(["nets", "decay", "n_averaged", "netG"]),
+        JSON | st.dictionaries(st.sampled_from(["netG", "netE", "__class__", "module"]), JSON | NET_STATE, max_size=2),
+        max_size=3,
+    )
+)
 def test_random_ema_states_load_or_give_one_checkpoint_error(state, good, tmp_path):
     try:
         ganforge.load(_tampered(good, tmp_path, lambda c: c.update(callbacks={"GeneratorEMA": state})))

@@ -37,6 +37,7 @@ def torch_home(fake_torch_home, monkeypatch) -> Path:
 @pytest.fixture
 def offline(monkeypatch):
     """No network, even on a connected machine."""
+
     def fail(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
@@ -149,8 +150,14 @@ def test_fid_equals_torch_fidelity_on_the_same_image_files(torch_home, tmp_path)
     suite.update(fake, real)
     ours = suite.compute()["fid"]
     theirs = calculate_metrics(
-        input1=str(tmp_path / "fake"), input2=str(tmp_path / "real"), fid=True, feature_layer_fid="64", cache=False, cuda=False,
-        feature_extractor_weights_path=str(torch_home / "hub" / "checkpoints" / INCEPTION_FILE), verbose=False,
+        input1=str(tmp_path / "fake"),
+        input2=str(tmp_path / "real"),
+        fid=True,
+        feature_layer_fid="64",
+        cache=False,
+        cuda=False,
+        feature_extractor_weights_path=str(torch_home / "hub" / "checkpoints" / INCEPTION_FILE),
+        verbose=False,
     )["frechet_inception_distance"]
     assert ours == pytest.approx(theirs, rel=1e-4)
 
@@ -208,8 +215,9 @@ def test_config_path_comes_before_the_cache(fake_torch_home, tmp_path, monkeypat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     inception = fake_torch_home / "hub" / "checkpoints" / INCEPTION_FILE
     squeeze = fake_torch_home / "hub" / "checkpoints" / SQUEEZE_FILE
-    suite = MetricSuite(["fid", "lpips"], fid_feature=64, lpips_net="squeeze",
-                        weights={"inception": str(inception), "squeezenet1_1": str(squeeze)})
+    suite = MetricSuite(
+        ["fid", "lpips"], fid_feature=64, lpips_net="squeeze", weights={"inception": str(inception), "squeezenet1_1": str(squeeze)}
+    )
     assert suite.protocol()["fid"]["weights"] == str(inception)
     x = frogs(2)
     suite.update(x, x)

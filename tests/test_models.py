@@ -31,12 +31,31 @@ TINY = {
     "cyclegan": ["model=cyclegan", "data=horse2zebra", f"data.root={H2Z}"],
     "discogan": ["model=discogan", "data=horse2zebra", f"data.root={H2Z}"],
     "dualgan": ["model=dualgan", "data=horse2zebra", f"data.root={H2Z}"],
-    "spade": ["model=spade", "data=coco_stuff", f"data.root={COCO}", "data.load_size=36", "data.crop_size=32",
-              "model.netG.ngf=4", "model.netD.ndf=4"],
-    "spade_vae": ["model=spade", "data=coco_stuff", f"data.root={COCO}", "data.load_size=36", "data.crop_size=32",
-                  "model.netG.ngf=4", "model.netD.ndf=4", "model.use_vae=true"],
-    "dcgan": ["model=dcgan", "data=image_folder", f"data.root={SHARED_DATA / 'cifar10_frog' / 'train'}",
-              f"data.val_root={SHARED_DATA / 'cifar10_frog' / 'test'}"],
+    "spade": [
+        "model=spade",
+        "data=coco_stuff",
+        f"data.root={COCO}",
+        "data.load_size=36",
+        "data.crop_size=32",
+        "model.netG.ngf=4",
+        "model.netD.ndf=4",
+    ],
+    "spade_vae": [
+        "model=spade",
+        "data=coco_stuff",
+        f"data.root={COCO}",
+        "data.load_size=36",
+        "data.crop_size=32",
+        "model.netG.ngf=4",
+        "model.netD.ndf=4",
+        "model.use_vae=true",
+    ],
+    "dcgan": [
+        "model=dcgan",
+        "data=image_folder",
+        f"data.root={SHARED_DATA / 'cifar10_frog' / 'train'}",
+        f"data.val_root={SHARED_DATA / 'cifar10_frog' / 'test'}",
+    ],
     "singan": ["model=singan", "data=single_image", f"data.path={SHARED_DATA / 'singan' / 'Images' / 'stone.png'}"],
 }
 PHOTO = sorted(H2Z.rglob("*.jpg"))[0]
@@ -197,8 +216,9 @@ def test_family_methods(tmp_path):
     singan = tiny_module("singan", tmp_path).inference_model()
     wide = singan.sample(1, scale_w=1.5, seed=0)[0]
     assert wide.size[0] == round(singan.spec.pyramid[-1][1] * 1.5)
-    out, masked = singan.harmonize(Image.open(SHARED_DATA / "singan" / "Images" / "stone.png"),
-                                   Image.new("L", (40, 40), 255), inject_scale=1)
+    out, masked = singan.harmonize(
+        Image.open(SHARED_DATA / "singan" / "Images" / "stone.png"), Image.new("L", (40, 40), 255), inject_scale=1
+    )
     assert out.size == masked.size
     assert len(singan.animate(frames=3, gen_start_scale=1)) == 3
 
@@ -206,8 +226,10 @@ def test_family_methods(tmp_path):
 @pytest.mark.slow
 def test_loading_imports_no_lightning_hydra_or_wandb(tmp_path):
     tiny_module("pix2pix", tmp_path).inference_model().save_pretrained(tmp_path / "folder")
-    code = ("import sys, ganforge; m = ganforge.load(sys.argv[1]); m.translate(__import__('torch').zeros(1, 3, 64, 64));"
-            "print(sorted(k for k in ('lightning', 'hydra', 'wandb', 'omegaconf', 'pytorch_lightning') if k in sys.modules))")
+    code = (
+        "import sys, ganforge; m = ganforge.load(sys.argv[1]); m.translate(__import__('torch').zeros(1, 3, 64, 64));"
+        "print(sorted(k for k in ('lightning', 'hydra', 'wandb', 'omegaconf', 'pytorch_lightning') if k in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "folder")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
@@ -239,8 +261,10 @@ def test_a_folder_with_a_foreign_model_or_spec_is_refused(tmp_path):
         "unknown spec key": ({**good, "spec": {**good["spec"], "_target_": "os.system"}}, r"unknown key\(s\) \['_target_'\]"),
         "interpolation": ({**good, "spec": {**good["spec"], "direction": "${oc.env:HOME}"}}, "interpolation"),
         "net name": ({**good, "spec": {**good["spec"], "nets": {"netG": {"name": "Popen", "kwargs": {}}}}}, "not a ganforge network"),
-        "huge net": ({**good, "spec": {**good["spec"], "nets": {"netG": {"name": "UnetGenerator", "kwargs": {"ngf": 10**9}}}}},
-                     "out of range"),
+        "huge net": (
+            {**good, "spec": {**good["spec"], "nets": {"netG": {"name": "UnetGenerator", "kwargs": {"ngf": 10**9}}}}},
+            "out of range",
+        ),
         "type": ({**good, "spec": {**good["spec"], "train_size": "abc"}}, "must be an integer"),
     }
     for what, (config, message) in cases.items():
@@ -269,8 +293,11 @@ def test_predict_writes_the_pixels_it_wrote_before_the_refactor(run, tmp_path):
     same tiny models with `fixed_weights`; a CPU with other vector units may round a level differently."""
     name, opts = GOLDEN_RUNS[run]
     base = OmegaConf.load(Path(CONF_DIR) / "predict.yaml")
-    cfg = OmegaConf.merge({k: v for k, v in OmegaConf.to_container(base).items() if k not in ("defaults", "hydra")},
-                          opts, {"ckpt_path": str(golden_checkpoint(name, tmp_path)), "output": str(tmp_path / "out")})
+    cfg = OmegaConf.merge(
+        {k: v for k, v in OmegaConf.to_container(base).items() if k not in ("defaults", "hydra")},
+        opts,
+        {"ckpt_path": str(golden_checkpoint(name, tmp_path)), "output": str(tmp_path / "out")},
+    )
     predict(cfg)
     for golden in sorted((GOLDEN / run).glob("*.png")):
         want = np.asarray(Image.open(golden), dtype=np.int16)

@@ -251,9 +251,7 @@ def test_encoder_without_vae_returns_code():
     assert net(torch.randn(2, 3, 64, 64)).shape == (2, 8)
 
 
-@pytest.mark.parametrize(
-    "encoder, depth, size", [(ResnetEncoder, 4, 128), (ResnetEncoder, 5, 256), (ConvEncoder, 4, 128)]
-)
+@pytest.mark.parametrize("encoder, depth, size", [(ResnetEncoder, 4, 128), (ResnetEncoder, 5, 256), (ConvEncoder, 4, 128)])
 def test_encoder_final_map_is_8x8_at_reference_sizes(encoder, depth, size):
     # The reference pools with AvgPool2d(8); at these sizes our global pool is the same thing.
     kw = {"n_blocks": depth} if encoder is ResnetEncoder else {"n_layers": depth}
@@ -382,8 +380,7 @@ def _img(c: int, side: int) -> torch.Tensor:
 
 GRAD_CASES = [
     (lambda: UnetGenerator(num_downs=5, ngf=8), lambda: (_img(3, 32),)),
-    (lambda: UnetGenerator(num_downs=6, ngf=8, nz=4, where_add="all", norm="instance"),
-     lambda: (_img(3, 64), torch.randn(2, 4))),
+    (lambda: UnetGenerator(num_downs=6, ngf=8, nz=4, where_add="all", norm="instance"), lambda: (_img(3, 64), torch.randn(2, 4))),
     (lambda: UnetGenerator(num_downs=5, ngf=8, nz=4, norm="spectral"), lambda: (_img(3, 32), torch.randn(2, 4))),
     (lambda: ResnetGenerator(ngf=8, n_blocks=2), lambda: (_img(3, 32),)),
     (lambda: NLayerDiscriminator(6, 8), lambda: (_img(6, 64),)),

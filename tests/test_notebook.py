@@ -26,8 +26,11 @@ def test_evaluate_notebook_runs_on_a_tiny_checkpoint(tmp_path, tiny_checkpoint, 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     # Inject parameters after the cell tagged "parameters", as papermill does.
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    params = {"ckpt_path": str(tiny_checkpoint), "output": str(tmp_path / "eval"),
-              "overrides": ["lpips_net=squeeze", "fid_feature=64", "kid_subsets=10"]}
+    params = {
+        "ckpt_path": str(tiny_checkpoint),
+        "output": str(tmp_path / "eval"),
+        "overrides": ["lpips_net=squeeze", "fid_feature=64", "kid_subsets=10"],
+    }
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in params.items())))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
 

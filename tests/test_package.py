@@ -55,7 +55,9 @@ def test_wheel_trains_from_an_unrelated_directory(tmp_path):
     dist = tmp_path / "dist"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     (wheel,) = dist.glob("ganforge-*.whl")
@@ -69,24 +71,34 @@ def test_wheel_trains_from_an_unrelated_directory(tmp_path):
     target = tmp_path / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert install.returncode == 0, install.stderr[-2000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # The wheel's copy, not this checkout's (editable) one; the dependencies come from this venv.
     env = {**os.environ, "PYTHONPATH": str(target), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
-    where = subprocess.run([sys.executable, "-c", "import ganforge.cli.app; print(ganforge.__file__, ganforge.cli.app.CONF_DIR)"],
-                           cwd=elsewhere, env=env, capture_output=True, text=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import ganforge.cli.app; print(ganforge.__file__, ganforge.cli.app.CONF_DIR)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert where.returncode == 0, where.stderr[-2000:]
     package, conf = where.stdout.split()
     assert Path(package).is_relative_to(target) and Path(conf) == target / "ganforge" / "conf", where.stdout
-    version = subprocess.run([str(target / "bin" / "ganforge"), "--version"],
-                             cwd=elsewhere, env=env, capture_output=True, text=True)
+    version = subprocess.run([str(target / "bin" / "ganforge"), "--version"], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert version.stdout.strip() == f"ganforge {wheel.name.split('-')[1]}", version.stdout + version.stderr
     run = subprocess.run(
         [str(target / "bin" / "ganforge-train"), "debug=fast_dev_run", "logger=csv"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600,
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert (elsewhere / "logs").is_dir(), "the run writes its logs under the working directory"
@@ -99,31 +111,41 @@ def test_editable_install_finds_the_top_level_conf(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     # The dependencies (and setuptools) come from this interpreter's site-packages. A path in a .pth file
     # does not run the .pth files inside it, so this checkout's own editable install stays out.
     Path(purelib, "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-build-isolation",
-         "-e", str(source)],
-        env=env, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-build-isolation", "-e", str(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
-        [python, "-c", "import importlib.resources, ganforge.cli.app; "
-                       "print(ganforge.cli.app.CONF_DIR, importlib.resources.files('ganforge.conf'))"],
-        cwd=elsewhere, env=env, capture_output=True, text=True,
+        [
+            python,
+            "-c",
+            "import importlib.resources, ganforge.cli.app; print(ganforge.cli.app.CONF_DIR, importlib.resources.files('ganforge.conf'))",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert where.returncode == 0, where.stderr[-2000:]
     assert [Path(p) for p in where.stdout.split()] == [source / "conf"] * 2, where.stdout
     # An edit to the checkout's conf/ reaches the installed command.
     (source / "conf" / "local" / "default.yaml").write_text("# @package _global_\nseed: 1234\n")
-    composed = subprocess.run([venv / "bin" / "ganforge-train", "--cfg", "job"],
-                              cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    composed = subprocess.run(
+        [venv / "bin" / "ganforge-train", "--cfg", "job"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
     assert composed.returncode == 0, composed.stdout[-3000:] + composed.stderr[-3000:]
     assert "seed: 1234" in composed.stdout.splitlines()

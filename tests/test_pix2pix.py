@@ -48,8 +48,14 @@ def test_d_step_then_g_step_each_touching_only_its_net():
 
     Pix2Pix.step = recording_step
     try:
-        L.Trainer(max_epochs=1, limit_train_batches=1, logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=OneBatch())
+        L.Trainer(
+            max_epochs=1,
+            limit_train_batches=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(model, datamodule=OneBatch())
     finally:
         Pix2Pix.step = real_step
     # reference order: D first (G untouched), then G (D untouched)
@@ -125,8 +131,12 @@ def test_train_mode_batchnorm_output_does_not_depend_on_the_batch():
     x = eight_images()
     batched, alone = model.inference_model().translate(x), model.inference_model().translate(x[3:4])
     assert torch.equal(batched[3:4], alone)
-    assert model.metric_protocol() == {"generator_mode": "train", "per_sample": True, "dropout": True,
-                                       "batchnorm": "statistics of each image alone (reference test.py, batch size 1)"}
+    assert model.metric_protocol() == {
+        "generator_mode": "train",
+        "per_sample": True,
+        "dropout": True,
+        "batchnorm": "statistics of each image alone (reference test.py, batch size 1)",
+    }
 
 
 @pytest.mark.slow
@@ -149,7 +159,8 @@ def test_validation_leaves_batchnorm_running_statistics_untouched():
     assert before
     data = [{"A": a, "B": b} for a, b in zip(eight_images(), eight_images().flip(0))]
     L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).validate(
-        model, dataloaders=torch.utils.data.DataLoader(data, batch_size=4))
+        model, dataloaders=torch.utils.data.DataLoader(data, batch_size=4)
+    )
     after = model.netG.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert model.netG.training  # back in the mode training left it in

@@ -38,8 +38,10 @@ def test_predict_folder_with_a_bad_file(tmp_path, tiny_checkpoint):
 
 def test_predict_ab_pairs_and_missing_input(tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
-    proc = run_cli([f"ckpt_path={tiny_checkpoint}", f"input={SHARED_DATA / 'pix2pix_paired_mini' / 'test'}",
-                    f"output={out}", "pair=true"], script=PREDICT)
+    proc = run_cli(
+        [f"ckpt_path={tiny_checkpoint}", f"input={SHARED_DATA / 'pix2pix_paired_mini' / 'test'}", f"output={out}", "pair=true"],
+        script=PREDICT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("3.png", "33_AB.png"):
         with Image.open(out / name) as o:

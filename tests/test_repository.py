@@ -52,25 +52,33 @@ def local_paths(name: str, text: str) -> list[str]:
 
 def test_no_tracked_file_holds_a_local_absolute_path():
     found = [hit for name, text in tracked_text_files().items() for hit in local_paths(name, text)]
-    assert not found, "local absolute paths in tracked files (use a relative path or <placeholder>, " \
-                      "or add a reasoned entry to ALLOWED in tests/test_repository.py):\n" + "\n".join(found)
+    assert not found, (
+        "local absolute paths in tracked files (use a relative path or <placeholder>, "
+        "or add a reasoned entry to ALLOWED in tests/test_repository.py):\n" + "\n".join(found)
+    )
 
 
-@pytest.mark.parametrize("line", [
-    "[INFO] - using 36.3 GB on /tmp/sh1/train.",
-    'DATA = "/home/alice/datasets/facades"',
-    "see /work/main/logs/train/runs/x/train.log",
-    "cache: /root/.cache/torch/hub",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[INFO] - using 36.3 GB on /tmp/sh1/train.",
+        'DATA = "/home/alice/datasets/facades"',
+        "see /work/main/logs/train/runs/x/train.log",
+        "cache: /root/.cache/torch/hub",
+    ],
+)
 def test_the_check_sees_a_local_path(line):
     assert local_paths("some_file.md", line)
 
 
-@pytest.mark.parametrize("line", [
-    "ganforge-predict input=../shared/data/x output=out/",
-    "https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix/tree/master/options",
-    "${paths.root_dir}/work/x and ~/tmp/x and ./tmp/x",
-    "$ python train.py hydra.run.dir=/tmp/demo",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ganforge-predict input=../shared/data/x output=out/",
+        "https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix/tree/master/options",
+        "${paths.root_dir}/work/x and ~/tmp/x and ./tmp/x",
+        "$ python train.py hydra.run.dir=/tmp/demo",
+    ],
+)
 def test_the_check_leaves_other_paths_alone(line):
     assert not local_paths("README.md", line)

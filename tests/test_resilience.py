@@ -16,8 +16,16 @@ from ganforge.gans.checkpoint import read_checkpoint
 from tests.conftest import PAIRED_MINI, REPO, SHARED_DATA, TINY, run_cli
 
 SAMPLES = SHARED_DATA / "pix2pix_samples" / "AB"
-CAT2DOG = ["model=cyclegan", "data=cat2dog", f"data.root={SHARED_DATA / 'cifar10_cat2dog'}", "debug=tiny", "logger=csv",
-           "data.load_size=32", "data.crop_size=32", "model.pool_size=3"]
+CAT2DOG = [
+    "model=cyclegan",
+    "data=cat2dog",
+    f"data.root={SHARED_DATA / 'cifar10_cat2dog'}",
+    "debug=tiny",
+    "logger=csv",
+    "data.load_size=32",
+    "data.crop_size=32",
+    "model.pool_size=3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +34,12 @@ def five_pairs(tmp_path_factory):
     root = tmp_path_factory.mktemp("five_pairs")
     (root / "train").mkdir()
     (root / "val").mkdir()
-    for src in [*sorted((PAIRED_MINI / "train").glob("*.jpg")), PAIRED_MINI / "test" / "3.jpg",
-                SAMPLES / "edges2shoes.jpg", SAMPLES / "edges2handbags.jpg"]:
+    for src in [
+        *sorted((PAIRED_MINI / "train").glob("*.jpg")),
+        PAIRED_MINI / "test" / "3.jpg",
+        SAMPLES / "edges2shoes.jpg",
+        SAMPLES / "edges2handbags.jpg",
+    ]:
         shutil.copy(src, root / "train" / f"{len(list((root / 'train').iterdir()))}.jpg")
     shutil.copy(PAIRED_MINI / "test" / "33_AB.jpg", root / "val" / "0.jpg")
     return root
@@ -49,8 +61,7 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, fi
         args = [*TINY, f"data.root={five_pairs}"]
     else:
         args = [*CAT2DOG]
-    args += ["trainer.max_epochs=2", "callbacks.mid_epoch_checkpoint.every_n_batches=2",
-             "callbacks.image_grid.every_n_batches=1"]
+    args += ["trainer.max_epochs=2", "callbacks.mid_epoch_checkpoint.every_n_batches=2", "callbacks.image_grid.every_n_batches=1"]
     straight = _run(args, tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]
 
@@ -76,16 +87,27 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path, fi
 def test_a_kill_at_any_moment_leaves_a_loadable_last_ckpt(tmp_path):
     """Checkpoints after every batch, SIGKILL at random moments (also during writes): the last.ckpt on
     disk always loads, and the run resumes from it."""
-    args = [*CAT2DOG, "trainer.max_epochs=50", "trainer.limit_train_batches=20",
-            "callbacks.mid_epoch_checkpoint.every_n_batches=1", "callbacks.image_grid.every_n_batches=1000"]
+    args = [
+        *CAT2DOG,
+        "trainer.max_epochs=50",
+        "trainer.limit_train_batches=20",
+        "callbacks.mid_epoch_checkpoint.every_n_batches=1",
+        "callbacks.image_grid.every_n_batches=1000",
+    ]
     rng = random.Random(0)
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     steps = []
-    for attempt in range(4):
-        cmd = [sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={tmp_path}",
-               *([f"ckpt_path={tmp_path}"] if ckpt.exists() else [])]
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "WANDB_MODE": "offline"})
+    for _ in range(4):
+        cmd = [
+            sys.executable,
+            str(REPO / "train.py"),
+            *args,
+            f"hydra.run.dir={tmp_path}",
+            *([f"ckpt_path={tmp_path}"] if ckpt.exists() else []),
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "offline"}
+        )
         # Kill once this process has written checkpoints of its own, at a random moment after.
         before = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
         deadline = time.monotonic() + 120
@@ -100,8 +122,14 @@ def test_a_kill_at_any_moment_leaves_a_loadable_last_ckpt(tmp_path):
 
 @pytest.mark.slow
 def test_a_nan_loss_stops_naming_the_loss_the_step_and_the_last_good_checkpoint(tmp_path, five_pairs):
-    args = [*TINY, f"data.root={five_pairs}", "trainer.max_epochs=3", "callbacks.nonfinite.check_every_n_batches=1",
-            "+callbacks.nan._target_=tests.faults.NaNInputAt", "+callbacks.nan.at=5"]
+    args = [
+        *TINY,
+        f"data.root={five_pairs}",
+        "trainer.max_epochs=3",
+        "callbacks.nonfinite.check_every_n_batches=1",
+        "+callbacks.nan._target_=tests.faults.NaNInputAt",
+        "+callbacks.nan.at=5",
+    ]
     proc = _run(args, tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     err = proc.stderr
@@ -114,8 +142,14 @@ def test_a_nan_loss_stops_naming_the_loss_the_step_and_the_last_good_checkpoint(
 
 @pytest.mark.slow
 def test_skip_step_skips_a_nan_step_and_stops_after_too_many_in_a_row(tmp_path, five_pairs):
-    base = [*TINY, f"data.root={five_pairs}", "trainer.max_epochs=2", "callbacks.nonfinite.on_nonfinite=skip_step",
-            "+callbacks.nan._target_=tests.faults.NaNInputAt", "+callbacks.nan.at=2"]
+    base = [
+        *TINY,
+        f"data.root={five_pairs}",
+        "trainer.max_epochs=2",
+        "callbacks.nonfinite.on_nonfinite=skip_step",
+        "+callbacks.nan._target_=tests.faults.NaNInputAt",
+        "+callbacks.nan.at=2",
+    ]
     once = _run([*base, "+callbacks.nan.until=3"], tmp_path / "once")
     assert once.returncode == 0, once.stderr[-3000:]
     assert "its update was skipped" in once.stderr

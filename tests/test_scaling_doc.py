@@ -11,8 +11,9 @@ from tests.conftest import REPO
 
 
 def test_scaling_doc_tables_are_the_estimates_of_the_measured_counts():
-    out = subprocess.run([sys.executable, "bench/scaling.py", "bench/flops.json"], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "bench/scaling.py", "bench/flops.json"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     doc = (REPO / "docs" / "scaling.md").read_text()
     tables = out.split("\n\n")
     assert len(tables) == 2

@@ -69,11 +69,14 @@ def test_paired_items_from_shards_equal_the_folders(paired_shards):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("data, n", [
-    (["data=unpaired", f"data.root={SHARED_DATA / 'horse2zebra_mini'}"], 2),
-    (["data=coco_stuff", f"data.root={COCO}"], 4),
-    (["data=image_folder", f"data.root={FROGS / 'train'}", "data.classes=null", "data.image_size=32"], 6),
-])
+@pytest.mark.parametrize(
+    "data, n",
+    [
+        (["data=unpaired", f"data.root={SHARED_DATA / 'horse2zebra_mini'}"], 2),
+        (["data=coco_stuff", f"data.root={COCO}"], 4),
+        (["data=image_folder", f"data.root={FROGS / 'train'}", "data.classes=null", "data.image_size=32"], 6),
+    ],
+)
 def test_unpaired_label_map_and_image_folder_items_from_shards_equal_the_folders(tmp_path, data, n):
     run_prepare(data, tmp_path / "shards")
     folders = items(data, n)
@@ -114,7 +117,7 @@ def test_ddp_on_two_processes_sees_every_shard_sample_once_per_epoch(tmp_path):
     src.mkdir(parents=True)
     frogs = sorted(p for p in (FROGS / "train").rglob("*") if p.is_file())[:16]
     for i in range(8):  # 8 real A|B pairs: two frogs side by side
-        a, b = (Image.open(f).convert("RGB") for f in frogs[2 * i: 2 * i + 2])
+        a, b = (Image.open(f).convert("RGB") for f in frogs[2 * i : 2 * i + 2])
         ab = Image.new("RGB", (64, 32))
         ab.paste(a, (0, 0))
         ab.paste(b, (32, 0))
@@ -122,10 +125,22 @@ def test_ddp_on_two_processes_sees_every_shard_sample_once_per_epoch(tmp_path):
     run_prepare([f"data.root={tmp_path / 'pairs'}"], tmp_path / "shards")
     record = tmp_path / "record"
     record.mkdir()
-    proc = run_cli(["debug=tiny", "logger=csv", "trainer=ddp_cpu", f"data.root={tmp_path / 'shards'}", "data.format=shards",
-                    "data.load_size=32", "data.crop_size=32", "trainer.limit_train_batches=1.0", "callbacks.image_grid=null",
-                    "data.batch_size=2", f"+callbacks.record={{_target_: tests.test_shards.RecordPaths, out: {record}}}",
-                    f"hydra.run.dir={tmp_path / 'run'}"])
+    proc = run_cli(
+        [
+            "debug=tiny",
+            "logger=csv",
+            "trainer=ddp_cpu",
+            f"data.root={tmp_path / 'shards'}",
+            "data.format=shards",
+            "data.load_size=32",
+            "data.crop_size=32",
+            "trainer.limit_train_batches=1.0",
+            "callbacks.image_grid=null",
+            "data.batch_size=2",
+            f"+callbacks.record={{_target_: tests.test_shards.RecordPaths, out: {record}}}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for epoch in (0, 1):
         seen = [line for rank in (0, 1) for line in (record / f"rank{rank}_epoch{epoch}.txt").read_text().split()]

@@ -124,8 +124,15 @@ def tiny_model(**kw) -> SinGAN:
 def fit_tiny(dm: SingleImageDataModule, callbacks=(), **kw) -> SinGAN:
     """A tiny SinGAN on `dm`'s image, built and trained as the CLI does (pyramid from the data)."""
     model = tiny_model(**dm.model_settings(), **kw)
-    L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              callbacks=list(callbacks), limit_val_batches=0, max_epochs=model.max_epochs).fit(model, datamodule=dm)
+    L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        limit_val_batches=0,
+        max_epochs=model.max_epochs,
+    ).fit(model, datamodule=dm)
     return model
 
 
@@ -203,8 +210,7 @@ def test_resume_mid_pyramid_is_exact(tmp_path):
     _, objs = train(compose_train(tmp_path / "full", common))
     straight = {k: v.clone() for k, v in objs["model"].state_dict().items()}
 
-    first = compose_train(tmp_path / "first", [*common, "+callbacks.crash._target_=tests.test_singan.CrashAt",
-                                                "+callbacks.crash.epoch=3"])
+    first = compose_train(tmp_path / "first", [*common, "+callbacks.crash._target_=tests.test_singan.CrashAt", "+callbacks.crash.epoch=3"])
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(first)  # dies in scale 1 (2 epochs per scale), after epoch 2's checkpoint
     ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
@@ -248,9 +254,19 @@ class CoarsestInputs(L.Callback):
 @pytest.mark.slow
 def test_sr_experiment_trains_the_ordinary_pyramid(tmp_path):
     """Reference SR.py sets opt.mode = 'train' before train(): the random-mode pyramid with alpha 100."""
-    cfg = compose_train(tmp_path, [*TINY_SG, "experiment=singan_sr", "data.min_size=18", "model.iters_per_scale=8",
-                                   "model.lr_milestone=6", "data.iters_per_epoch=8", "callbacks.image_grid.every_n_batches=100",
-                                   "+callbacks.coarsest._target_=tests.test_singan.CoarsestInputs"])
+    cfg = compose_train(
+        tmp_path,
+        [
+            *TINY_SG,
+            "experiment=singan_sr",
+            "data.min_size=18",
+            "model.iters_per_scale=8",
+            "model.lr_milestone=6",
+            "data.iters_per_epoch=8",
+            "callbacks.image_grid.every_n_batches=100",
+            "+callbacks.coarsest._target_=tests.test_singan.CoarsestInputs",
+        ],
+    )
     assert cfg.model.alpha == 100 and "mode" not in cfg.model
     _, objs = train(cfg)
     model = objs["model"]
@@ -318,11 +334,20 @@ def test_sr_app_follows_the_reference_sr_func(tmp_path):
     ("app", "opts", "names"),
     [
         ("paint2image", {"ref": SG / "Paint" / "cows.png", "inject_scale": 1}, ["paint2image_scale1.png"]),
-        ("editing", {"ref": SG / "Editing" / "stone_edit.png", "mask": SG / "Editing" / "stone_edit_mask.png",
-                     "inject_scale": 2}, ["editing_scale2.png", "editing_scale2_masked.png"]),
-        ("harmonization", {"ref": SG / "Harmonization" / "starry_night_naive.png",
-                           "mask": SG / "Harmonization" / "starry_night_naive_mask.png", "inject_scale": 1},
-         ["harmonization_scale1.png", "harmonization_scale1_masked.png"]),
+        (
+            "editing",
+            {"ref": SG / "Editing" / "stone_edit.png", "mask": SG / "Editing" / "stone_edit_mask.png", "inject_scale": 2},
+            ["editing_scale2.png", "editing_scale2_masked.png"],
+        ),
+        (
+            "harmonization",
+            {
+                "ref": SG / "Harmonization" / "starry_night_naive.png",
+                "mask": SG / "Harmonization" / "starry_night_naive_mask.png",
+                "inject_scale": 1,
+            },
+            ["harmonization_scale1.png", "harmonization_scale1_masked.png"],
+        ),
         ("sr", {"sr_factor": 2.0}, ["sr_x2.png"]),
     ],
 )
@@ -339,8 +364,10 @@ def test_animation_gif_and_cli_errors(singan_ckpt, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     gif = Image.open(tmp_path / "animation_start1.gif")
     assert gif.n_frames == 100 and gif.size == (40, 27)
-    proc = run_cli([f"ckpt_path={singan_ckpt}", "app=editing", f"ref={SG / 'Editing' / 'stone_edit.png'}",
-                    "inject_scale=7", f"output={tmp_path}"], script=PREDICT)
+    proc = run_cli(
+        [f"ckpt_path={singan_ckpt}", "app=editing", f"ref={SG / 'Editing' / 'stone_edit.png'}", "inject_scale=7", f"output={tmp_path}"],
+        script=PREDICT,
+    )
     assert proc.returncode == 2 and "inject_scale=7 is out of range" in proc.stderr
     assert "Traceback" not in proc.stderr
 

@@ -149,8 +149,9 @@ def fake_vgg_home(tmp_path_factory):
 def test_vgg_weights_load_offline_and_missing_weights_fail_before_training(tmp_path, monkeypatch, fake_vgg_home):
     m = tiny_model(lambda_vgg=10.0)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    monkeypatch.setattr("ganforge.metrics.weights.torch.hub.download_url_to_file",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(
+        "ganforge.metrics.weights.torch.hub.download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline"))
+    )
     with pytest.raises(PretrainedWeightsError, match="vgg19-dcbb9e9d.pth.*SPADE"):
         m.setup("fit")
     monkeypatch.setenv("TORCH_HOME", str(fake_vgg_home))
@@ -211,8 +212,12 @@ def test_spectral_norm_steps_as_torch_nn_utils_spectral_norm():
     torch.nn.utils.spectral_norm(hook)
     torch.manual_seed(1)
     spectral_norm(ours, "reference")
-    assert sorted(ours.state_dict()) == ["bias", "parametrizations.weight.0._u", "parametrizations.weight.0._v",
-                                         "parametrizations.weight.original"]
+    assert sorted(ours.state_dict()) == [
+        "bias",
+        "parametrizations.weight.0._u",
+        "parametrizations.weight.0._v",
+        "parametrizations.weight.original",
+    ]
     sn = ours.parametrizations.weight[0]
     assert torch.equal(hook.weight_u, sn._u) and torch.equal(hook.weight_v, sn._v)  # drawn alike, no warm-up
     compiled = torch.compile(ours, backend="aot_eager")
@@ -253,9 +258,9 @@ def test_semantic_input_has_dontcare_and_instance_edge_channels():
     b = batch()
     sem = m.batch_semantics(b)
     assert sem.shape == (2, NC + 2, 32, 32)
-    assert torch.equal(sem[:, :NC + 1].argmax(1, keepdim=True), b["label"])
-    assert torch.equal(sem[:, NC:NC + 1], (b["label"] == NC).float())  # don't-care is channel label_nc
-    assert torch.equal(sem[:, NC + 1:], label_edges(b["instance"]))
+    assert torch.equal(sem[:, : NC + 1].argmax(1, keepdim=True), b["label"])
+    assert torch.equal(sem[:, NC : NC + 1], (b["label"] == NC).float())  # don't-care is channel label_nc
+    assert torch.equal(sem[:, NC + 1 :], label_edges(b["instance"]))
     with pytest.raises(ConfigError, match="data.label_nc=9"):
         m.semantics(torch.full((1, 1, 4, 4), 8), torch.zeros(1, 1, 4, 4))
     no_inst = tiny_model(use_instance=False, contain_dontcare_label=False)
@@ -274,28 +279,48 @@ def test_g_step_leaves_d_unchanged_then_d_steps_on_a_fake_without_grad(tmp_path)
     original = m.discriminator_losses
 
     def spy(sem, real):
-        seen["d_params_unchanged"] = all(torch.equal(p, d_before[k]) for k, p in m.netD.state_dict().items()
-                                         if "original" in k or "bias" in k)
+        seen["d_params_unchanged"] = all(
+            torch.equal(p, d_before[k]) for k, p in m.netD.state_dict().items() if "original" in k or "bias" in k
+        )
         seen["g_stepped"] = any(not torch.equal(p, g_before[k]) for k, p in m.netG.state_dict().items())
         out = original(sem, real)
         seen["fake_grad_fn"] = out["loss_D"].grad_fn is not None and not any(
-            p.grad is not None for p in m.netG.parameters() if p.requires_grad)
+            p.grad is not None for p in m.netG.parameters() if p.requires_grad
+        )
         return out
 
     m.discriminator_losses = spy
     items = [{k: v[0] for k, v in batch(1, s).items()} for s in range(4)]
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0)
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
     trainer.fit(m, DataLoader(items, batch_size=2))
     assert seen == {"d_params_unchanged": True, "g_stepped": True, "fake_grad_fn": True}
     assert any(not torch.equal(p, d_before[k]) for k, p in m.netD.state_dict().items() if "original" in k)
 
 
 # ----- the real config on the COCO-Stuff sample -----------------------------------------------------
-SAMPLE = ["model=spade", "data=coco_stuff", f"data.root={COCO}", "debug=tiny", "logger=csv",
-          "data.load_size=36", "data.crop_size=32", "model.netG.ngf=4", "model.netD.ndf=4",
-          "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "callbacks.rich_progress_bar=null",
-          "callbacks.image_grid.every_n_batches=1"]
+SAMPLE = [
+    "model=spade",
+    "data=coco_stuff",
+    f"data.root={COCO}",
+    "debug=tiny",
+    "logger=csv",
+    "data.load_size=36",
+    "data.crop_size=32",
+    "model.netG.ngf=4",
+    "model.netD.ndf=4",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.image_grid.every_n_batches=1",
+]
 
 
 def _g_weights(model):
@@ -323,8 +348,7 @@ def test_trains_writes_grids_resumes_exactly_and_predicts(tmp_path):
 
     out = tmp_path / "pred"
     labels = COCO / "val_label"
-    proc = run_cli([f"ckpt_path={tmp_path / 'full' / 'checkpoints' / 'last.ckpt'}", f"input={labels}", f"output={out}"],
-                   script=PREDICT)
+    proc = run_cli([f"ckpt_path={tmp_path / 'full' / 'checkpoints' / 'last.ckpt'}", f"input={labels}", f"output={out}"], script=PREDICT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     written = sorted(out.glob("*.png"))
     assert len(written) == 8
@@ -341,8 +365,9 @@ def test_vae_trains_and_predict_encodes_a_style_or_draws_n_styles(tmp_path):
     from ganforge.cli.app import CONF_DIR
     from ganforge.cli.predict import predict
 
-    cfg = compose_train(tmp_path / "run", [*SAMPLE, "model.use_vae=true", "model.netE.load_size=32",
-                                           "trainer.max_epochs=1", "callbacks.image_grid=null"])
+    cfg = compose_train(
+        tmp_path / "run", [*SAMPLE, "model.use_vae=true", "model.netE.load_size=32", "trainer.max_epochs=1", "callbacks.image_grid=null"]
+    )
     _, objs = train(cfg)
     assert objs["model"].netE is not None and objs["model"].generator_names == ("netG", "netE")
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -366,7 +391,9 @@ def test_vae_trains_and_predict_encodes_a_style_or_draws_n_styles(tmp_path):
 
 def test_spade_on_data_without_label_maps_names_the_data_configs_that_have_them(tmp_path):
     cfg = compose_train(tmp_path, ["model=spade", "debug=tiny"])  # the default data=sample: paired photos
-    with pytest.raises(ConfigError, match=r"model=spade reads data.label_nc, which data=sample does not set; .*data=coco_stuff.*data=labelmaps"):
+    with pytest.raises(
+        ConfigError, match=r"model=spade reads data.label_nc, which data=sample does not set; .*data=coco_stuff.*data=labelmaps"
+    ):
         train(cfg)
 
 
@@ -383,9 +410,17 @@ def test_eval_scores_miou_with_a_user_supplied_segmenter(tmp_path):
     train(compose_train(tmp_path / "run", [*SAMPLE, "trainer.max_epochs=1", "callbacks.image_grid=null"]))
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("eval", overrides=[f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
-                                         f"output={tmp_path / 'eval'}", "metrics=[miou]", "split=val", "save_images=false",
-                                         "segmenter={_target_: tests.segmenters.BrightnessSegmenter, num_classes: 182}"])
+        cfg = compose(
+            "eval",
+            overrides=[
+                f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+                f"output={tmp_path / 'eval'}",
+                "metrics=[miou]",
+                "split=val",
+                "save_images=false",
+                "segmenter={_target_: tests.segmenters.BrightnessSegmenter, num_classes: 182}",
+            ],
+        )
     evaluate(cfg)
     miou = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]["miou"]
     assert 0 <= miou["value"] <= 1 and miou["classes"] == 182 and miou["samples"] == 2  # debug=tiny keeps 2 val maps
@@ -401,11 +436,26 @@ def test_a_short_run_lowers_the_patch_swd_of_val_outputs_against_val_photos(tmp_
     from ganforge.metrics.swd import patch_swd
     from tests.conftest import train_from_untrained
 
-    cfg = compose_train(tmp_path, ["model=spade", "data=coco_stuff", f"data.root={COCO}", "debug=tiny", "logger=csv",
-                                   "data.load_size=36", "data.crop_size=32", "model.scheduler.n_epochs=25",
-                                   "model.scheduler.n_epochs_decay=0", "trainer.limit_train_batches=1.0",
-                                   "trainer.limit_val_batches=1.0", "data.num_val_images=8", "seed=42",
-                                   "callbacks.image_grid.every_n_batches=0", "callbacks.rich_progress_bar=null"])
+    cfg = compose_train(
+        tmp_path,
+        [
+            "model=spade",
+            "data=coco_stuff",
+            f"data.root={COCO}",
+            "debug=tiny",
+            "logger=csv",
+            "data.load_size=36",
+            "data.crop_size=32",
+            "model.scheduler.n_epochs=25",
+            "model.scheduler.n_epochs_decay=0",
+            "trainer.limit_train_batches=1.0",
+            "trainer.limit_val_batches=1.0",
+            "data.num_val_images=8",
+            "seed=42",
+            "callbacks.image_grid.every_n_batches=0",
+            "callbacks.rich_progress_bar=null",
+        ],
+    )
     untrained, objects = train_from_untrained(cfg)
     val = list(objects["datamodule"].val_dataloader())
 
@@ -415,7 +465,9 @@ def test_a_short_run_lowers_the_patch_swd_of_val_outputs_against_val_photos(tmp_
 
     before, after = swd(untrained), swd(objects["model"])
     rows = [r for r in csv.DictReader(open(next(tmp_path.glob("csv/**/metrics.csv")))) if r.get("val/swd")]
-    print(f"patch SWD x100 on the val maps: untrained {before:.2f} -> trained {after:.2f}; val/swd by epoch "
-          f"{[round(float(r['val/swd']), 1) for r in rows]}")
+    print(
+        f"patch SWD x100 on the val maps: untrained {before:.2f} -> trained {after:.2f}; val/swd by epoch "
+        f"{[round(float(r['val/swd']), 1) for r in rows]}"
+    )
     assert after < 0.85 * before
     assert len(rows) == 25

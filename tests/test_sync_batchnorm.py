@@ -70,10 +70,24 @@ def test_without_a_process_group_it_is_plain_batchnorm():
 
 @pytest.mark.slow
 def test_spade_trains_with_ddp_on_two_cpu_processes(tmp_path_factory):
-    ckpt = train_checkpoint(tmp_path_factory, "spade_ddp", [
-        "model=spade", "data=coco_stuff", f"data.root={SHARED_DATA / 'coco_stuff_sample'}", "debug=tiny", "logger=csv",
-        "data.load_size=36", "data.crop_size=32", "model.netG.ngf=4", "model.netD.ndf=4", "trainer=ddp_cpu",
-        "data.batch_size=2", "callbacks.rich_progress_bar=null"])
+    ckpt = train_checkpoint(
+        tmp_path_factory,
+        "spade_ddp",
+        [
+            "model=spade",
+            "data=coco_stuff",
+            f"data.root={SHARED_DATA / 'coco_stuff_sample'}",
+            "debug=tiny",
+            "logger=csv",
+            "data.load_size=36",
+            "data.crop_size=32",
+            "model.netG.ngf=4",
+            "model.netD.ndf=4",
+            "trainer=ddp_cpu",
+            "data.batch_size=2",
+            "callbacks.rich_progress_bar=null",
+        ],
+    )
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert state["global_step"] >= 8 and state["global_step"] % 2 == 0  # G then D, each batch, 2 epochs
     bn_counts = [v for k, v in state["state_dict"].items() if k.startswith("netG.") and k.endswith("num_batches_tracked")]

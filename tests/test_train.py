@@ -27,9 +27,16 @@ def test_tiny_run_writes_checkpoints_grids_and_metrics(tiny_cfg, tmp_path):
 
 def test_training_lowers_l1_when_overfitting_one_pair(tiny_cfg, tmp_path):
     cfg = tiny_cfg(
-        "data.flip=false", "data.load_size=64", "data.max_dataset_size=1", "trainer.limit_train_batches=1",
-        "trainer.max_epochs=50", "model.scheduler.n_epochs=50", "model.scheduler.n_epochs_decay=0",
-        "model.optimizer_g.lr=0.001", "callbacks.image_grid.every_n_batches=0", "trainer.check_val_every_n_epoch=50",
+        "data.flip=false",
+        "data.load_size=64",
+        "data.max_dataset_size=1",
+        "trainer.limit_train_batches=1",
+        "trainer.max_epochs=50",
+        "model.scheduler.n_epochs=50",
+        "model.scheduler.n_epochs_decay=0",
+        "model.optimizer_g.lr=0.001",
+        "callbacks.image_grid.every_n_batches=0",
+        "trainer.check_val_every_n_epoch=50",
     )
     train(cfg)
     with open(tmp_path / "csv" / "metrics.csv") as f:
@@ -78,8 +85,16 @@ def test_multirun_two_jobs(tmp_path):
 
 @needs_sweep
 def test_optuna_sweep_returns_the_metric(tmp_path):
-    proc = run_cli(["-m", *TINY, "hparams_search=pix2pix_optuna", "hydra.sweeper.n_trials=2",
-                    "hydra.sweeper.sampler.n_startup_trials=1", f"hydra.sweep.dir={tmp_path}"])
+    proc = run_cli(
+        [
+            "-m",
+            *TINY,
+            "hparams_search=pix2pix_optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.sampler.n_startup_trials=1",
+            f"hydra.sweep.dir={tmp_path}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = (tmp_path / "optimization_results.yaml").read_text()
     assert "best_params" in result and "best_value" in result
@@ -119,8 +134,16 @@ def test_logger_many_writes_csv_tensorboard_and_an_offline_wandb_run(tmp_path, c
 def test_debug_configs_compose_and_fast_dev_run_trains(tmp_path, debug):
     from tests.conftest import compose_train
 
-    small = ["logger=csv", f"data.root={PAIRED_MINI}", "model.netG.ngf=8", "model.netG.num_downs=6",
-             "model.netD.ndf=8", "data.load_size=72", "data.crop_size=64", "data.num_workers=0"]
+    small = [
+        "logger=csv",
+        f"data.root={PAIRED_MINI}",
+        "model.netG.ngf=8",
+        "model.netG.num_downs=6",
+        "model.netD.ndf=8",
+        "data.load_size=72",
+        "data.crop_size=64",
+        "data.num_workers=0",
+    ]
     cfg = compose_train(tmp_path, [f"debug={debug}", *small])
     assert cfg.task_name == "debug"
     if debug == "fast_dev_run":
@@ -139,8 +162,17 @@ def test_first_run_learns_to_draw_the_unseen_val_photo(tmp_path):
     (At 256 px with the reference nets the correlation is 0.67: docs/training.md, "The first run".)"""
     from tests.conftest import compose_train, train_from_untrained
 
-    cfg = compose_train(tmp_path, ["logger=csv", *FIRST_RUN_SMALL, "data.load_size=143", "data.crop_size=128",
-                                   "model.netG.num_downs=7", "callbacks.image_grid.every_n_batches=0"])
+    cfg = compose_train(
+        tmp_path,
+        [
+            "logger=csv",
+            *FIRST_RUN_SMALL,
+            "data.load_size=143",
+            "data.crop_size=128",
+            "model.netG.num_downs=7",
+            "callbacks.image_grid.every_n_batches=0",
+        ],
+    )
     assert cfg.data.direction == "BtoA" and cfg.model._target_.endswith("Pix2Pix")
     untrained, objects = train_from_untrained(cfg)
     assert objects["trainer"].current_epoch == 5
@@ -162,9 +194,18 @@ def test_first_run_learns_to_draw_the_unseen_val_photo(tmp_path):
 def test_first_run_prints_no_warnings(tmp_path):
     """`python train.py` with its default W&B logger (offline here), checkpoints, grids and LR monitor:
     nothing on stdout or stderr is a warning (W&B's "anonymous setting has no effect" was one)."""
-    proc = run_cli([*FIRST_RUN_SMALL, "model.netG.num_downs=6", "data.load_size=72", "data.crop_size=64",
-                    "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-                    f"hydra.run.dir={tmp_path}"])
+    proc = run_cli(
+        [
+            *FIRST_RUN_SMALL,
+            "model.netG.num_downs=6",
+            "data.load_size=72",
+            "data.crop_size=64",
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=1",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and list((tmp_path / "wandb").glob("offline-run-*"))
     # UserWarning, "wandb: WARNING", "warn:"; not the run folder (test_first_run_prints_no_warni...) or ignore_warnings

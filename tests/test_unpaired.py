@@ -23,9 +23,19 @@ from tests.conftest import SHARED_DATA, compose_train
 
 CAT2DOG = SHARED_DATA / "cifar10_cat2dog"
 H2Z = SHARED_DATA / "horse2zebra_mini"
-CYCLEGAN_DATA = ["horse2zebra", "apple2orange", "summer2winter_yosemite", "monet2photo", "cezanne2photo",
-                 "ukiyoe2photo", "vangogh2photo", "iphone2dslr_flower", "maps_unpaired", "facades_unpaired",
-                 "cityscapes_unpaired"]
+CYCLEGAN_DATA = [
+    "horse2zebra",
+    "apple2orange",
+    "summer2winter_yosemite",
+    "monet2photo",
+    "cezanne2photo",
+    "ukiyoe2photo",
+    "vangogh2photo",
+    "iphone2dslr_flower",
+    "maps_unpaired",
+    "facades_unpaired",
+    "cityscapes_unpaired",
+]
 
 
 def make_domains(root: Path, n_a: int, n_b: int, split: str = "train") -> Path:
@@ -117,8 +127,11 @@ def test_named_dataset_downloads_checks_and_extracts(tmp_path, monkeypatch):
             z.write(H2Z / split / sorted(p.name for p in (H2Z / split).iterdir())[0], f"horse2zebra/{split}/x.jpg")
     payload = buf.getvalue()
     spec = datasets.REGISTRY[("unpaired", "horse2zebra")]
-    monkeypatch.setitem(datasets.REGISTRY, ("unpaired", "horse2zebra"),
-                        datasets.DatasetSpec(spec.name, spec.url, "zip", hashlib.sha256(payload).hexdigest(), "unpaired", "horse2zebra"))
+    monkeypatch.setitem(
+        datasets.REGISTRY,
+        ("unpaired", "horse2zebra"),
+        datasets.DatasetSpec(spec.name, spec.url, "zip", hashlib.sha256(payload).hexdigest(), "unpaired", "horse2zebra"),
+    )
 
     class Response(io.BytesIO):
         headers = {"Content-Length": str(len(payload))}

@@ -13,8 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = ("load", "InferenceModel", "Pix2PixModel", "TwoDomainModel", "BicycleGANModel", "SPADEInference",
-        "DCGANModel", "SinGANModel", "MODELS")
+_API = (
+    "load",
+    "InferenceModel",
+    "Pix2PixModel",
+    "TwoDomainModel",
+    "BicycleGANModel",
+    "SPADEInference",
+    "DCGANModel",
+    "SinGANModel",
+    "MODELS",
+)
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:

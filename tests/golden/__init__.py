@@ -58,8 +58,7 @@ def check_files(reference: Path, files: dict[str, str], pinned: str) -> None:
 def save_fixture(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
     FIXTURES.mkdir(parents=True, exist_ok=True)
     path = FIXTURES / f"{name}.safetensors"
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path),
-              metadata={**meta, "machine": MACHINE})
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={**meta, "machine": MACHINE})
     return path
 
 
@@ -88,7 +87,7 @@ def batch(tensors: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
 
 def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors under `prefix/`, without it."""
-    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
+    return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
 
 
 def fixed_uniform(n: int, offset: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -133,14 +132,21 @@ def biases_before_instance_norm(net: nn.Module) -> set[str]:
     return names
 
 
-def compare(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], what: str,
-            exact: bool, tol: float = FLOAT64_TOL, noise_only: set[str] = frozenset()) -> float:
+def compare(
+    actual: dict[str, torch.Tensor],
+    expected: dict[str, torch.Tensor],
+    what: str,
+    exact: bool,
+    tol: float = FLOAT64_TOL,
+    noise_only: set[str] = frozenset(),
+) -> float:
     """Assert `actual` matches `expected` key for key: bit for bit when `exact`, else within `tol`
     (absolute, or relative for values above 1); the `noise_only` keys (`biases_before_instance_norm`)
     only within NOISE_ONLY_BOUND of 0 in both. Returns the largest difference."""
     assert sorted(actual) == sorted(expected), (
         f"{what}: names differ; only in ganforge {sorted(set(actual) - set(expected))[:5]}, "
-        f"only in the reference {sorted(set(expected) - set(actual))[:5]}")
+        f"only in the reference {sorted(set(expected) - set(actual))[:5]}"
+    )
     for k in noise_only:
         size = max(actual[k].abs().max().item(), expected[k].abs().max().item())
         assert size <= NOISE_ONLY_BOUND, f"{what}: {k} reached {size:.3g}; its gradient is 0 but for rounding"
@@ -155,8 +161,11 @@ def compare(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], 
             worst, worst_key = diff, k
     limit = 0.0 if exact else tol
     if worst > limit:
-        off = sum(1 for k in set(expected) - set(noise_only)
-                  if not torch.equal(actual[k].detach().to(expected[k].dtype).reshape(expected[k].shape), expected[k]))
+        off = sum(
+            1
+            for k in set(expected) - set(noise_only)
+            if not torch.equal(actual[k].detach().to(expected[k].dtype).reshape(expected[k].shape), expected[k])
+        )
         raise AssertionError(f"{what}: {worst_key} differs by {worst:.3g} (allowed {limit:g}); {off} of {len(expected)} tensors differ")
     return worst
 
@@ -183,9 +192,19 @@ def train_iterations(module, batches: list[dict[str, torch.Tensor]], snapshot, r
 
     size = len(next(iter(batches[0].values())))
     items = [{k: v[j] for k, v in b.items()} for b in batches for j in range(size)]
-    trainer = L.Trainer(precision="64-true", max_epochs=1, accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, callbacks=[Iterations()], default_root_dir=root)
+    trainer = L.Trainer(
+        precision="64-true",
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[Iterations()],
+        default_root_dir=root,
+    )
     trainer.fit(module, DataLoader(items, batch_size=size, shuffle=False))
     assert len(snaps) == len(batches)
     return snaps
@@ -193,8 +212,10 @@ def train_iterations(module, batches: list[dict[str, torch.Tensor]], snapshot, r
 
 def recording(method, into: list):
     """`method`, appending each call's returned loss dict (detached) to `into`."""
+
     def wrapper(*args, **kwargs):
         out = method(*args, **kwargs)
         into.append({k: v.detach().clone() for k, v in out.items()})
         return out
+
     return wrapper

@@ -53,8 +53,9 @@ def real_from_levels(levels: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ref", default=os.environ.get("GANFORGE_REF_DCGAN"),
-                    help="folder of a pytorch/examples checkout (or GANFORGE_REF_DCGAN)")
+    ap.add_argument(
+        "--ref", default=os.environ.get("GANFORGE_REF_DCGAN"), help="folder of a pytorch/examples checkout (or GANFORGE_REF_DCGAN)"
+    )
     ap.add_argument("--out", default=str(FIXTURES / "dcgan.safetensors"))
     args = ap.parse_args()
     script = Path(args.ref or "") / "dcgan" / "main.py"
@@ -111,8 +112,15 @@ def main() -> None:
                 exec(compile(script.read_text(), str(script), "exec"), g)
         finally:
             sys.argv, sys.stdout = saved_argv, saved_stdout
-    meta = {"reference": "pytorch/examples dcgan/main.py", "commit": PINNED, "args": ARGS, "steps": step["i"] + 1,
-            "images": NUM_IMAGES, "torch": torch.__version__, "machine": MACHINE}
+    meta = {
+        "reference": "pytorch/examples dcgan/main.py",
+        "commit": PINNED,
+        "args": ARGS,
+        "steps": step["i"] + 1,
+        "images": NUM_IMAGES,
+        "torch": torch.__version__,
+        "machine": MACHINE,
+    }
     save_file({k: v.contiguous() for k, v in out.items()}, args.out, metadata={"meta": json.dumps(meta)})
     print(f"wrote {args.out} ({Path(args.out).stat().st_size // 1024} KiB, {len(out)} tensors, {meta['steps']} steps)")
 

@@ -81,8 +81,12 @@ BLOBS = {
     },
 }
 BLOB_REPO = {"spade": "spade", "pix2pix": "cyclegan", "cyclegan": "cyclegan", "bicyclegan": "bicyclegan"}
-ENV = {"spade": "GANFORGE_REF_SPADE", "pix2pix": "GANFORGE_REF_CYCLEGAN", "cyclegan": "GANFORGE_REF_CYCLEGAN",
-       "bicyclegan": "GANFORGE_REF_BICYCLEGAN"}
+ENV = {
+    "spade": "GANFORGE_REF_SPADE",
+    "pix2pix": "GANFORGE_REF_CYCLEGAN",
+    "cyclegan": "GANFORGE_REF_CYCLEGAN",
+    "bicyclegan": "GANFORGE_REF_BICYCLEGAN",
+}
 
 
 def git_blob(path: Path) -> str:
@@ -100,8 +104,10 @@ def check_tree(model: str, ref: Path) -> None:
         elif git_blob(f) != blob:
             wrong.append(f"{rel} is not the pinned commit's")
     if wrong:
-        raise SystemExit(f"{ref}: " + "; ".join(wrong) + f". Check out {PINNED[BLOB_REPO[model]][0]} at "
-                         f"{PINNED[BLOB_REPO[model]][1]} (docs/faithfulness.md)")
+        raise SystemExit(
+            f"{ref}: " + "; ".join(wrong) + f". Check out {PINNED[BLOB_REPO[model]][0]} at "
+            f"{PINNED[BLOB_REPO[model]][1]} (docs/faithfulness.md)"
+        )
 
 
 def import_reference(ref: Path, argv: list[str]):
@@ -124,8 +130,9 @@ def put(out: dict, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
 
 def fixed_images(n: int, c: int, size: int, offset: int) -> torch.Tensor:
     """n images in [-1, 1) that are not noise: smooth gradients plus a fixed pattern."""
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size, dtype=torch.float64),
-                            torch.linspace(-1, 1, size, dtype=torch.float64), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.linspace(-1, 1, size, dtype=torch.float64), torch.linspace(-1, 1, size, dtype=torch.float64), indexing="ij"
+    )
     base = torch.stack([torch.sin(2.0 * xx + k + offset) * torch.cos(1.5 * yy - k) for k in range(n * c)])
     pattern = fixed_uniform(n * c * size * size, offset).view(n * c, size, size)
     return (0.7 * base + 0.3 * pattern).clamp(-1, 1).view(n, c, size, size)
@@ -167,19 +174,49 @@ def spade_batches(a: dict) -> list[dict[str, torch.Tensor]]:
         # blocks of ids (0..label_nc, label_nc being don't-care) and of instances, as label maps have
         label = torch.randint(0, nc + 1, (n, 1, s // 4, s // 4), generator=g).repeat_interleave(4, 2).repeat_interleave(4, 3)
         instance = torch.randint(0, 3, (n, 1, s // 8, s // 8), generator=g).repeat_interleave(8, 2).repeat_interleave(8, 3)
-        out.append({"label": label.to(torch.uint8), "instance": (label * 10 + instance).to(torch.uint8),
-                    "image": to_uint8(fixed_images(n, 3, s, i))})
+        out.append(
+            {
+                "label": label.to(torch.uint8),
+                "instance": (label * 10 + instance).to(torch.uint8),
+                "image": to_uint8(fixed_images(n, 3, s, i)),
+            }
+        )
     return out
 
 
 def make_spade(ref: Path) -> dict:
     a = SPADE_ARGS
     sys.modules.setdefault("dill", pickle)
-    opt = import_reference(ref, [
-        "--dataset_mode", "custom", "--label_dir", "unused", "--image_dir", "unused", "--gpu_ids", "0",
-        "--label_nc", str(a["label_nc"]), "--contain_dontcare_label", "--ngf", str(a["ngf"]), "--ndf", str(a["ndf"]),
-        "--n_layers_D", str(a["n_layers_D"]), "--num_D", str(a["num_D"]), "--crop_size", str(a["crop_size"]),
-        "--load_size", str(a["crop_size"]), "--batchSize", str(a["batch"])])
+    opt = import_reference(
+        ref,
+        [
+            "--dataset_mode",
+            "custom",
+            "--label_dir",
+            "unused",
+            "--image_dir",
+            "unused",
+            "--gpu_ids",
+            "0",
+            "--label_nc",
+            str(a["label_nc"]),
+            "--contain_dontcare_label",
+            "--ngf",
+            str(a["ngf"]),
+            "--ndf",
+            str(a["ndf"]),
+            "--n_layers_D",
+            str(a["n_layers_D"]),
+            "--num_D",
+            str(a["num_D"]),
+            "--crop_size",
+            str(a["crop_size"]),
+            "--load_size",
+            str(a["crop_size"]),
+            "--batchSize",
+            str(a["batch"]),
+        ],
+    )
     import models.networks.architecture as architecture
     import models.networks.normalization as normalization
     import trainers.pix2pix_trainer as pix2pix_trainer
@@ -189,8 +226,9 @@ def make_spade(ref: Path) -> dict:
     opt.semantic_nc = opt.label_nc + int(opt.contain_dontcare_label) + int(not opt.no_instance)
     opt.gpu_ids = [0]
     torch.set_default_dtype(torch.float64)
-    architecture.torchvision = SimpleNamespace(models=SimpleNamespace(
-        vgg19=lambda pretrained=False: SimpleNamespace(features=vgg19_features())))
+    architecture.torchvision = SimpleNamespace(
+        models=SimpleNamespace(vgg19=lambda pretrained=False: SimpleNamespace(features=vgg19_features()))
+    )
     architecture.SPADE = make_narrow_spade(normalization.SPADE, a["nhidden"])
     torch.manual_seed(0)
     available, to_cuda = torch.cuda.is_available, nn.Module.cuda
@@ -219,8 +257,12 @@ def make_spade(ref: Path) -> dict:
     for i, stored in enumerate(spade_batches(a)):
         put(out, f"data/{i}", stored)
         batch = fixture_batch(out, i)
-        data = {"label": batch["label"].double(), "instance": batch["instance"].double(), "image": batch["image"],
-                "path": [f"{i}_{k}" for k in range(a["batch"])]}
+        data = {
+            "label": batch["label"].double(),
+            "instance": batch["instance"].double(),
+            "image": batch["image"],
+            "path": [f"{i}_{k}" for k in range(a["batch"])],
+        }
         torch.manual_seed(1000 + i)
         trainer.run_generator_one_step(data)
         trainer.run_discriminator_one_step(data)
@@ -228,12 +270,39 @@ def make_spade(ref: Path) -> dict:
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: v.detach().reshape(()) for k, v in trainer.get_latest_losses().items()})
     assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {k: getattr(opt, k) for k in ("label_nc", "contain_dontcare_label", "no_instance", "ngf", "ndf", "n_layers_D",
-                                           "num_D", "crop_size", "norm_G", "norm_D", "init_type", "init_variance", "lr",
-                                           "beta1", "beta2", "no_TTUR", "gan_mode", "lambda_feat", "lambda_vgg")}
-    return {"tensors": out, "meta": {"options": json.dumps({**options, "nhidden": a["nhidden"], "batch": a["batch"]}),
-                                     "iterations": str(a["iterations"]), "patches": json.dumps(SPADE_PATCHES),
-                                     "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
+    options = {
+        k: getattr(opt, k)
+        for k in (
+            "label_nc",
+            "contain_dontcare_label",
+            "no_instance",
+            "ngf",
+            "ndf",
+            "n_layers_D",
+            "num_D",
+            "crop_size",
+            "norm_G",
+            "norm_D",
+            "init_type",
+            "init_variance",
+            "lr",
+            "beta1",
+            "beta2",
+            "no_TTUR",
+            "gan_mode",
+            "lambda_feat",
+            "lambda_vgg",
+        )
+    }
+    return {
+        "tensors": out,
+        "meta": {
+            "options": json.dumps({**options, "nhidden": a["nhidden"], "batch": a["batch"]}),
+            "iterations": str(a["iterations"]),
+            "patches": json.dumps(SPADE_PATCHES),
+            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
+        },
+    }
 
 
 # ---------------------------------------------------------------- pytorch-CycleGAN-and-pix2pix
@@ -258,8 +327,9 @@ def unet_32(networks):
 
     def define_G(input_nc, output_nc, ngf, netG, norm="batch", use_dropout=False, init_type="normal", init_gain=0.02):
         if netG == "unet_32":
-            return networks.UnetGenerator(input_nc, output_nc, 5, ngf, norm_layer=networks.get_norm_layer(norm_type=norm),
-                                          use_dropout=use_dropout)
+            return networks.UnetGenerator(
+                input_nc, output_nc, 5, ngf, norm_layer=networks.get_norm_layer(norm_type=norm), use_dropout=use_dropout
+            )
         return define_g(input_nc, output_nc, ngf, netG, norm, use_dropout, init_type, init_gain)
 
     return define_G
@@ -267,9 +337,27 @@ def unet_32(networks):
 
 def make_pix2pix(ref: Path) -> dict:
     a = PIX2PIX_ARGS
-    opt = cyclegan_repo_options(ref, ["--model", "pix2pix", "--netG", "unet_32", "--ngf", str(a["ngf"]), "--ndf", str(a["ndf"]),
-                                      "--n_layers_D", str(a["n_layers_D"]), "--batch_size", str(a["batch"]),
-                                      "--load_size", str(a["size"]), "--crop_size", str(a["size"])])
+    opt = cyclegan_repo_options(
+        ref,
+        [
+            "--model",
+            "pix2pix",
+            "--netG",
+            "unet_32",
+            "--ngf",
+            str(a["ngf"]),
+            "--ndf",
+            str(a["ndf"]),
+            "--n_layers_D",
+            str(a["n_layers_D"]),
+            "--batch_size",
+            str(a["batch"]),
+            "--load_size",
+            str(a["size"]),
+            "--crop_size",
+            str(a["size"]),
+        ],
+    )
     import models.networks as networks
     from models import create_model
 
@@ -283,8 +371,11 @@ def make_pix2pix(ref: Path) -> dict:
     for name, net in nets.items():
         put(out, f"init/{name}", state(net))
     for i in range(a["iterations"]):
-        put(out, f"data/{i}", {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 10 + i)),
-                                "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 20 + i))})
+        put(
+            out,
+            f"data/{i}",
+            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 10 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 20 + i))},
+        )
         batch = fixture_batch(out, i)
         model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
         torch.manual_seed(1000 + i)
@@ -293,11 +384,33 @@ def make_pix2pix(ref: Path) -> dict:
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
     assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {k: getattr(opt, k) for k in ("ngf", "ndf", "n_layers_D", "norm", "no_dropout", "init_type", "init_gain",
-                                           "lr", "beta1", "gan_mode", "lambda_L1", "batch_size", "direction")}
-    return {"tensors": out, "meta": {"options": json.dumps({**options, "num_downs": a["num_downs"]}),
-                                     "iterations": str(a["iterations"]), "patches": json.dumps(PIX2PIX_PATCHES),
-                                     "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
+    options = {
+        k: getattr(opt, k)
+        for k in (
+            "ngf",
+            "ndf",
+            "n_layers_D",
+            "norm",
+            "no_dropout",
+            "init_type",
+            "init_gain",
+            "lr",
+            "beta1",
+            "gan_mode",
+            "lambda_L1",
+            "batch_size",
+            "direction",
+        )
+    }
+    return {
+        "tensors": out,
+        "meta": {
+            "options": json.dumps({**options, "num_downs": a["num_downs"]}),
+            "iterations": str(a["iterations"]),
+            "patches": json.dumps(PIX2PIX_PATCHES),
+            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
+        },
+    }
 
 
 CYCLEGAN_ARGS = dict(ngf=2, ndf=4, n_layers_D=2, n_blocks=6, size=32, batch=1, iterations=3)
@@ -309,9 +422,29 @@ CYCLEGAN_PATCHES = [
 
 def make_cyclegan(ref: Path) -> dict:
     a = CYCLEGAN_ARGS
-    opt = cyclegan_repo_options(ref, ["--model", "cycle_gan", "--netG", f"resnet_{a['n_blocks']}blocks", "--ngf", str(a["ngf"]),
-                                      "--ndf", str(a["ndf"]), "--netD", "n_layers", "--n_layers_D", str(a["n_layers_D"]),
-                                      "--batch_size", str(a["batch"]), "--load_size", str(a["size"]), "--crop_size", str(a["size"])])
+    opt = cyclegan_repo_options(
+        ref,
+        [
+            "--model",
+            "cycle_gan",
+            "--netG",
+            f"resnet_{a['n_blocks']}blocks",
+            "--ngf",
+            str(a["ngf"]),
+            "--ndf",
+            str(a["ndf"]),
+            "--netD",
+            "n_layers",
+            "--n_layers_D",
+            str(a["n_layers_D"]),
+            "--batch_size",
+            str(a["batch"]),
+            "--load_size",
+            str(a["size"]),
+            "--crop_size",
+            str(a["size"]),
+        ],
+    )
     from models import create_model
 
     torch.set_default_dtype(torch.float64)
@@ -324,8 +457,11 @@ def make_cyclegan(ref: Path) -> dict:
         put(out, f"init/{name}", state(net))
     for i in range(a["iterations"]):
         # Fewer iterations than pool_size images: the pools only store, and draw nothing from `random`.
-        put(out, f"data/{i}", {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 30 + i)),
-                                "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 40 + i))})
+        put(
+            out,
+            f"data/{i}",
+            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 30 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 40 + i))},
+        )
         batch = fixture_batch(out, i)
         model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
         torch.manual_seed(1000 + i)
@@ -334,12 +470,35 @@ def make_cyclegan(ref: Path) -> dict:
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
     assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {k: getattr(opt, k) for k in ("ngf", "ndf", "n_layers_D", "norm", "no_dropout", "init_type", "init_gain", "lr",
-                                           "beta1", "gan_mode", "lambda_A", "lambda_B", "lambda_identity", "pool_size",
-                                           "batch_size")}
-    return {"tensors": out, "meta": {"options": json.dumps({**options, "n_blocks": a["n_blocks"]}),
-                                     "iterations": str(a["iterations"]), "patches": json.dumps(CYCLEGAN_PATCHES),
-                                     "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
+    options = {
+        k: getattr(opt, k)
+        for k in (
+            "ngf",
+            "ndf",
+            "n_layers_D",
+            "norm",
+            "no_dropout",
+            "init_type",
+            "init_gain",
+            "lr",
+            "beta1",
+            "gan_mode",
+            "lambda_A",
+            "lambda_B",
+            "lambda_identity",
+            "pool_size",
+            "batch_size",
+        )
+    }
+    return {
+        "tensors": out,
+        "meta": {
+            "options": json.dumps({**options, "n_blocks": a["n_blocks"]}),
+            "iterations": str(a["iterations"]),
+            "patches": json.dumps(CYCLEGAN_PATCHES),
+            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
+        },
+    }
 
 
 # ---------------------------------------------------------------- BicycleGAN
@@ -355,21 +514,47 @@ BICYCLEGAN_PATCHES = [
 def tiny_bicyclegan_nets(networks):
     define_g, define_e = networks.define_G, networks.define_E
 
-    def define_G(input_nc, output_nc, nz, ngf, netG="unet_128", norm="batch", nl="relu", use_dropout=False,
-                 init_type="xavier", init_gain=0.02, gpu_ids=[], where_add="input", upsample="bilinear"):  # noqa: B006
+    def define_G(
+        input_nc,
+        output_nc,
+        nz,
+        ngf,
+        netG="unet_128",
+        norm="batch",
+        nl="relu",
+        use_dropout=False,
+        init_type="xavier",
+        init_gain=0.02,
+        gpu_ids=[],  # noqa: B006
+        where_add="input",
+        upsample="bilinear",
+    ):
         if netG == "unet_64" and where_add == "all":
-            net = networks.G_Unet_add_all(input_nc, output_nc, nz, 6, ngf, norm_layer=networks.get_norm_layer(norm_type=norm),
-                                          nl_layer=networks.get_non_linearity(layer_type=nl), use_dropout=use_dropout,
-                                          upsample=upsample)
+            net = networks.G_Unet_add_all(
+                input_nc,
+                output_nc,
+                nz,
+                6,
+                ngf,
+                norm_layer=networks.get_norm_layer(norm_type=norm),
+                nl_layer=networks.get_non_linearity(layer_type=nl),
+                use_dropout=use_dropout,
+                upsample=upsample,
+            )
             return networks.init_net(net, init_type, init_gain, gpu_ids)
-        return define_g(input_nc, output_nc, nz, ngf, netG, norm, nl, use_dropout, init_type, init_gain, gpu_ids,
-                        where_add, upsample)
+        return define_g(input_nc, output_nc, nz, ngf, netG, norm, nl, use_dropout, init_type, init_gain, gpu_ids, where_add, upsample)
 
-    def define_E(input_nc, output_nc, ndf, netE, norm="batch", nl="lrelu", init_type="xavier", init_gain=0.02,
-                 gpu_ids=[], vaeLike=False):  # noqa: B006
+    def define_E(input_nc, output_nc, ndf, netE, norm="batch", nl="lrelu", init_type="xavier", init_gain=0.02, gpu_ids=[], vaeLike=False):  # noqa: B006
         if netE == "resnet_64":
-            net = networks.E_ResNet(input_nc, output_nc, ndf, n_blocks=3, norm_layer=networks.get_norm_layer(norm_type=norm),
-                                    nl_layer=networks.get_non_linearity(layer_type="lrelu"), vaeLike=vaeLike)
+            net = networks.E_ResNet(
+                input_nc,
+                output_nc,
+                ndf,
+                n_blocks=3,
+                norm_layer=networks.get_norm_layer(norm_type=norm),
+                nl_layer=networks.get_non_linearity(layer_type="lrelu"),
+                vaeLike=vaeLike,
+            )
             return networks.init_net(net, init_type, init_gain, gpu_ids)
         return define_e(input_nc, output_nc, ndf, netE, norm, nl, init_type, init_gain, gpu_ids, vaeLike)
 
@@ -378,11 +563,39 @@ def tiny_bicyclegan_nets(networks):
 
 def make_bicyclegan(ref: Path) -> dict:
     a = BICYCLEGAN_ARGS
-    opt = import_reference(ref, ["--dataroot", "unused", "--checkpoints_dir", "unused", "--gpu_ids", "-1",
-                                 "--netG", "unet_64", "--netE", "resnet_64", "--netD", "basic_128_multi",
-                                 "--netD2", "basic_128_multi", "--ngf", str(a["ngf"]), "--nef", str(a["nef"]),
-                                 "--ndf", str(a["ndf"]), "--nz", str(a["nz"]), "--batch_size", str(a["batch"]),
-                                 "--load_size", str(a["size"]), "--crop_size", str(a["size"])])
+    opt = import_reference(
+        ref,
+        [
+            "--dataroot",
+            "unused",
+            "--checkpoints_dir",
+            "unused",
+            "--gpu_ids",
+            "-1",
+            "--netG",
+            "unet_64",
+            "--netE",
+            "resnet_64",
+            "--netD",
+            "basic_128_multi",
+            "--netD2",
+            "basic_128_multi",
+            "--ngf",
+            str(a["ngf"]),
+            "--nef",
+            str(a["nef"]),
+            "--ndf",
+            str(a["ndf"]),
+            "--nz",
+            str(a["nz"]),
+            "--batch_size",
+            str(a["batch"]),
+            "--load_size",
+            str(a["size"]),
+            "--crop_size",
+            str(a["size"]),
+        ],
+    )
     opt.isTrain, opt.gpu_ids = True, []
     import models.networks as networks
     from models import create_model
@@ -397,8 +610,11 @@ def make_bicyclegan(ref: Path) -> dict:
     for name, net in nets.items():
         put(out, f"init/{name}", state(net))
     for i in range(a["iterations"]):
-        put(out, f"data/{i}", {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 50 + i)),
-                                "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 60 + i))})
+        put(
+            out,
+            f"data/{i}",
+            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 50 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 60 + i))},
+        )
         batch = fixture_batch(out, i)
         model.set_input({**batch, "A_paths": ["a"] * a["batch"], "B_paths": ["b"] * a["batch"]})
         assert model.is_train()
@@ -408,14 +624,43 @@ def make_bicyclegan(ref: Path) -> dict:
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: torch.as_tensor(getattr(model, "loss_" + k)).detach() for k in model.loss_names})
     assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {k: getattr(opt, k) for k in ("ngf", "nef", "ndf", "nz", "num_Ds", "norm", "use_dropout", "where_add",
-                                           "init_type", "init_gain", "lr", "beta1", "gan_mode", "lambda_L1", "lambda_GAN",
-                                           "lambda_GAN2", "lambda_z", "lambda_kl", "use_same_D", "conditional_D",
-                                           "batch_size", "upsample", "nl")}
-    return {"tensors": out, "meta": {"options": json.dumps({**options, "num_downs": a["num_downs"],
-                                                             "e_blocks": a["e_blocks"], "n_layers_D": 2}),
-                                     "iterations": str(a["iterations"]), "patches": json.dumps(BICYCLEGAN_PATCHES),
-                                     "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i"}}
+    options = {
+        k: getattr(opt, k)
+        for k in (
+            "ngf",
+            "nef",
+            "ndf",
+            "nz",
+            "num_Ds",
+            "norm",
+            "use_dropout",
+            "where_add",
+            "init_type",
+            "init_gain",
+            "lr",
+            "beta1",
+            "gan_mode",
+            "lambda_L1",
+            "lambda_GAN",
+            "lambda_GAN2",
+            "lambda_z",
+            "lambda_kl",
+            "use_same_D",
+            "conditional_D",
+            "batch_size",
+            "upsample",
+            "nl",
+        )
+    }
+    return {
+        "tensors": out,
+        "meta": {
+            "options": json.dumps({**options, "num_downs": a["num_downs"], "e_blocks": a["e_blocks"], "n_layers_D": 2}),
+            "iterations": str(a["iterations"]),
+            "patches": json.dumps(BICYCLEGAN_PATCHES),
+            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
+        },
+    }
 
 
 MAKERS = {"spade": make_spade, "pix2pix": make_pix2pix, "cyclegan": make_cyclegan, "bicyclegan": make_bicyclegan}

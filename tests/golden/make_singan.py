@@ -7,9 +7,9 @@ reference's `imresize` on three small images, by several factors and to one size
 The reference needs scikit-image and scikit-learn (it imports them) beside this project's packages.
 Its files are imported as they are; this script changes only module attributes, each for a reason
 written beside it, and records what the run does through wrappers that return what they wrap. It trains
-a tiny pyramid (3 scales, 3 iterations each) on singan_input.png, the shared balloons.png shrunk to 40x30, in float64, and writes singan.safetensors: the
-pyramid, every scale's initial weights, the torch RNG state at the start of every iteration, and after
-every iteration the G and D parameters and buffers and the losses of its last D and G step, with the
+a tiny pyramid (3 scales, 3 iterations each) on singan_input.png, the shared balloons.png shrunk to 40x30, in
+float64, and writes singan.safetensors: the pyramid, every scale's initial weights, the torch RNG state at the
+start of every iteration, and after every iteration the G and D parameters and buffers and the losses of its last D and G step, with the
 Adam states and the noise amp at the end of each scale.
 
 Gsteps is 1: with more, the reference backpropagates its second G step through the first step's graph,
@@ -79,8 +79,10 @@ class Recorder:
         self.netG, self.netD = netG, netD
         self.put("init/G", netG.state_dict())
         self.put("init/D", netD.state_dict())
-        self.hooks = [netD.register_forward_hook(lambda m, a, out: self.d_outputs.append(out.detach().clone())),
-                      netG.register_forward_hook(lambda m, a, out: self.g_outputs.append(out.detach().clone()))]
+        self.hooks = [
+            netD.register_forward_hook(lambda m, a, out: self.d_outputs.append(out.detach().clone())),
+            netG.register_forward_hook(lambda m, a, out: self.g_outputs.append(out.detach().clone())),
+        ]
 
     def put(self, prefix: str, tensors: dict) -> None:
         for k, v in tensors.items():
@@ -113,8 +115,7 @@ class Recorder:
             for name, opt in (("adam_G", optimizer_g), ("adam_D", optimizer_d)):
                 for i, p in enumerate(opt.param_groups[0]["params"]):
                     st = opt.state[p]
-                    self.put(f"{name}/{i}", {"exp_avg": st["exp_avg"], "exp_avg_sq": st["exp_avg_sq"],
-                                             "step": st["step"].reshape(1)})
+                    self.put(f"{name}/{i}", {"exp_avg": st["exp_avg"], "exp_avg_sq": st["exp_avg_sq"], "step": st["step"].reshape(1)})
 
 
 def run(reference: Path, work: Path) -> dict:
@@ -173,9 +174,16 @@ def run(reference: Path, work: Path) -> dict:
         rec.out[f"s{n}/real"] = r.contiguous()
         rec.out[f"s{n}/z_opt"] = z.double().contiguous()
         rec.out[f"s{n}/noise_amp"] = torch.as_tensor(float(amp), dtype=torch.float64).reshape(1)
-    meta = {"reference": "tamarott/SinGAN", "commit": PINNED, "seed": SEED, "settings": SETTINGS,
-            "scale_factor": opt.scale_factor, "pyramid": [list(r.shape[2:]) for r in reals],
-            "torch": torch.__version__, "machine": MACHINE}
+    meta = {
+        "reference": "tamarott/SinGAN",
+        "commit": PINNED,
+        "seed": SEED,
+        "settings": SETTINGS,
+        "scale_factor": opt.scale_factor,
+        "pyramid": [list(r.shape[2:]) for r in reals],
+        "torch": torch.__version__,
+        "machine": MACHINE,
+    }
     return rec.out, meta
 
 
@@ -211,16 +219,22 @@ def make_imresize_fixture(reference: Path, out: Path) -> None:
         for scale in IMRESIZE_SCALES:
             tensors[f"{name}/scale_{scale!r}"] = imresize_module.imresize(x, scale, opt).contiguous()
         tensors[f"{name}/size"] = imresize_module.imresize_to_shape(x, IMRESIZE_SIZE, opt).contiguous()
-    meta = {"reference": "tamarott/SinGAN SinGAN/imresize.py", "commit": PINNED, "scales": IMRESIZE_SCALES,
-            "size": IMRESIZE_SIZE, "machine": MACHINE}
+    meta = {
+        "reference": "tamarott/SinGAN SinGAN/imresize.py",
+        "commit": PINNED,
+        "scales": IMRESIZE_SCALES,
+        "size": IMRESIZE_SIZE,
+        "machine": MACHINE,
+    }
     save_file(tensors, str(out), metadata={"meta": json.dumps(meta)})
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ref", default=os.environ.get("GANFORGE_REF_SINGAN"),
-                    help="folder of a tamarott/SinGAN checkout (or GANFORGE_REF_SINGAN)")
+    ap.add_argument(
+        "--ref", default=os.environ.get("GANFORGE_REF_SINGAN"), help="folder of a tamarott/SinGAN checkout (or GANFORGE_REF_SINGAN)"
+    )
     ap.add_argument("--out", default=str(FIXTURES / "singan.safetensors"))
     args = ap.parse_args()
     if not args.ref or not (Path(args.ref) / "SinGAN" / "training.py").is_file():

@@ -30,8 +30,7 @@ from ganforge.utils.errors import ConfigError
 
 
 class PeriodicCheckpoint(L.Callback):
-    def __init__(self, dirpath: str, filename: str = "last", every_n_batches: int | None = None,
-                 every_minutes: float | None = None):
+    def __init__(self, dirpath: str, filename: str = "last", every_n_batches: int | None = None, every_minutes: float | None = None):
         for key, value in (("every_n_batches", every_n_batches), ("every_minutes", every_minutes)):
             if value is not None and value <= 0:
                 raise ConfigError(f"callbacks.mid_epoch_checkpoint.{key} must be positive or null, got {value}")
@@ -64,8 +63,7 @@ def path_inside(path: Any, folder: Any) -> bool:
 
 
 def _score(value: Any) -> bool:
-    return (isinstance(value, float | int) and not isinstance(value, bool)) or (
-        isinstance(value, torch.Tensor) and value.numel() == 1)
+    return (isinstance(value, float | int) and not isinstance(value, bool)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
 
 
 class ModelCheckpoint(L.callbacks.ModelCheckpoint):
@@ -84,10 +82,13 @@ class ModelCheckpoint(L.callbacks.ModelCheckpoint):
                 dropped.append(f"{key}={state[key]!r}")
                 state[key] = ""
         models, kth = state.get("best_k_models", {}), state.get("kth_best_model_path", "")
-        consistent = (isinstance(models, dict) and all(path_inside(p, folder) and _score(v) for p, v in models.items())
-                      and (kth in models or kth == "" and not models)
-                      and _score(state.get("kth_value", self.kth_value))
-                      and (state.get("best_model_score") is None or _score(state["best_model_score"])))
+        consistent = (
+            isinstance(models, dict)
+            and all(path_inside(p, folder) and _score(v) for p, v in models.items())
+            and (kth in models or kth == "" and not models)
+            and _score(state.get("kth_value", self.kth_value))
+            and (state.get("best_model_score") is None or _score(state["best_model_score"]))
+        )
         if not consistent:
             # Lightning deletes the k-th best file when a better one comes: start the top-k list afresh.
             dropped.append(f"best_k_models={models!r}, kth_best_model_path={kth!r}")
@@ -95,8 +96,10 @@ class ModelCheckpoint(L.callbacks.ModelCheckpoint):
                 state.pop(key, None)
             state["best_model_score"] = None
         if dropped:
-            rank_zero_warn(f"ModelCheckpoint: the resumed checkpoint names files outside its folder {folder!r} or "
-                           f"malformed scores; ignored, and no such file is deleted: {'; '.join(dropped)}")
+            rank_zero_warn(
+                f"ModelCheckpoint: the resumed checkpoint names files outside its folder {folder!r} or "
+                f"malformed scores; ignored, and no such file is deleted: {'; '.join(dropped)}"
+            )
         state.setdefault("best_model_score", None)
         state.setdefault("best_model_path", "")
         super().load_state_dict(state)

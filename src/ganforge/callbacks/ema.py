@@ -118,8 +118,12 @@ class GeneratorEMA(L.Callback):
 
     # ----- checkpoint -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "start_step": self.start_step, "batches": self.batches,
-                "nets": {name: avg.state_dict() for name, avg in self.averages.items()}}
+        return {
+            "decay": self.decay,
+            "start_step": self.start_step,
+            "batches": self.batches,
+            "nets": {name: avg.state_dict() for name, avg in self.averages.items()},
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.batches = int(state_dict.get("batches", 0))

@@ -77,8 +77,7 @@ class GenerativeMetrics(L.Callback):
         suite.reset()
         n_div = suite.diversity_samples if "diversity" in suite.names else 0
         # Sampling must not shift the training run's random streams (exact resume); the EMA G when there is one.
-        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []), \
-                ema_weights(trainer, pl_module):
+        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []), ema_weights(trainer, pl_module):
             torch.manual_seed(self.seed + trainer.global_rank)
             for batch in self._loader(trainer):
                 batch = {k: v.to(pl_module.device) if torch.is_tensor(v) else v for k, v in batch.items()}

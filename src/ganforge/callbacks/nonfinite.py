@@ -40,8 +40,10 @@ class NonFiniteLoss(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.policy == "skip_step":
             if pl_module.skipped_in_a_row:
-                rank_zero_warn(f"step {trainer.global_step}: a non-finite loss ({self._culprit(trainer)}); "
-                               f"its update was skipped ({pl_module.skipped_in_a_row} in a row)")
+                rank_zero_warn(
+                    f"step {trainer.global_step}: a non-finite loss ({self._culprit(trainer)}); "
+                    f"its update was skipped ({pl_module.skipped_in_a_row} in a row)"
+                )
             if pl_module.skipped_in_a_row >= self.max_skips:
                 self._stop(trainer, f"{pl_module.skipped_in_a_row} steps in a row had a non-finite loss")
         elif (batch_idx + 1) % self.check_every == 0:
@@ -63,8 +65,11 @@ class NonFiniteLoss(L.Callback):
 
     @staticmethod
     def _culprit(trainer) -> str:
-        bad = [f"{k}={float(v)}" for k, v in trainer.callback_metrics.items()
-               if k.startswith("train/") and v.numel() == 1 and not math.isfinite(float(v))]
+        bad = [
+            f"{k}={float(v)}"
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith("train/") and v.numel() == 1 and not math.isfinite(float(v))
+        ]
         return ", ".join(bad) or "a loss (not logged yet)"
 
     def _stop(self, trainer, what: str) -> None:

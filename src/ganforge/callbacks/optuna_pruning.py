@@ -49,7 +49,8 @@ class OptunaPruning(L.Callback):
         study = optuna.load_study(study_name=self.study_name, storage=self.storage, pruner=self.pruner)
         overrides = set(HydraConfig.get().overrides.task) if HydraConfig.initialized() else set()
         mine = [
-            t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            t
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
             if t.params and all(f"{k}={v}" in overrides for k, v in t.params.items())
         ]
         if not mine:
@@ -73,7 +74,6 @@ class OptunaPruning(L.Callback):
             prune = self.trial.should_prune()
             if prune:
                 self.trial.set_user_attr("pruned_at_epoch", epoch)
-                log.info("Optuna pruned trial %d at epoch %d (%s=%.4g): stopping", self.trial.number, epoch,
-                         self.monitor, value)
+                log.info("Optuna pruned trial %d at epoch %d (%s=%.4g): stopping", self.trial.number, epoch, self.monitor, value)
         if trainer.strategy.broadcast(prune, src=0):
             trainer.should_stop = True

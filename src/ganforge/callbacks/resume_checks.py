@@ -82,9 +82,12 @@ def _states_problem(ckpt: Mapping) -> str | None:
             return f"{key!r} is {ckpt[key]!r}, not a count"
     optimizers = ckpt["optimizer_states"]
     if not isinstance(optimizers, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("state"), dict) and isinstance(s.get("param_groups"), list)
-            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in s["param_groups"])
-            for s in optimizers):
+        isinstance(s, dict)
+        and isinstance(s.get("state"), dict)
+        and isinstance(s.get("param_groups"), list)
+        and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in s["param_groups"])
+        for s in optimizers
+    ):
         return "'optimizer_states' is not a list of optimizer states (state, param_groups)"
     schedulers = ckpt.get("lr_schedulers", [])
     if not isinstance(schedulers, list) or not all(isinstance(s, dict) for s in schedulers):

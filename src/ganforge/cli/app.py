@@ -100,8 +100,10 @@ def missing_keys(cfg: DictConfig) -> list[str]:
 
 def missing_values_message(keys: list[str]) -> str:
     examples = " ".join(f"{k}={MISSING_EXAMPLES.get(k.rsplit('.', 1)[-1], '<value>')}" for k in keys)
-    return (f"{', '.join(keys)} {'has' if len(keys) == 1 else 'have'} no value (??? in the config): give "
-            f"{'it' if len(keys) == 1 else 'them'} on the command line, e.g. {examples}")
+    return (
+        f"{', '.join(keys)} {'has' if len(keys) == 1 else 'have'} no value (??? in the config): give "
+        f"{'it' if len(keys) == 1 else 'them'} on the command line, e.g. {examples}"
+    )
 
 
 def check_override_types(cfg: DictConfig) -> None:
@@ -126,13 +128,11 @@ def check_override_types(cfg: DictConfig) -> None:
             continue
         if not isinstance(default, bool | int | float) or value is None:
             continue
-        fits = isinstance(value, bool) if isinstance(default, bool) else (
-            isinstance(value, int | float) and not isinstance(value, bool))
+        fits = isinstance(value, bool) if isinstance(default, bool) else (isinstance(value, int | float) and not isinstance(value, bool))
         if not fits:
             kind = "true or false" if isinstance(default, bool) else "a number"
             example = str(default).lower() if isinstance(default, bool) else default
-            raise ConfigError(f"{override.input_line}: {key} takes {kind} (its default is {example}), "
-                              f"e.g. {key}={example}")
+            raise ConfigError(f"{override.input_line}: {key} takes {kind} (its default is {example}), e.g. {key}={example}")
 
 
 def _cause_chain(e: BaseException | None, implicit: bool = True) -> Iterator[BaseException]:
@@ -157,8 +157,11 @@ def user_errors_exit(fn: Callable) -> Callable:
         except Exception as e:
             # instantiate re-raises what a constructor raised as the cause of an InstantiationException
             user = next((c for c in _cause_chain(e, implicit=False) if isinstance(c, GanforgeError)), None)
-            missing = cfg is not None and any(isinstance(c, MissingMandatoryValue | InterpolationToMissingValueError)
-                                              for c in _cause_chain(e)) and missing_keys(cfg)
+            missing = (
+                cfg is not None
+                and any(isinstance(c, MissingMandatoryValue | InterpolationToMissingValueError) for c in _cause_chain(e))
+                and missing_keys(cfg)
+            )
             if _full_error() or not (user or missing):
                 raise
             _exit_with(user_message(user) if user else missing_values_message(missing))
@@ -170,8 +173,7 @@ def composition_error_message(e: ConfigCompositionException | OverrideParseExcep
     """Hydra's message for a command line it cannot compose, in one line."""
     if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file and "/" in e.missing_cfg_file:
         group, _, option = e.missing_cfg_file.rpartition("/")
-        return (f"{group}={option}: there is no such {group} config; the options are {', '.join(e.options)} "
-                f"(e.g. {group}={e.options[0]})")
+        return f"{group}={option}: there is no such {group} config; the options are {', '.join(e.options)} (e.g. {group}={e.options[0]})"
     text = str(e).split("\nConfig search path:")[0]
     cause = e.__cause__
     if isinstance(cause, OmegaConfBaseException):  # its message adds full_key/object_type lines

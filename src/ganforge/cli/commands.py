@@ -29,7 +29,9 @@ def command_list() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="ganforge", description="Image GANs on PyTorch Lightning + Hydra.", epilog=command_list(),
+        prog="ganforge",
+        description="Image GANs on PyTorch Lightning + Hydra.",
+        epilog=command_list(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")

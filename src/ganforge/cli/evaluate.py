@@ -50,8 +50,7 @@ def build_datamodule(dcfg: dict, where: str, **overrides):
     target = dcfg.get("_target_")
     name = target.rsplit(".", 1)[-1] if isinstance(target, str) and target.startswith("ganforge.data.") else None
     if name not in DATA_MODULES:
-        raise CheckpointError(f"{where}: data._target_={target!r} is not a ganforge data module; "
-                              f"known: {', '.join(sorted(DATA_MODULES))}")
+        raise CheckpointError(f"{where}: data._target_={target!r} is not a ganforge data module; known: {', '.join(sorted(DATA_MODULES))}")
     cls = DATA_MODULES[name]
     params = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
@@ -77,14 +76,16 @@ def evaluate(cfg: DictConfig) -> dict:
     model = load(cfg.ckpt_path, use_ema=bool(cfg.get("use_ema", True)))
     stored = read_checkpoint(cfg.ckpt_path)["ganforge"]["config"].get("data") if Path(str(cfg.ckpt_path)).is_file() else None
     segmenter = hydra.utils.instantiate(cfg.segmenter) if cfg.get("segmenter") is not None else None
-    names = check_metrics(OmegaConf.to_object(cfg.metrics) if OmegaConf.is_list(cfg.metrics) else cfg.metrics, model,
-                          segmenter=segmenter is not None)
+    names = check_metrics(
+        OmegaConf.to_object(cfg.metrics) if OmegaConf.is_list(cfg.metrics) else cfg.metrics, model, segmenter=segmenter is not None
+    )
     n = cfg.get("num_samples")
     if n is not None and n < (2 if {"fid", "kid"} & set(names) else 1):
         raise ConfigError(f"num_samples={n}: FID/KID need at least 2 images (covariance); use >= 2048 for published protocols")
     suite_args = {k: OmegaConf.to_object(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in SUITE_KEYS}
-    suite = MetricSuite(names, batch_size=cfg.batch_size, seed=cfg.seed, segmenter=segmenter,
-                        label_classes=model.metric_label_classes, **suite_args)  # loads every network first
+    suite = MetricSuite(
+        names, batch_size=cfg.batch_size, seed=cfg.seed, segmenter=segmenter, label_classes=model.metric_label_classes, **suite_args
+    )  # loads every network first
     dcfg = data_config(stored, cfg.get("data"))
     datamodule = build_datamodule(dcfg, str(cfg.ckpt_path), batch_size=cfg.batch_size, num_workers=0)
     datamodule.size_multiple = int(getattr(model, "size_multiple", 1))
@@ -127,8 +128,11 @@ def evaluate(cfg: DictConfig) -> dict:
             seen += len(fake)
     values = suite.compute()
     protocol = suite.protocol()
-    split_info = {"split": cfg.split, "root": str(dcfg.get("root")),
-                  "direction": direction if len(model.directions) > 1 else dcfg.get("direction")}
+    split_info = {
+        "split": cfg.split,
+        "root": str(dcfg.get("root")),
+        "direction": direction if len(model.directions) > 1 else dcfg.get("direction"),
+    }
     report = {
         "checkpoint": str(cfg.ckpt_path),
         "model": model.model_name,
@@ -136,8 +140,12 @@ def evaluate(cfg: DictConfig) -> dict:
         # G's mode and batching at generation (pix2pix: train mode, one image at a time, as its reference)
         "generation": model.metric_protocol(),
         "metrics": {
-            name: {"value": values[name], **({"std": values[f"{name}_std"]} if f"{name}_std" in values else {}),
-                   "reference_split": cfg.split, **protocol[name]}
+            name: {
+                "value": values[name],
+                **({"std": values[f"{name}_std"]} if f"{name}_std" in values else {}),
+                "reference_split": cfg.split,
+                **protocol[name],
+            }
             for name in names
         },
     }

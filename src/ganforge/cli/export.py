@@ -128,8 +128,14 @@ def _lone_file_meta(manifest: dict) -> dict:
 
 
 def _graph_entry(graph: ExportGraph, file: str) -> dict[str, Any]:
-    return {"name": graph.name, "file": file, "inputs": graph.inputs, "output": graph.output,
-            "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in graph.dynamic.items()}, **graph.meta}
+    return {
+        "name": graph.name,
+        "file": file,
+        "inputs": graph.inputs,
+        "output": graph.output,
+        "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in graph.dynamic.items()},
+        **graph.meta,
+    }
 
 
 # ----- ONNX ----------------------------------------------------------------------------------------
@@ -141,8 +147,15 @@ def _export_onnx(graph: ExportGraph, path: Path, opset: int, meta: dict) -> None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings of the size checks, the exporter's deprecation notice
         torch.onnx.export(
-            graph.module, graph.example_inputs, str(path), dynamo=False, opset_version=opset,
-            input_names=input_names, output_names=[output_name], dynamic_axes=graph.dynamic, do_constant_folding=True,
+            graph.module,
+            graph.example_inputs,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=[output_name],
+            dynamic_axes=graph.dynamic,
+            do_constant_folding=True,
         )
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
@@ -204,8 +217,7 @@ def _parity_inputs(graph: ExportGraph, gen: torch.Generator, multiple: int) -> l
     first = graph.inputs[0]["name"]
     if 2 in graph.dynamic.get(first, {}) and len(shapes[0]) == 4:
         step = max(1, multiple)
-        variants.append([(1, s[1], s[2] + step, s[3] + 2 * step) if len(s) == 4 else ((1, *s[1:]) if s else s)
-                         for s in shapes])
+        variants.append([(1, s[1], s[2] + step, s[3] + 2 * step) if len(s) == 4 else ((1, *s[1:]) if s else s) for s in shapes])
     out = []
     for variant in variants:
         tensors = []
@@ -230,8 +242,10 @@ def _check_parity(graph: ExportGraph, run, tolerance: float, seed: int, path: Pa
             expected = graph.module(*inputs)
         got = run(*inputs)
         if got.shape != expected.shape:
-            raise ExportError(f"{path}: the exported graph gives shape {tuple(got.shape)} for inputs "
-                              f"{[tuple(t.shape) for t in inputs]}, PyTorch {tuple(expected.shape)}")
+            raise ExportError(
+                f"{path}: the exported graph gives shape {tuple(got.shape)} for inputs "
+                f"{[tuple(t.shape) for t in inputs]}, PyTorch {tuple(expected.shape)}"
+            )
         diff = float((got.float() - expected.float()).abs().max())
         worst = max(worst, diff)
         if not diff <= tolerance:
@@ -249,8 +263,7 @@ def _export_safetensors(model: InferenceModel, name: str, out_dir: Path) -> dict
 
     net = getattr(model, name)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    net_cfg = [net_config(g, f"{name}[{i}]") for i, g in enumerate(net)] if isinstance(net, torch.nn.ModuleList) \
-        else net_config(net, name)
+    net_cfg = [net_config(g, f"{name}[{i}]") for i, g in enumerate(net)] if isinstance(net, torch.nn.ModuleList) else net_config(net, name)
     meta = {"ganforge_version": ganforge.__version__, "model": model.model_name, "net": name, "net_config": json.dumps(net_cfg)}
     path = out_dir / f"{name}.safetensors"
     save_file(state, str(path), metadata=meta)
@@ -259,8 +272,13 @@ def _export_safetensors(model: InferenceModel, name: str, out_dir: Path) -> dict
     if bad or set(back) != set(state):
         path.unlink(missing_ok=True)
         raise ExportError(f"{path}: the written weights do not read back equal ({len(bad)} differ, e.g. {bad[:3]})")
-    return {"name": name, "file": path.name, "tensors": len(state),
-            "parameters": int(sum(v.numel() for v in state.values())), "net_config": net_cfg}
+    return {
+        "name": name,
+        "file": path.name,
+        "tensors": len(state),
+        "parameters": int(sum(v.numel() for v in state.values())),
+        "net_config": net_cfg,
+    }
 
 
 def _print_summary(manifest: dict, out_dir: Path, tolerance: float) -> None:

@@ -66,17 +66,23 @@ def read_pth(path: str | Path, what: str) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")  # the weights-only unpickler's notes on pickle protocols: the error says it all
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch.load fails with KeyError, IndexError, struct.error... on a file that is no torch save
-        raise CheckpointError(f"{what}={path} is not a readable torch state dict (truncated, not a torch save, or holding "
-                              f"objects other than tensors, which are never loaded: {type(e).__name__}: {_load_error(e)}); "
-                              "give the .pth of the reference's download script (docs/export.md)") from None
+        raise CheckpointError(
+            f"{what}={path} is not a readable torch state dict (truncated, not a torch save, or holding "
+            f"objects other than tensors, which are never loaded: {type(e).__name__}: {_load_error(e)}); "
+            "give the .pth of the reference's download script (docs/export.md)"
+        ) from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
-        raise CheckpointError(f"{what}={path} holds a {type(sd).__name__}, not a state dict of tensors (a .pth of the reference's networks)")
+        raise CheckpointError(
+            f"{what}={path} holds a {type(sd).__name__}, not a state dict of tensors (a .pth of the reference's networks)"
+        )
     bad = [f"{k!r}: {type(v).__name__}" for k, v in sd.items() if not isinstance(k, str) or not torch.is_tensor(v)]
     if bad:
-        raise CheckpointError(f"{what}={path} is not a state dict of tensors (a .pth of the reference's networks): "
-                              f"{len(bad)} entries are not name: tensor, e.g. {', '.join(bad[:3])}")
+        raise CheckpointError(
+            f"{what}={path} is not a state dict of tensors (a .pth of the reference's networks): "
+            f"{len(bad)} entries are not name: tensor, e.g. {', '.join(bad[:3])}"
+        )
     return {k.removeprefix("module."): v for k, v in sd.items() if not k.endswith("_metadata")}
 
 
@@ -144,8 +150,11 @@ def resnet_encoder_mapping(net: ResnetEncoder) -> Mapping_:
     return mapping
 
 
-_SPECTRAL_NAMES = (("parametrizations.weight.original", "weight_orig"), ("parametrizations.weight.0._u", "weight_u"),
-                   ("parametrizations.weight.0._v", "weight_v"))
+_SPECTRAL_NAMES = (
+    ("parametrizations.weight.original", "weight_orig"),
+    ("parametrizations.weight.0._u", "weight_u"),
+    ("parametrizations.weight.0._v", "weight_v"),
+)
 
 
 def spade_reference_mapping(net: nn.Module) -> Mapping_:
@@ -173,8 +182,10 @@ def spade_reference_mapping(net: nn.Module) -> Mapping_:
 def _label_channels_shifted(label_nc: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """In-channels of a conv on the label map, raw ids -> `label_shift=1` ids: our channel j < label_nc is
     their id j + 1, our don't-care channel (label_nc) their id 0; channels after those (instance edges) stay."""
+
     def reorder(t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t[:, 1:label_nc + 1], t[:, :1], t[:, label_nc + 1:]], 1)
+        return torch.cat([t[:, 1 : label_nc + 1], t[:, :1], t[:, label_nc + 1 :]], 1)
+
     return reorder
 
 
@@ -196,20 +207,26 @@ def spade_generator_mapping(net: nn.Module, label_nc: int, label_shift: int) -> 
 #: the net options to set when a file does not fit, per family
 FIT_HINTS = {
     "spade": "the label channels (data.label_nc, data.contain_dontcare_label, data.use_instance), model.netG.ngf, "
-             "model.netG.num_upsampling_layers, data.crop_size",
+    "model.netG.num_upsampling_layers, data.crop_size",
 }
 DEFAULT_FIT_HINT = "model.netG.num_downs, ngf, n_blocks, norm, use_dropout, nz"
 
 
-def map_state_dict(net: nn.Module, source: dict[str, torch.Tensor], mapping: Mapping_, what: str,
-                   hint: str = DEFAULT_FIT_HINT) -> dict[str, torch.Tensor]:
+def map_state_dict(
+    net: nn.Module, source: dict[str, torch.Tensor], mapping: Mapping_, what: str, hint: str = DEFAULT_FIT_HINT
+) -> dict[str, torch.Tensor]:
     """The target state dict from `source`; refuses with every mismatch listed."""
     target = net.state_dict()
     # torch < 0.4 saved InstanceNorm running statistics; the reference deletes them on load too
     # (base_model.py __patch_instance_norm_state_dict).
     used = {src for src, _ in mapping.values()}
-    stale = {k for k in source if k not in used and k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
-             and _is_instance_norm(net, mapping, k)}
+    stale = {
+        k
+        for k in source
+        if k not in used
+        and k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+        and _is_instance_norm(net, mapping, k)
+    }
     out, missing, shapes = {}, [], []
     for k, (src, fn) in mapping.items():
         if src not in source:
@@ -246,8 +263,7 @@ def _is_instance_norm(net: nn.Module, mapping: Mapping_, key: str) -> bool:
     return isinstance(modules.get(prefix), nn.InstanceNorm2d)
 
 
-def _load(net: nn.Module, path: str, what: str, mapping_fn: Callable[[nn.Module], Mapping_],
-          hint: str = DEFAULT_FIT_HINT) -> None:
+def _load(net: nn.Module, path: str, what: str, mapping_fn: Callable[[nn.Module], Mapping_], hint: str = DEFAULT_FIT_HINT) -> None:
     sd = map_state_dict(net, read_pth(path, what), mapping_fn(net), f"{what}={path}", hint)
     net.load_state_dict(sd)
 
@@ -255,8 +271,12 @@ def _load(net: nn.Module, path: str, what: str, mapping_fn: Callable[[nn.Module]
 def import_weights(cfg: DictConfig) -> Path:
     """Build the configured model, load the reference files into its generators (and E), write the checkpoint."""
     target = str(cfg.model.get("_target_", ""))
-    kind = {"ganforge.gans.pix2pix.Pix2Pix": "pix2pix", "ganforge.gans.cyclegan.CycleGAN": "cyclegan",
-            "ganforge.gans.bicyclegan.BicycleGAN": "bicyclegan", "ganforge.gans.spade.SPADEModel": "spade"}.get(target)
+    kind = {
+        "ganforge.gans.pix2pix.Pix2Pix": "pix2pix",
+        "ganforge.gans.cyclegan.CycleGAN": "cyclegan",
+        "ganforge.gans.bicyclegan.BicycleGAN": "bicyclegan",
+        "ganforge.gans.spade.SPADEModel": "spade",
+    }.get(target)
     if kind is None:
         raise ConfigError(f"ganforge-import reads the reference generators of {', '.join(SOURCES)}; model={target} is none of them")
     if not cfg.get("G"):
@@ -280,8 +300,10 @@ def import_weights(cfg: DictConfig) -> Path:
             _load(model.netG_B, cfg.G_B, "G_B", identity_mapping)
             imported["netG_B"] = str(cfg.G_B)
         else:
-            log.warning("no G_B=<.pth>: netG_B (direction=BtoA) keeps its random init; the reference's pretrained "
-                        "CycleGANs ship one file per direction (e.g. horse2zebra and zebra2horse)")
+            log.warning(
+                "no G_B=<.pth>: netG_B (direction=BtoA) keeps its random init; the reference's pretrained "
+                "CycleGANs ship one file per direction (e.g. horse2zebra and zebra2horse)"
+            )
     else:
         _load(model.netG, cfg.G, "G", unet_with_z_mapping)
         imported["netG"] = str(cfg.G)

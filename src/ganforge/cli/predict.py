@@ -82,7 +82,8 @@ class TorchModel:
         self.apps = SINGAN_APPS if self.kind == "SinGANModel" else ()
         self.directions = tuple(getattr(self.model, "directions", ("AtoB",)))
         self.style_option = {"BicycleGANModel": "z_from"}.get(self.kind) or (
-            "style" if self.kind == "SPADEInference" and self.model.use_vae else None)
+            "style" if self.kind == "SPADEInference" and self.model.use_vae else None
+        )
         self.input_size_multiple = int(getattr(self.model, "size_multiple", 1))
         spec = self.model.spec
         self.train_size = int(getattr(spec, "train_size", None) or (self.model.train_size[0] if self.kind == "SPADEInference" else 256))
@@ -178,8 +179,11 @@ def bicyclegan_outputs(model, x, opts: Mapping) -> dict:
     if z_from and n > 1:
         raise ConfigError("z_from gives one code per input: drop n_samples (or use n_samples=1)")
     nz, out_nc = model.spec.nz, model.spec.output_nc
-    zs = model.encode_tensor(_style_image(z_from, "z_from", out_nc, x, model)) if z_from else \
-        seeded_normal((n, nz), opts.get("seed", 0)).to(model.device)
+    zs = (
+        model.encode_tensor(_style_image(z_from, "z_from", out_nc, x, model))
+        if z_from
+        else seeded_normal((n, nz), opts.get("seed", 0)).to(model.device)
+    )
     out = {f"_{k}": model.generate(x, z.expand(x.shape[0], -1)) for k, z in enumerate(zs[:, None])}
     interp = opts.get("interp")
     if interp is not None:
@@ -219,7 +223,7 @@ def spade_outputs(model, x, opts: Mapping) -> dict:
     zs = seeded_normal((n, model.netG.z_dim), opts.get("seed", 0)).to(model.device)
     if n == 1:
         return {"": model.generate(x, z=zs[:1])}
-    return {f"_{k}": model.generate(x, z=zs[k:k + 1]) for k in range(n)}
+    return {f"_{k}": model.generate(x, z=zs[k : k + 1]) for k in range(n)}
 
 
 def write_dcgan_samples(model, opts: Mapping, out_dir: Path) -> list[Path]:
@@ -240,8 +244,9 @@ def write_dcgan_samples(model, opts: Mapping, out_dir: Path) -> list[Path]:
         steps = int(opts.get("interp_steps") or 8)
         for mode in ("linear", "slerp"):
             strip = model.interpolate(seed, int(opts["interp"]), steps, mode, output_type="tensor").cpu()
-            written.append(save_atomic(tensor_to_image(make_grid(strip, nrow=steps, padding=2, pad_value=1.0)),
-                                       out_dir / f"interp_{mode}.png"))
+            written.append(
+                save_atomic(tensor_to_image(make_grid(strip, nrow=steps, padding=2, pad_value=1.0)), out_dir / f"interp_{mode}.png")
+            )
     return written
 
 
@@ -253,8 +258,9 @@ def run_singan_app(opts: Mapping, model, out_dir: Path) -> list[Path]:
     seed = int(opts.get("seed") or 0)
     if app == "samples":
         scale_h, scale_w = float(opts.get("scale_h", 1.0)), float(opts.get("scale_w", 1.0))
-        images = model.sample(int(opts.get("num_samples", 10)), scale_h, scale_w, int(opts.get("gen_start_scale", 0)),
-                              seed=seed, output_type="tensor")
+        images = model.sample(
+            int(opts.get("num_samples", 10)), scale_h, scale_w, int(opts.get("gen_start_scale", 0)), seed=seed, output_type="tensor"
+        )
         written = [save_atomic(tensor_to_image(s), out_dir / f"sample_{k:04d}.png") for k, s in enumerate(images)]
         return written + (sifid_report(model, images, out_dir, opts) if opts.get("sifid", True) else [])
     if app == "sr":

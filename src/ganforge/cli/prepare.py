@@ -30,8 +30,9 @@ def prepare(cfg: DictConfig) -> dict[str, int]:
         raise ConfigError(f"data.format={cfg.data.format}: ganforge-prepare converts a dataset in folders (data.format=folders)")
     datamodule = hydra.utils.instantiate(cfg.data, num_workers=0)
     if not hasattr(datamodule, "shard_splits"):
-        raise ConfigError(f"{type(datamodule).__name__} reads no image folders to convert (torchvision's archives and "
-                          "single images train as they are)")
+        raise ConfigError(
+            f"{type(datamodule).__name__} reads no image folders to convert (torchvision's archives and single images train as they are)"
+        )
     datamodule.prepare_data()  # a named dataset that is missing downloads here, as for training
     root = Path(datamodule.root)
     splits = datamodule.shard_splits()
@@ -40,8 +41,15 @@ def prepare(cfg: DictConfig) -> dict[str, int]:
     written = {}
     for name, (entries, labels) in splits.items():
         keep = [i for i, entry in enumerate(entries) if not any(p in bad for p in entry if p is not None)]
-        written[name] = write_split([entries[i] for i in keep], [labels[i] for i in keep] if labels is not None else None,
-                                    root, str(cfg.output), name, int(cfg.num_workers), str(cfg.chunk_bytes))
+        written[name] = write_split(
+            [entries[i] for i in keep],
+            [labels[i] for i in keep] if labels is not None else None,
+            root,
+            str(cfg.output),
+            name,
+            int(cfg.num_workers),
+            str(cfg.chunk_bytes),
+        )
     table = Table(title=f"{root} -> {cfg.output}")
     table.add_column("split")
     table.add_column("entries", justify="right")

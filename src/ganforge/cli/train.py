@@ -30,8 +30,12 @@ log = logging.getLogger("ganforge")
 
 # Lightning 2.6's own loop code (lightning/pytorch/utilities/_pytree.py) builds torch's deprecated
 # LeafSpec on every fit; torch 2.14 warns about that code, not ganforge's or the user's, once a run.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                        category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+warnings.filterwarnings(
+    "ignore",
+    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    category=FutureWarning,
+    module=r"lightning\.pytorch\.utilities\._pytree",
+)
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -108,9 +112,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
     trainer_overrides = {"max_epochs": model.max_epochs} if model.max_epochs is not None else {}
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides
-    )
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
     for lg in loggers:
         lg.log_hyperparams(model.run_config)
 
@@ -127,8 +129,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             if resumed is not None and trainer.global_step == resumed["global_step"] and not metrics:
                 # Lightning restored a run whose last epoch was done and trained nothing more.
                 metrics = dict(resumed["ganforge"].get("metrics", {}))
-                log.info("%s is the end of a finished run (max_epochs=%s reached); its metrics: %s",
-                         ckpt, trainer.max_epochs, metrics)
+                log.info("%s is the end of a finished run (max_epochs=%s reached); its metrics: %s", ckpt, trainer.max_epochs, metrics)
         if cfg.get("test"):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
             trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
@@ -137,8 +138,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         _finish(loggers)
     if trainer.checkpoint_callback is not None:
         log.info("Checkpoints: %s", trainer.checkpoint_callback.dirpath)
-        last = next((Path(cb.dirpath) / "last.ckpt" for cb in trainer.checkpoint_callbacks
-                     if cb.dirpath and (Path(cb.dirpath) / "last.ckpt").is_file()), None)
+        last = next(
+            (
+                Path(cb.dirpath) / "last.ckpt"
+                for cb in trainer.checkpoint_callbacks
+                if cb.dirpath and (Path(cb.dirpath) / "last.ckpt").is_file()
+            ),
+            None,
+        )
         if cfg.get("train", True) and trainer.is_global_zero and last is not None:
             folder = last.parent / "model"
             load(last).save_pretrained(folder)

@@ -80,14 +80,8 @@ _CYCLEGAN = {
 
 # Keyed by (kind, name): maps, facades and cityscapes exist as both kinds.
 REGISTRY: dict[tuple[str, str], DatasetSpec] = {
-    **{
-        ("paired", n): DatasetSpec(n, _PIX2PIX_URL.format(n), "tar.gz", None, "paired", n, d)
-        for n, d in _PIX2PIX.items()
-    },
-    **{
-        ("unpaired", n): DatasetSpec(n, _CYCLEGAN_URL.format(n), "zip", s, "unpaired", n)
-        for n, s in _CYCLEGAN.items()
-    },
+    **{("paired", n): DatasetSpec(n, _PIX2PIX_URL.format(n), "tar.gz", None, "paired", n, d) for n, d in _PIX2PIX.items()},
+    **{("unpaired", n): DatasetSpec(n, _CYCLEGAN_URL.format(n), "zip", s, "unpaired", n) for n, s in _CYCLEGAN.items()},
 }
 
 
@@ -220,16 +214,12 @@ def download_and_extract(spec: DatasetSpec, root: str | Path, opener: Callable |
         top.replace(root)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
         archive.unlink()
-        raise DatasetUnavailableError(
-            f"{spec.url} did not give a valid {spec.archive} archive ({e}); it was deleted, try again."
-        ) from None
+        raise DatasetUnavailableError(f"{spec.url} did not give a valid {spec.archive} archive ({e}); it was deleted, try again.") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     archive.unlink()
     if not (root / _expected_subdir(spec)).is_dir():
-        raise DatasetUnavailableError(
-            f"{spec.filename} extracted to {root}, but {root / _expected_subdir(spec)} is missing."
-        )
+        raise DatasetUnavailableError(f"{spec.filename} extracted to {root}, but {root / _expected_subdir(spec)} is missing.")
     log.info("Extracted %s to %s", spec.name, root)
     return root
 
@@ -240,28 +230,47 @@ def download_and_extract(spec: DatasetSpec, root: str | Path, opener: Callable |
 LABELMAP_ARCHIVES: dict[str, tuple[tuple[DatasetSpec, tuple[tuple[str, str], ...]], ...]] = {
     # ADE20K scene parsing (ade20k_dataset.py layout: ADEChallengeData2016/images|annotations/...)
     "ade20k": (
-        (DatasetSpec("ADEChallengeData2016", "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",
-                     "zip", None, "labelmap", "ADEChallengeData2016"),
-         (("ADEChallengeData2016", "ADEChallengeData2016"),)),
+        (
+            DatasetSpec(
+                "ADEChallengeData2016",
+                "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",
+                "zip",
+                None,
+                "labelmap",
+                "ADEChallengeData2016",
+            ),
+            (("ADEChallengeData2016", "ADEChallengeData2016"),),
+        ),
     ),
     # COCO-Stuff label maps (github.com/nightrome/cocostuff) and the COCO 2017 photos, moved into SPADE's
     # train_img/ train_label/ val_img/ val_label/ layout (coco_dataset.py).
     "coco_stuff": (
-        (DatasetSpec("stuffthingmaps_trainval2017",
-                     "http://calvin.inf.ed.ac.uk/wp-content/uploads/data/cocostuffdataset/stuffthingmaps_trainval2017.zip",
-                     "zip", None, "labelmap", ""),
-         (("train2017", "train_label"), ("val2017", "val_label"))),
-        (DatasetSpec("train2017", "http://images.cocodataset.org/zips/train2017.zip", "zip", None, "labelmap", "train2017"),
-         (("train2017", "train_img"),)),
-        (DatasetSpec("val2017", "http://images.cocodataset.org/zips/val2017.zip", "zip", None, "labelmap", "val2017"),
-         (("val2017", "val_img"),)),
+        (
+            DatasetSpec(
+                "stuffthingmaps_trainval2017",
+                "http://calvin.inf.ed.ac.uk/wp-content/uploads/data/cocostuffdataset/stuffthingmaps_trainval2017.zip",
+                "zip",
+                None,
+                "labelmap",
+                "",
+            ),
+            (("train2017", "train_label"), ("val2017", "val_label")),
+        ),
+        (
+            DatasetSpec("train2017", "http://images.cocodataset.org/zips/train2017.zip", "zip", None, "labelmap", "train2017"),
+            (("train2017", "train_img"),),
+        ),
+        (
+            DatasetSpec("val2017", "http://images.cocodataset.org/zips/val2017.zip", "zip", None, "labelmap", "val2017"),
+            (("val2017", "val_img"),),
+        ),
     ),
 }
 
 LABELMAP_LAYOUT_HELP = {
     "ade20k": "{root}/ADEChallengeData2016/images/training/ and .../annotations/training/ exist",
     "coco_stuff": "{root}/train_img/ (COCO train2017 photos), {root}/train_label/ (stuffthingmaps train2017), "
-                  "{root}/val_img/ and {root}/val_label/ exist",
+    "{root}/val_img/ and {root}/val_label/ exist",
 }
 
 
@@ -269,8 +278,10 @@ def fetch_labelmap_dataset(name: str, root: str | Path, opener: Callable | None 
     """Download and arrange a label-map dataset (`LABELMAP_ARCHIVES`) under `root`, with progress bars;
     offline, one DatasetUnavailableError says which files go where."""
     if name not in LABELMAP_ARCHIVES:
-        raise ConfigError(f"Unknown label-map dataset {name!r}. Known: {', '.join(sorted(LABELMAP_ARCHIVES))}; "
-                          "for your own data use data=labelmaps data.image_dir=<photos> data.label_dir=<label maps>")
+        raise ConfigError(
+            f"Unknown label-map dataset {name!r}. Known: {', '.join(sorted(LABELMAP_ARCHIVES))}; "
+            "for your own data use data=labelmaps data.image_dir=<photos> data.label_dir=<label maps>"
+        )
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     where = LABELMAP_LAYOUT_HELP[name].format(root=root)

@@ -41,15 +41,17 @@ def find_images(root: Path, classes: Sequence[str] | None = None) -> tuple[list[
     """Image files under `root` (recursive, sorted) and their class: the first subfolder's name."""
     if not root.is_dir():
         raise DataLayoutError(f"data.root={root} is not a folder; point it at a folder of images (subfolders allowed)")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p) and not any(
-        part.startswith(".") for part in p.relative_to(root).parts))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     labels = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "" for p in files]
     if classes is not None:
         missing = sorted(set(classes) - set(labels))
         if missing:
             raise DataLayoutError(
-                f"data.classes names {missing}, which {root} has no subfolder of images for; "
-                f"its classes are {sorted(set(labels) - {''})}"
+                f"data.classes names {missing}, which {root} has no subfolder of images for; its classes are {sorted(set(labels) - {''})}"
             )
         files, labels = zip(*[(f, c) for f, c in zip(files, labels) if c in classes]) if files else ((), ())
     if not files:
@@ -101,8 +103,7 @@ class UnconditionalDataset(Dataset):
                 self._bad.add(i)
                 log.warning("Skipping a bad file (data.on_bad_file=skip): %s", e)
                 continue
-            return {"real": fit_image(img, self.load_size, self.image_size, self.random_crop, self.flip),
-                    "label": torch.tensor(label)}
+            return {"real": fit_image(img, self.load_size, self.image_size, self.random_crop, self.flip), "label": torch.tensor(label)}
         raise DataLayoutError(f"Every one of the {self.n} images is unreadable (data.on_bad_file=skip)")
 
 
@@ -168,8 +169,9 @@ class UnconditionalDataModule(GANDataModule):
         if ds is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
         # Not persistent: each epoch's workers are seeded from the checkpointed main stream (exact resume).
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=False, drop_last=False)
+        return DataLoader(
+            ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers, persistent_workers=False, drop_last=False
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
@@ -192,8 +194,7 @@ class UnconditionalDataModule(GANDataModule):
 class ImageFolderDataModule(UnconditionalDataModule):
     """Any folder of images. Every file is checked before the first step (data/prescan.py, `verify`)."""
 
-    def __init__(self, root: str | None = None, val_root: str | None = None, format: str = "folders",
-                 verify: str = "header", **kwargs):
+    def __init__(self, root: str | None = None, val_root: str | None = None, format: str = "folders", verify: str = "header", **kwargs):
         super().__init__(**kwargs)
         if format not in FORMATS:
             raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {format!r}")

@@ -66,7 +66,7 @@ def load_palette(path: str | Path) -> dict[tuple[int, int, int], int]:
     try:
         return {tuple(int(c) for c in rgb): int(i) for i, rgb in items}
     except (TypeError, ValueError):
-        raise ConfigError(f"data.palette={path}: expected {{\"<id>\": [r, g, b], ...}} or a list of [r, g, b]") from None
+        raise ConfigError(f'data.palette={path}: expected {{"<id>": [r, g, b], ...}} or a list of [r, g, b]') from None
 
 
 # ----- the dataset -------------------------------------------------------------------------------
@@ -75,10 +75,21 @@ class LabelMapDataset(Dataset):
     ["instance": (1, H, W) int64], "image_path", "label_path"}. Image, label and instance map get the same
     resize, crop and flip; label and instance maps are resized with NEAREST only."""
 
-    def __init__(self, triples: list[Triple], ids: LabelIds, preprocess: str = "resize_and_crop",
-                 load_size: int = 286, crop_size: int = 256, aspect_ratio: float = 1.0, flip: bool = True,
-                 use_instance: bool = False, size_multiple: int = 1, on_bad_file: str = "error",
-                 palette: dict | None = None, train: bool = True):
+    def __init__(
+        self,
+        triples: list[Triple],
+        ids: LabelIds,
+        preprocess: str = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        aspect_ratio: float = 1.0,
+        flip: bool = True,
+        use_instance: bool = False,
+        size_multiple: int = 1,
+        on_bad_file: str = "error",
+        palette: dict | None = None,
+        train: bool = True,
+    ):
         if preprocess not in PREPROCESS:
             raise ConfigError(f"data.preprocess={preprocess!r}: choose one of {', '.join(PREPROCESS)}")
         self.triples, self.ids, self.preprocess = triples, ids, preprocess
@@ -95,8 +106,12 @@ class LabelMapDataset(Dataset):
     def file_checks(self) -> list[FileCheck]:
         """What the pre-scan opens: each photo, label map and (with use_instance) instance map; the ids
         and sizes are checked as each item loads."""
-        return [FileCheck(p, channels=3 if k == 0 else 1) for t in self.triples
-                for k, p in enumerate(t[: 3 if self.use_instance else 2]) if p is not None]
+        return [
+            FileCheck(p, channels=3 if k == 0 else 1)
+            for t in self.triples
+            for k, p in enumerate(t[: 3 if self.use_instance else 2])
+            if p is not None
+        ]
 
     def drop(self, bad: set[Path]) -> None:
         """Leave out the items with a bad file (on_bad_file=skip after the pre-scan)."""
@@ -141,22 +156,31 @@ class LabelMapDataset(Dataset):
         label = self.ids.convert(load_label_ids(label_path, self.palette), label_path)
         if label.shape != (image.size[1], image.size[0]):
             raise ImageFileError(
-                label_path, f"the label map is {label.shape[1]}x{label.shape[0]} but its photo {img_path} is "
-                f"{image.size[0]}x{image.size[1]}", "give each photo a label map of its own size, or set data.on_bad_file=skip",
+                label_path,
+                f"the label map is {label.shape[1]}x{label.shape[0]} but its photo {img_path} is {image.size[0]}x{image.size[1]}",
+                "give each photo a label map of its own size, or set data.on_bad_file=skip",
             )
         size, box, flip = self._geometry(*image.size)
         nearest = Image.Resampling.NEAREST
         image_t = image_to_tensor(self._apply(image, size, box, flip, Image.Resampling.BICUBIC))
         label_img = self._apply(Image.fromarray(label.astype(np.int32), "I"), size, box, flip, nearest)
-        out = {"image": image_t, "label": torch.from_numpy(np.asarray(label_img, dtype=np.int64)).unsqueeze(0),
-               "image_path": str(img_path), "label_path": str(label_path)}
+        out = {
+            "image": image_t,
+            "label": torch.from_numpy(np.asarray(label_img, dtype=np.int64)).unsqueeze(0),
+            "image_path": str(img_path),
+            "label_path": str(label_path),
+        }
         if self.use_instance:
             if inst_path is None:
                 raise ImageFileError(label_path, "has no instance map", "add it, or set data.use_instance=false")
             inst = load_label_ids(inst_path, what="instance map")
             if inst.shape != label.shape:
-                raise ImageFileError(inst_path, f"the instance map is {inst.shape[1]}x{inst.shape[0]} but its label "
-                                     f"map {label_path} is {label.shape[1]}x{label.shape[0]}", "give them the same size")
+                raise ImageFileError(
+                    inst_path,
+                    f"the instance map is {inst.shape[1]}x{inst.shape[0]} but its label "
+                    f"map {label_path} is {label.shape[1]}x{label.shape[0]}",
+                    "give them the same size",
+                )
             inst_img = self._apply(Image.fromarray(inst.astype(np.int32), "I"), size, box, flip, nearest)
             out["instance"] = torch.from_numpy(np.asarray(inst_img, dtype=np.int64)).unsqueeze(0)
         return out
@@ -174,12 +198,10 @@ def _by_stem(folder: Path, suffix: str = "") -> dict[str, Path]:
     return out
 
 
-def _match(images: dict[str, Path], labels: dict[str, Path], insts: dict[str, Path] | None,
-           img_dir: Path, label_dir: Path) -> list[Triple]:
+def _match(images: dict[str, Path], labels: dict[str, Path], insts: dict[str, Path] | None, img_dir: Path, label_dir: Path) -> list[Triple]:
     missing = sorted(images.keys() - labels.keys())
     if missing:
-        raise DataLayoutError(f"{len(missing)} photos in {img_dir} have no label map in {label_dir} "
-                              f"(matched by name), e.g. {missing[:5]}")
+        raise DataLayoutError(f"{len(missing)} photos in {img_dir} have no label map in {label_dir} (matched by name), e.g. {missing[:5]}")
     return [(images[s], labels[s], insts.get(s) if insts is not None else None) for s in sorted(images)]
 
 
@@ -189,19 +211,25 @@ def _rglob(folder: Path, suffix: str) -> dict[str, Path]:
     return {p.name[: -len(suffix)]: p for p in sorted(folder.rglob(f"*{suffix}"))}
 
 
-def find_triples(layout: str, root: Path | None, split: str, image_dir=None, label_dir=None,
-                 instance_dir=None, use_instance: bool = False) -> list[Triple]:
+def find_triples(
+    layout: str, root: Path | None, split: str, image_dir=None, label_dir=None, instance_dir=None, use_instance: bool = False
+) -> list[Triple]:
     """(photo, label map, instance map or None) of one split ("train" | "val") in `layout`."""
     if layout == "spade":
         inst = root / f"{split}_inst"
-        return _match(_by_stem(root / f"{split}_img"), _by_stem(root / f"{split}_label"),
-                      _by_stem(inst) if use_instance and inst.is_dir() else None,
-                      root / f"{split}_img", root / f"{split}_label")
+        return _match(
+            _by_stem(root / f"{split}_img"),
+            _by_stem(root / f"{split}_label"),
+            _by_stem(inst) if use_instance and inst.is_dir() else None,
+            root / f"{split}_img",
+            root / f"{split}_label",
+        )
     if layout == "ade20k":
         base = root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").is_dir() else root
         sub = "training" if split == "train" else "validation"
-        return _match(_by_stem(base / "images" / sub), _by_stem(base / "annotations" / sub), None,
-                      base / "images" / sub, base / "annotations" / sub)
+        return _match(
+            _by_stem(base / "images" / sub), _by_stem(base / "annotations" / sub), None, base / "images" / sub, base / "annotations" / sub
+        )
     if layout == "cityscapes":
         images = _rglob(root / "leftImg8bit" / split, "_leftImg8bit.png")
         labels = _rglob(root / "gtFine" / split, "_gtFine_labelIds.png")
@@ -290,8 +318,10 @@ class LabelMapDataModule(GANDataModule):
         if preprocess == "resize_and_crop" and load_size < crop_size:
             raise ConfigError(f"data.load_size ({load_size}) must be >= data.crop_size ({crop_size}) for resize_and_crop")
         if (dontcare_label is not None or label_shift) and not contain_dontcare_label:
-            raise ConfigError("data.dontcare_label / data.label_shift map ids to don't-care, which needs "
-                              "data.contain_dontcare_label=true (or set data.dontcare_label=null and data.label_shift=0)")
+            raise ConfigError(
+                "data.dontcare_label / data.label_shift map ids to don't-care, which needs "
+                "data.contain_dontcare_label=true (or set data.dontcare_label=null and data.label_shift=0)"
+            )
         if not 0 <= metric_label_shift < label_nc:
             raise ConfigError(f"data.metric_label_shift={metric_label_shift}: it must be >= 0 and below data.label_nc={label_nc}")
         for key, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size or 1)):
@@ -328,22 +358,38 @@ class LabelMapDataModule(GANDataModule):
         if self.shards:
             triples = ShardSplit(self.root, split)[: hp.max_dataset_size]
         else:
-            triples = find_triples(hp.layout, self.root, split, hp.image_dir, hp.label_dir, hp.instance_dir,
-                                   hp.use_instance)[: hp.max_dataset_size]
+            triples = find_triples(hp.layout, self.root, split, hp.image_dir, hp.label_dir, hp.instance_dir, hp.use_instance)[
+                : hp.max_dataset_size
+            ]
             if hp.use_instance and any(t[2] is None for t in triples):
                 first = next(t for t in triples if t[2] is None)
-                raise DataLayoutError(f"No instance map for {first[1]} (data.use_instance=true): add the "
-                                      f"{split}_inst/ maps, or set data.use_instance=false")
-        return LabelMapDataset(triples, self.ids, hp.preprocess, hp.load_size, hp.crop_size, hp.aspect_ratio,
-                               hp.flip, hp.use_instance, self.size_multiple, hp.on_bad_file, self.palette_map, train)
+                raise DataLayoutError(
+                    f"No instance map for {first[1]} (data.use_instance=true): add the {split}_inst/ maps, or set data.use_instance=false"
+                )
+        return LabelMapDataset(
+            triples,
+            self.ids,
+            hp.preprocess,
+            hp.load_size,
+            hp.crop_size,
+            hp.aspect_ratio,
+            hp.flip,
+            hp.use_instance,
+            self.size_multiple,
+            hp.on_bad_file,
+            self.palette_map,
+            train,
+        )
 
     def shard_splits(self) -> dict[str, tuple[list, None]]:
         """What ganforge-prepare writes: each split's (photo, label map, instance map or None)."""
         hp, splits = self.hparams, {}
         for split in ("train", "val"):
             try:
-                splits[split] = (find_triples(hp.layout, self.root, split, hp.image_dir, hp.label_dir, hp.instance_dir,
-                                              hp.use_instance), None)
+                splits[split] = (
+                    find_triples(hp.layout, self.root, split, hp.image_dir, hp.label_dir, hp.instance_dir, hp.use_instance),
+                    None,
+                )
             except DataLayoutError:
                 if split == "train":
                     raise
@@ -381,13 +427,16 @@ class LabelMapDataModule(GANDataModule):
         # Training drops the last partial batch, as the reference (data/__init__.py drop_last=opt.isTrain):
         # G's BatchNorm cannot normalise a 1x1 grid of one image. Workers are not persistent, so each
         # epoch's crops and flips follow the checkpointed random stream (exact resume).
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
-                          persistent_workers=False, drop_last=shuffle)
+        return DataLoader(
+            ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers, persistent_workers=False, drop_last=shuffle
+        )
 
     def train_dataloader(self) -> DataLoader:
         if len(self.train_set) < self.hparams.batch_size:
-            raise ConfigError(f"data.batch_size={self.hparams.batch_size} is larger than the {len(self.train_set)} "
-                              f"training items in {self.root}; lower it")
+            raise ConfigError(
+                f"data.batch_size={self.hparams.batch_size} is larger than the {len(self.train_set)} "
+                f"training items in {self.root}; lower it"
+            )
         return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -27,24 +27,33 @@ JPEG_QUALITY = 90
 # file -> (split, crops, provenance, license); all redistributable.
 SOURCES = {
     "astronaut.png": (
-        "train", 10, "Astronaut Eileen Collins, from the NASA Great Images database; scikit-image `data.astronaut`",
+        "train",
+        10,
+        "Astronaut Eileen Collins, from the NASA Great Images database; scikit-image `data.astronaut`",
         'public domain ("No known copyright restrictions, released into the public domain")',
     ),
     "chelsea.png": (
-        "train", 10, "Chelsea the cat, photo by Stefan van der Walt; scikit-image `data.chelsea`",
+        "train",
+        10,
+        "Chelsea the cat, photo by Stefan van der Walt; scikit-image `data.chelsea`",
         'CC0 ("No copyright restrictions. CC0 by the photographer")',
     ),
     "coffee.png": (
-        "train", 10,
+        "train",
+        10,
         "A cup of coffee, courtesy of Pikolo Espresso Bar, photo by Rachel Michetti; scikit-image `data.coffee`",
         'CC0 ("No copyright restrictions. CC0 by the photographer")',
     ),
     "grace_hopper.jpg": (
-        "train", 10, "Rear Admiral Grace Hopper, official US Navy photo; matplotlib `sample_data/grace_hopper.jpg`",
+        "train",
+        10,
+        "Rear Admiral Grace Hopper, official US Navy photo; matplotlib `sample_data/grace_hopper.jpg`",
         "public domain (work of the US federal government)",
     ),
     "rocket.jpg": (
-        "val", 8, "Launch of DSCOVR on a SpaceX Falcon 9; scikit-image `data.rocket`",
+        "val",
+        8,
+        "Launch of DSCOVR on a SpaceX Falcon 9; scikit-image `data.rocket`",
         "public domain (released by SpaceX)",
     ),
 }
@@ -108,9 +117,7 @@ def build(src: Path, out: Path) -> dict[str, int]:
 
 def write_readme(out: Path, counts: dict[str, int]) -> None:
     size_kb = sum(p.stat().st_size for p in out.rglob("*.jpg")) / 1024
-    rows = "\n".join(
-        f"| `{name}` | {split} | {n} | {prov} | {lic} |" for name, (split, n, prov, lic) in SOURCES.items()
-    )
+    rows = "\n".join(f"| `{name}` | {split} | {n} | {prov} | {lic} |" for name, (split, n, prov, lic) in SOURCES.items())
     (out / "README.md").write_text(
         f"""# sample_edges2photo: a tiny real-photo edges -> photo pix2pix set
 
@@ -118,14 +125,14 @@ A pix2pix dataset in the A|B layout: each file is {2 * SIZE}x{SIZE}, the left ha
 map, the right half (B) the photo. It ships inside ganforge so training, tests and demos run
 offline. It is far too small to learn edges -> photo; it is for smoke tests and demos.
 
-- `train/`: {counts['train']} pairs from 4 photos; `val/`: {counts['val']} pairs from a 5th photo
+- `train/`: {counts["train"]} pairs from 4 photos; `val/`: {counts["val"]} pairs from a 5th photo
   (rocket) that training never sees. {size_kb:.0f} KB of JPEGs in total.
 - Made with (from the repository root; `--src` is any folder holding the five photos):
 
       python -m ganforge.data.make_sample --src ../shared/data/pypi_bundled --out src/ganforge/assets/sample_edges2photo
 
 - How: per photo, seeded (seed {SEED} + photo index) random square crops with sides of
-  {', '.join(str(s) for s in SCALES)} x the shorter side, resized to {SIZE}x{SIZE} (Lanczos) = B.
+  {", ".join(str(s) for s in SCALES)} x the shorter side, resized to {SIZE}x{SIZE} (Lanczos) = B.
   A = our own edge drawing of B (numpy + PIL): grayscale, Gaussian blur (radius {BLUR_RADIUS}),
   Sobel magnitude, non-maximum suppression, threshold at the {EDGE_PERCENTILE:g}th percentile,
   black edges on white thickened with a 3x3 min filter.

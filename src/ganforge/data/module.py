@@ -175,8 +175,13 @@ class FolderDataModule(GANDataModule):
         # A StatefulDataLoader: a checkpoint written inside an epoch (callbacks.mid_epoch_checkpoint)
         # resumes at the next batch, in the same order.
         return StatefulDataLoader(
-            ds, batch_size=batch_size, sampler=sampler, num_workers=self.hparams.num_workers,
-            persistent_workers=False, pin_memory=False, drop_last=False,
+            ds,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=False,
+            pin_memory=False,
+            drop_last=False,
         )
 
     def _shuffle_train(self) -> bool:

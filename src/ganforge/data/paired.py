@@ -146,7 +146,8 @@ class PairedDataset(Dataset):
         w, h = ab.size
         if w % 2:
             raise ImageFileError(
-                a_path, f"width {w} is odd; an A|B side-by-side image must have an even width",
+                a_path,
+                f"width {w} is odd; an A|B side-by-side image must have an even width",
                 "re-create the pair with equal-size halves, or set data.on_bad_file=skip",
             )
         return ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
@@ -163,8 +164,9 @@ class PairedDataset(Dataset):
             out[key] = build_transform(*args, params, nc, self.size_multiple, self.fit)(img)
         if out["A"].shape[1:] != out["B"].shape[1:]:
             raise ImageFileError(
-                a_path, f"A is {tuple(out['A'].shape[1:])} but B is {tuple(out['B'].shape[1:])} (H, W) after "
-                f"preprocess={self.preprocess}", "give A and B the same size, or use preprocess=resize_and_crop",
+                a_path,
+                f"A is {tuple(out['A'].shape[1:])} but B is {tuple(out['B'].shape[1:])} (H, W) after preprocess={self.preprocess}",
+                "give A and B the same size, or use preprocess=resize_and_crop",
             )
         return {**out, "A_path": a_path, "B_path": b_path}
 
@@ -228,8 +230,20 @@ class PairedDataModule(FolderDataModule):
     def _dataset(self, split: str | None, train: bool) -> PairedDataset:
         hp = self.hparams
         return PairedDataset(
-            self.root, split, hp.direction, hp.load_size, hp.crop_size, hp.preprocess, hp.flip,
-            hp.input_nc, hp.output_nc, self.size_multiple, hp.fit, hp.on_bad_file, hp.max_dataset_size, train,
+            self.root,
+            split,
+            hp.direction,
+            hp.load_size,
+            hp.crop_size,
+            hp.preprocess,
+            hp.flip,
+            hp.input_nc,
+            hp.output_nc,
+            self.size_multiple,
+            hp.fit,
+            hp.on_bad_file,
+            hp.max_dataset_size,
+            train,
             pairs=ShardSplit(self.root, split) if self.shards else None,
         )
 

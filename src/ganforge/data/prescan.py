@@ -43,7 +43,7 @@ def check_verify(verify: str) -> None:
 
 
 def _problem(check: FileCheck, verify: str) -> str | None:
-    """"<path>: <problem>" for a bad file, None for a good one."""
+    """ "<path>: <problem>" for a bad file, None for a good one."""
     try:
         w = load_image(check.path, check.channels).size[0] if verify == "full" else read_header(check.path)[0]
     except ImageFileError as e:
@@ -90,14 +90,18 @@ class PreScan:
         listing = "\n  ".join(problems)
         if self.on_bad_file == "error":
             raise ImageFileError(
-                where, f"{len(problems)} bad image file(s), found before training by the pre-scan (data.verify={self.verify})",
+                where,
+                f"{len(problems)} bad image file(s), found before training by the pre-scan (data.verify={self.verify})",
                 f"delete or replace them, or set data.on_bad_file=skip to train on the others:\n  {listing}",
             )
         new = [p for p in problems if p not in self._warned]
         if new and rank_zero_only.rank == 0:
             log.warning(
                 "data.on_bad_file=skip: skipping %d bad image file(s) in %s (pre-scan, data.verify=%s):\n  %s",
-                len(new), where, self.verify, "\n  ".join(new),
+                len(new),
+                where,
+                self.verify,
+                "\n  ".join(new),
             )
         self._warned.update(new)
         return {c.path for c in checks if self._results[c]}

@@ -9,5 +9,14 @@ from ganforge.data.single_image import SingleImageDataModule
 from ganforge.data.torchvision_sets import TorchvisionDataModule
 from ganforge.data.unpaired import UnpairedDataModule
 
-DATA_MODULES = {cls.__name__: cls for cls in (ImageFolderDataModule, LabelMapDataModule, PairedDataModule,
-                                              SingleImageDataModule, TorchvisionDataModule, UnpairedDataModule)}
+DATA_MODULES = {
+    cls.__name__: cls
+    for cls in (
+        ImageFolderDataModule,
+        LabelMapDataModule,
+        PairedDataModule,
+        SingleImageDataModule,
+        TorchvisionDataModule,
+        UnpairedDataModule,
+    )
+}

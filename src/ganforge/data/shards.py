@@ -85,8 +85,13 @@ def _record_fields(spec: Any, where: str) -> list[str]:
         fields = json.loads(tree["context"]) if isinstance(tree, dict) and isinstance(tree.get("context"), str) else None
     except (ValueError, TypeError, RecursionError):
         raise _index_error(where, "config.data_spec is not LitData's spec of a record") from None
-    if (protocol != 1 or set(tree) != {"type", "context", "children_spec"} or tree["type"] != "builtins.dict"
-            or not isinstance(fields, list) or tree["children_spec"] != [_LEAF] * len(fields)):
+    if (
+        protocol != 1
+        or set(tree) != {"type", "context", "children_spec"}
+        or tree["type"] != "builtins.dict"
+        or not isinstance(fields, list)
+        or tree["children_spec"] != [_LEAF] * len(fields)
+    ):
         raise _index_error(where, "config.data_spec is not the flat record ganforge writes")
     return fields
 
@@ -99,9 +104,11 @@ def validate_index(index: Any, where: str) -> list[dict]:
     unknown = sorted(k for k, v in index.items() if k not in ("config", "chunks", "updated_at") and v is not None)
     config, chunks = index["config"], index["chunks"]
     # An entry ganforge does not know of is refused unless it is off (null): it may change how LitData reads.
-    unknown += sorted(f"config.{k}" for k, v in config.items()
-                      if k not in ("data_format", "data_spec", "item_loader", "chunk_bytes", "chunk_size", "types", *_OFF)
-                      and v is not None)
+    unknown += sorted(
+        f"config.{k}"
+        for k, v in config.items()
+        if k not in ("data_format", "data_spec", "item_loader", "chunk_bytes", "chunk_size", "types", *_OFF) and v is not None
+    )
     if unknown:
         raise _index_error(where, f"it sets {', '.join(map(str, unknown))}, which ganforge-prepare never writes")
     # LitData names its remote cache folder after updated_at (and deletes the folders beside it)
@@ -128,19 +135,24 @@ def validate_index(index: Any, where: str) -> list[dict]:
     for field, fmt in zip(fields, formats):
         allowed = FIELD_FORMATS[field.rstrip("0123456789")]
         if fmt not in allowed:
-            raise _index_error(where, f"field {field!r} is stored as {fmt!r}; ganforge accepts only {' or '.join(map(repr, allowed))} "
-                               "there (LitData would decode it with that format's code; 'pickle' runs code)")
+            raise _index_error(
+                where,
+                f"field {field!r} is stored as {fmt!r}; ganforge accepts only {' or '.join(map(repr, allowed))} "
+                "there (LitData would decode it with that format's code; 'pickle' runs code)",
+            )
     if not chunks:
         raise _index_error(where, "it lists no chunks")
     for chunk in chunks:
-        if not isinstance(chunk, dict) or any(v is not None for k, v in chunk.items()
-                                               if k not in ("filename", "chunk_size", "chunk_bytes", "dim")):
+        if not isinstance(chunk, dict) or any(
+            v is not None for k, v in chunk.items() if k not in ("filename", "chunk_size", "chunk_bytes", "dim")
+        ):
             raise _index_error(where, f"chunk entry {chunk!r} is not a LitData chunk (filename, chunk_size, chunk_bytes, dim)")
         name = chunk.get("filename")
         if not isinstance(name, str) or not _CHUNK_NAME.fullmatch(name):
             raise _index_error(where, f"chunk file name {name!r} is not a plain file name inside the split folder")
-        if not (_is_int(chunk.get("chunk_size")) and _is_int(chunk.get("chunk_bytes"))
-                and (chunk.get("dim") is None or _is_int(chunk["dim"]))):
+        if not (
+            _is_int(chunk.get("chunk_size")) and _is_int(chunk.get("chunk_bytes")) and (chunk.get("dim") is None or _is_int(chunk["dim"]))
+        ):
             raise _index_error(where, f"chunk {name}: chunk_size, chunk_bytes and dim must be non-negative integers")
     return chunks
 
@@ -159,14 +171,15 @@ def check_index(directory: str | Path, storage_options: dict | None = None) -> l
                 get_downloader(directory, tmp, [], storage_options).download_file(where, str(local))
                 text = local.read_bytes()
             except Exception as e:  # each storage client has its own errors for a missing object or no access
-                raise DataLayoutError(f"{where}: cannot be read ({type(e).__name__}: {e}); is this a split "
-                                      "written by ganforge-prepare, and are the storage credentials set?") from None
+                raise DataLayoutError(
+                    f"{where}: cannot be read ({type(e).__name__}: {e}); is this a split "
+                    "written by ganforge-prepare, and are the storage credentials set?"
+                ) from None
     else:
         try:
             text = Path(where).read_bytes()
         except OSError as e:
-            raise DataLayoutError(f"{where}: cannot be read ({e.strerror or e}); is this a split written by "
-                                  "ganforge-prepare?") from None
+            raise DataLayoutError(f"{where}: cannot be read ({e.strerror or e}); is this a split written by ganforge-prepare?") from None
     try:
         index = json.loads(text)
     except (ValueError, RecursionError):
@@ -189,8 +202,10 @@ class _RefusedFormat:
         self.directory = directory
 
     def setup(self, data_format: str) -> None:
-        raise _index_error(_join(self.directory, "index.json"), f"it changed after it was checked and now asks "
-                           f"for {data_format!r}, a format ganforge does not read")
+        raise _index_error(
+            _join(self.directory, "index.json"),
+            f"it changed after it was checked and now asks for {data_format!r}, a format ganforge does not read",
+        )
 
     def deserialize(self, data: bytes) -> None:
         self.setup("a refused format")
@@ -229,16 +244,29 @@ def _record(entry: tuple[tuple[Path | None, ...], int], root: Path) -> dict:
     return record
 
 
-def write_split(entries: Sequence[tuple[Path | None, ...]], labels: Sequence[int] | None, root: Path, output: str,
-                name: str, num_workers: int, chunk_bytes: str = "64MB") -> int:
+def write_split(
+    entries: Sequence[tuple[Path | None, ...]],
+    labels: Sequence[int] | None,
+    root: Path,
+    output: str,
+    name: str,
+    num_workers: int,
+    chunk_bytes: str = "64MB",
+) -> int:
     """Write one split's entries into `<output>/<name>` with `litdata.optimize`; returns the entry count."""
     litdata = _litdata()
     items = [(tuple(e), int(labels[i]) if labels is not None else -1) for i, e in enumerate(entries)]
     if not items:
         raise DataLayoutError(f"split {name} of {root} has no entries to write")
-    litdata.optimize(fn=functools.partial(_record, root=Path(root)), inputs=items, output_dir=_join(output, name),
-                     chunk_bytes=chunk_bytes, num_workers=max(1, min(num_workers, len(items))), mode="overwrite",
-                     reorder_files=False)
+    litdata.optimize(
+        fn=functools.partial(_record, root=Path(root)),
+        inputs=items,
+        output_dir=_join(output, name),
+        chunk_bytes=chunk_bytes,
+        num_workers=max(1, min(num_workers, len(items))),
+        mode="overwrite",
+        reorder_files=False,
+    )
     check_index(_join(output, name))  # a LitData that writes other formats fails here, not when training
     return len(items)
 
@@ -274,8 +302,9 @@ class ShardSplit(Sequence):
         names = record["names"] if isinstance(record["names"], str) else bytes(record["names"]).decode(errors="replace")
         names = names.split("\t")
         if len(names) != sum(key.startswith("file") for key in record):
-            raise _index_error(self.directory, f"record {index} names {len(names)} files but holds "
-                               f"{sum(key.startswith('file') for key in record)}")
+            raise _index_error(
+                self.directory, f"record {index} names {len(names)} files but holds {sum(key.startswith('file') for key in record)}"
+            )
         files: list[MemoryFile | None] = []
         for k, name in enumerate(names):
             if not name:

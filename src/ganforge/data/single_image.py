@@ -49,8 +49,7 @@ def pyramid_sizes(
         )
     sf = math.pow(min_size / min(H, W), 1 / stop_scale)
     # imresize's output size: ceil(side * factor) in float64, without slack (the reference's sizes)
-    sizes = [(math.ceil(H * math.pow(sf, stop_scale - i)), math.ceil(W * math.pow(sf, stop_scale - i)))
-             for i in range(stop_scale)]
+    sizes = [(math.ceil(H * math.pow(sf, stop_scale - i)), math.ceil(W * math.pow(sf, stop_scale - i))) for i in range(stop_scale)]
     return [*sizes, (H, W)], sf
 
 
@@ -148,8 +147,7 @@ class SingleImageDataModule(GANDataModule):
     def model_settings(self) -> dict:
         """SinGAN's nets follow from the image: one G/D pair per scale of its pyramid."""
         self.setup()
-        return {"pyramid": [list(s) for s in self.pyramid], "scale_factor": self.refit_factor,
-                "iters_per_epoch": self.iters_per_epoch}
+        return {"pyramid": [list(s) for s in self.pyramid], "scale_factor": self.refit_factor, "iters_per_epoch": self.iters_per_epoch}
 
     def train_dataloader(self) -> DataLoader:
         # stateful: a mid-epoch checkpoint resumes at the next iteration

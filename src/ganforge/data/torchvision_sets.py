@@ -43,8 +43,15 @@ class _Indexed:
 
 
 class TorchvisionDataModule(UnconditionalDataModule):
-    def __init__(self, name: str = "cifar10", root: str = "data", download: bool = True, val_split: str = "train",
-                 interpolation: str = "bilinear", **kwargs):
+    def __init__(
+        self,
+        name: str = "cifar10",
+        root: str = "data",
+        download: bool = True,
+        val_split: str = "train",
+        interpolation: str = "bilinear",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.name, self.root, self.download, self.val_split = name, Path(root).expanduser(), download, val_split
         self.interpolation = interpolation

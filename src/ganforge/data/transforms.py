@@ -62,9 +62,7 @@ def _rand(rng: Rng) -> float:
     return (rng or random).random()
 
 
-def get_params(
-    preprocess: str, load_size: int, crop_size: int, size: tuple[int, int], flip: bool, rng: Rng = None
-) -> dict:
+def get_params(preprocess: str, load_size: int, crop_size: int, size: tuple[int, int], flip: bool, rng: Rng = None) -> dict:
     """Random crop position and flip for one sample of original `size` (w, h).
 
     `rng=None` uses the global `random` module, which Lightning's `seed_everything` seeds

@@ -74,8 +74,7 @@ class UnpairedDataset(Dataset):
         if epoch_length not in EPOCH_LENGTHS:
             raise ConfigError(f"data.epoch_length must be 'max' (CycleGAN) or 'min' (DiscoGAN, DualGAN), got {epoch_length!r}")
         self.folders = {d: Path(root) / f"{split}{d}" for d in "AB"}
-        self.files = {d: (files[d] if files is not None else list_images(folder))[:max_dataset_size]
-                      for d, folder in self.folders.items()}
+        self.files = {d: (files[d] if files is not None else list_images(folder))[:max_dataset_size] for d, folder in self.folders.items()}
         self.channels = {"A": input_nc, "B": output_nc}
         self.preprocess, self.crop_size = preprocess, crop_size
         # Reference test time: load_size = crop_size, so resize_and_crop is a plain resize.
@@ -200,16 +199,33 @@ class UnpairedDataModule(FolderDataModule):
     def _dataset(self, split: str, train: bool) -> UnpairedDataset:
         hp = self.hparams
         return UnpairedDataset(
-            self.root, split, hp.load_size, hp.crop_size, hp.preprocess, hp.flip, hp.input_nc, hp.output_nc,
-            self.size_multiple, hp.fit, hp.on_bad_file, hp.max_dataset_size, hp.serial_batches, train,
-            hp.epoch_length, hp.batch_size,
+            self.root,
+            split,
+            hp.load_size,
+            hp.crop_size,
+            hp.preprocess,
+            hp.flip,
+            hp.input_nc,
+            hp.output_nc,
+            self.size_multiple,
+            hp.fit,
+            hp.on_bad_file,
+            hp.max_dataset_size,
+            hp.serial_batches,
+            train,
+            hp.epoch_length,
+            hp.batch_size,
             files={d: ShardSplit(self.root, f"{split}{d}", single=True) for d in "AB"} if self.shards else None,
         )
 
     def shard_splits(self) -> dict[str, tuple[list, None]]:
         """What ganforge-prepare writes: each split's domains, trainA, trainB, ... (one file an entry)."""
-        return {f"{split}{d}": ([(p,) for p in list_images(self.root / f"{split}{d}")], None)
-                for split in ("train", "val", "test") if has_split(self.root, split) for d in "AB"}
+        return {
+            f"{split}{d}": ([(p,) for p in list_images(self.root / f"{split}{d}")], None)
+            for split in ("train", "val", "test")
+            if has_split(self.root, split)
+            for d in "AB"
+        }
 
     def _shuffle_train(self) -> bool:
         # The reference shuffles unless serial_batches (then A and B are both in order).

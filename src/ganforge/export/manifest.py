@@ -138,13 +138,23 @@ def validate_manifest(manifest: Any, where: str) -> dict:
     c = _Checker(where)
     m = c.mapping(manifest, "the manifest")
     c.text(m.get("format"), "format")
-    c.optional(m, "", {
-        "ganforge_version": c.text, "model": c.text, "model_class": c.text, "normalisation": c.text, "checkpoint": c.text,
-        "checkpoint_sha256": c.text, "use_ema": c.flag, "needs_input": c.flag,
-        "input_size_multiple": lambda v, k: c.integer(v, k, 1, MAX_SIDE),
-        "train_size": lambda v, k: c.integer(v, k, 1, MAX_SIDE),
-        "opset": lambda v, k: c.integer(v, k, 1, 1000),
-    })
+    c.optional(
+        m,
+        "",
+        {
+            "ganforge_version": c.text,
+            "model": c.text,
+            "model_class": c.text,
+            "normalisation": c.text,
+            "checkpoint": c.text,
+            "checkpoint_sha256": c.text,
+            "use_ema": c.flag,
+            "needs_input": c.flag,
+            "input_size_multiple": lambda v, k: c.integer(v, k, 1, MAX_SIDE),
+            "train_size": lambda v, k: c.integer(v, k, 1, MAX_SIDE),
+            "opset": lambda v, k: c.integer(v, k, 1, 1000),
+        },
+    )
     if "channels" in m:
         channels = c.mapping(m["channels"], "channels")
         for side in ("A", "B"):
@@ -162,9 +172,11 @@ def validate_manifest(manifest: Any, where: str) -> dict:
         # an export that needs no input image samples from its first graph: every input must be random
         bad = [i["name"] for i in graphs[0]["inputs"] if i["kind"] not in ("z", "noise")]
         if bad:
-            raise ExportError(f"{where}: no graph to run: none translates an image or a label map, and the first, "
-                              f"{graphs[0]['name']!r}, is no sampler (input {bad[0]!r} is not random). Fix: give the export "
-                              "folder, or the generator's .onnx file of it")
+            raise ExportError(
+                f"{where}: no graph to run: none translates an image or a label map, and the first, "
+                f"{graphs[0]['name']!r}, is no sampler (input {bad[0]!r} is not random). Fix: give the export "
+                "folder, or the generator's .onnx file of it"
+            )
     return m
 
 
@@ -182,11 +194,20 @@ def _validate_graph(c: _Checker, graph: Any, p: str) -> None:
         seen.add(spec["name"])
         symbols |= {d for d in spec["shape"] if isinstance(d, str)}
     _validate_output(c, g.get("output"), f"{p}output.", symbols)
-    c.optional(g, p, {
-        "direction": lambda v, k: c.choice(v, k, DIRECTIONS), "nz": lambda v, k: c.integer(v, k, 1, MAX_RANDOM_ELEMENTS),
-        "fixed_size": c.flag, "generator_mode": c.text, "batchnorm": c.text, "role": c.text,
-        "parity_max_abs_diff": c.number, "dynamic_axes": c.mapping,
-    })
+    c.optional(
+        g,
+        p,
+        {
+            "direction": lambda v, k: c.choice(v, k, DIRECTIONS),
+            "nz": lambda v, k: c.integer(v, k, 1, MAX_RANDOM_ELEMENTS),
+            "fixed_size": c.flag,
+            "generator_mode": c.text,
+            "batchnorm": c.text,
+            "role": c.text,
+            "parity_max_abs_diff": c.number,
+            "dynamic_axes": c.mapping,
+        },
+    )
     first = inputs[0]["kind"]
     extra = [i["kind"] for i in inputs[1:]]
     c.choice(first, f"{p}inputs[0].kind", ("image", "style", "label", "z", "noise"))
@@ -202,7 +223,7 @@ def _validate_graph(c: _Checker, graph: Any, p: str) -> None:
     elif first == "label":
         if extra not in ([], ["z"]):
             raise c.fail(f"{p}inputs", f"of a label-map graph may add one z input, got {extra}")
-        if [i["name"] for i in inputs] != ["label", "z"][:len(inputs)]:
+        if [i["name"] for i in inputs] != ["label", "z"][: len(inputs)]:
             raise c.fail(f"{p}inputs", "of a label-map graph must be named label[, z]")
         _validate_label_ids(c, g.get("label_ids"), f"{p}label_ids")
         size = c.sequence(g.get("train_label_size"), f"{p}train_label_size", 2, 2)
@@ -266,7 +287,9 @@ def _validate_output(c: _Checker, spec: Any, p: str, symbols: set[str]) -> None:
     # output by the input, so a graph cannot ask for an output larger than what it is given
     unbound = [d for d in shape if isinstance(d, str) and d not in symbols]
     if unbound:
-        raise c.fail(f"{p}shape", f"names {', '.join(map(repr, unbound))}, which no input has; an output dimension is a number or an input's")
+        raise c.fail(
+            f"{p}shape", f"names {', '.join(map(repr, unbound))}, which no input has; an output dimension is a number or an input's"
+        )
     if kind == "image":
         channels = c.choice(s.get("channels"), f"{p}channels", CHANNELS)
         if len(shape) != 4 or shape[1] != channels:
@@ -291,8 +314,10 @@ def _validate_label_ids(c: _Checker, value: Any, key: str) -> None:
 def inside(folder: Path, name: str, where: str, key: str) -> Path:
     """`folder/name`, resolved (symbolic links followed), if it lies inside `folder`; ExportError otherwise."""
     if "\0" in name or Path(name).is_absolute():
-        raise ExportError(f"{where}: {key}={name!r} is not a file name inside the export folder; a manifest names its "
-                          f"files relative to its folder. Fix: {FIX}")
+        raise ExportError(
+            f"{where}: {key}={name!r} is not a file name inside the export folder; a manifest names its "
+            f"files relative to its folder. Fix: {FIX}"
+        )
     base = folder.resolve()
     path = (base / name).resolve()
     if not path.is_relative_to(base):
@@ -325,15 +350,21 @@ def check_external_data(model_file: Path, external: list) -> None:
                 raise ExportError(f"{model_file}: tensor {tensor.name!r} has external data at {location!r}, a memory address; refused")
             path = inside(folder, location, str(model_file), f"tensor {tensor.name!r} external data location")
             if not path.is_file():
-                raise ExportError(f"{model_file}: tensor {tensor.name!r} has its data in {path}, which is missing; copy the whole export folder")
+                raise ExportError(
+                    f"{model_file}: tensor {tensor.name!r} has its data in {path}, which is missing; copy the whole export folder"
+                )
             size = path.stat().st_size
             try:
                 offset, length = int(entries.get("offset") or 0), int(entries.get("length") or 0)
             except ValueError:
-                raise ExportError(f"{model_file}: tensor {tensor.name!r} has a non-numeric external data offset or length; refused") from None
+                raise ExportError(
+                    f"{model_file}: tensor {tensor.name!r} has a non-numeric external data offset or length; refused"
+                ) from None
             if offset < 0 or length < 0 or offset + length > size:
-                raise ExportError(f"{model_file}: tensor {tensor.name!r} reads bytes {offset}..{offset + length} of {path} "
-                                  f"({size} bytes); refused. Fix: {FIX}")
+                raise ExportError(
+                    f"{model_file}: tensor {tensor.name!r} reads bytes {offset}..{offset + length} of {path} "
+                    f"({size} bytes); refused. Fix: {FIX}"
+                )
 
 
 def file_sha256(path: str | Path) -> str:

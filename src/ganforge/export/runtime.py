@@ -42,8 +42,19 @@ from ganforge.utils.imageio import LabelIds, load_image, load_label_ids, save_at
 
 EXTRA_HINT = "install the export extra: pip install 'ganforge[export]' (or just onnxruntime)"
 #: the keys of a graph's entry in its "ganforge" metadata; the others are the manifest's
-GRAPH_KEYS = ("name", "file", "inputs", "output", "dynamic_axes", "direction", "generator_mode", "nz", "label_ids",
-              "train_label_size", "fixed_size")
+GRAPH_KEYS = (
+    "name",
+    "file",
+    "inputs",
+    "output",
+    "dynamic_axes",
+    "direction",
+    "generator_mode",
+    "nz",
+    "label_ids",
+    "train_label_size",
+    "fixed_size",
+)
 ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
 
 
@@ -54,11 +65,15 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     if path.is_dir():
         file = path / "manifest.json"
         if not file.is_file():
-            raise ConfigError(f"model={path} is a folder without manifest.json; give a folder written by ganforge-export or one .onnx file of it")
+            raise ConfigError(
+                f"model={path} is a folder without manifest.json; give a folder written by ganforge-export or one .onnx file of it"
+            )
         manifest = read_manifest_file(file)
         if isinstance(manifest, dict) and manifest.get("format") in ("torchscript", "safetensors"):
-            raise ConfigError(f"model={path} holds a {manifest['format']} export; ganforge-predict model= runs ONNX exports "
-                              "(export with format=onnx), a checkpoint runs with ckpt_path=")
+            raise ConfigError(
+                f"model={path} holds a {manifest['format']} export; ganforge-predict model= runs ONNX exports "
+                "(export with format=onnx), a checkpoint runs with ckpt_path="
+            )
         return _onnx_manifest(manifest, str(file)), path
     if not path.is_file():
         raise ConfigError(f"model={path} does not exist; give an .onnx file or a folder written by ganforge-export")
@@ -67,8 +82,10 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     except (ValueError, OSError) as e:
         raise ConfigError(f"model={path} is not an ONNX model ({type(e).__name__}: {e}); give a file written by ganforge-export") from None
     if "ganforge" not in props:
-        raise ConfigError(f"model={path} is an ONNX model without ganforge's metadata (not written by ganforge-export), "
-                          "so its inputs and value range are unknown")
+        raise ConfigError(
+            f"model={path} is an ONNX model without ganforge's metadata (not written by ganforge-export), "
+            "so its inputs and value range are unknown"
+        )
     where = f"{path} (its ganforge metadata)"
     entry = read_json(props["ganforge"], where, "the metadata")
     if not isinstance(entry, dict):
@@ -106,6 +123,7 @@ def image_to_array(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
 
 def _cubic(t: float, a: float = -0.75) -> list[float]:
     """The weights of the four taps at offsets -1, 0, 1, 2 (torch's upsample_bicubic2d)."""
+
     def near(x):
         return ((a + 2) * x - (a + 3)) * x * x + 1
 
@@ -251,7 +269,7 @@ class OnnxModel:
             raise ConfigError(f"n_samples must be >= 1, got {n}")
         self._session(graph)  # the graph takes the z the manifest sizes, checked before drawing it
         zs = np.random.default_rng(int(opts.get("seed", 0))).standard_normal((n, *graph["inputs"][1]["shape"][1:])).astype(np.float32)
-        outs = {f"_{k}": [array_to_image(self._run(graph, label=ids, z=zs[k:k + 1])[0], orig)] for k in range(n)}
+        outs = {f"_{k}": [array_to_image(self._run(graph, label=ids, z=zs[k : k + 1])[0], orig)] for k in range(n)}
         return {"": outs["_0"]} if n == 1 else outs
 
     def write_samples(self, opts: Mapping, out_dir: Path) -> list[Path]:
@@ -290,16 +308,20 @@ class OnnxModel:
         """The graph in the file takes and gives what the manifest says: input names, types and fixed sizes."""
         found = {i.name: i for i in session.get_inputs()}
         if set(found) != {s["name"] for s in graph["inputs"]}:
-            raise ExportError(f"{file}: the graph's inputs are {sorted(found)}, the manifest's graph {graph['name']!r} "
-                              f"says {[s['name'] for s in graph['inputs']]}. Fix: {FIX}")
+            raise ExportError(
+                f"{file}: the graph's inputs are {sorted(found)}, the manifest's graph {graph['name']!r} "
+                f"says {[s['name'] for s in graph['inputs']]}. Fix: {FIX}"
+            )
         for spec in graph["inputs"]:
             got, want = found[spec["name"]], ORT_TYPES[input_dtype(spec["kind"])]
             if got.type != want:
                 raise ExportError(f"{file}: input {spec['name']!r} is {got.type} in the graph, {want} in the manifest. Fix: {FIX}")
             if len(got.shape) != len(spec["shape"]) or any(
-                    isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(got.shape, spec["shape"])):
-                raise ExportError(f"{file}: input {spec['name']!r} has shape {list(got.shape)} in the graph, "
-                                  f"{spec['shape']} in the manifest. Fix: {FIX}")
+                isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(got.shape, spec["shape"])
+            ):
+                raise ExportError(
+                    f"{file}: input {spec['name']!r} has shape {list(got.shape)} in the graph, {spec['shape']} in the manifest. Fix: {FIX}"
+                )
         outputs = [o.name for o in session.get_outputs()]
         if outputs[:1] != [graph["output"]["name"]]:
             raise ExportError(f"{file}: the graph's outputs are {outputs}, the manifest says {graph['output']['name']!r} first. Fix: {FIX}")
@@ -311,8 +333,10 @@ class OnnxModel:
             out = session.run(None, feeds)[0]
         except Exception as e:  # noqa: BLE001 - onnxruntime's error kinds differ between versions
             shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
-            raise ExportError(f"model={self.path}: graph {graph['name']!r} failed in onnxruntime on inputs {shapes} "
-                              f"({type(e).__name__}: {_first_line(e)})") from None
+            raise ExportError(
+                f"model={self.path}: graph {graph['name']!r} failed in onnxruntime on inputs {shapes} "
+                f"({type(e).__name__}: {_first_line(e)})"
+            ) from None
         self._check_output(graph, out, feeds)
         return out
 
@@ -329,13 +353,17 @@ class OnnxModel:
                     sizes.setdefault(dim, n)
         expected = [sizes[d] if isinstance(d, str) else d for d in spec]
         if list(out.shape) != expected:
-            raise ExportError(f"{where} gave an output of shape {list(out.shape)} where its manifest says {spec} "
-                              f"({expected} for these inputs); refused before resizing or writing it. Fix: {FIX}")
+            raise ExportError(
+                f"{where} gave an output of shape {list(out.shape)} where its manifest says {spec} "
+                f"({expected} for these inputs); refused before resizing or writing it. Fix: {FIX}"
+            )
         finite = np.isfinite(out)
         if not finite.all():
-            raise ExportError(f"{where} gave {out.size - int(finite.sum())} non-finite values (NaN or Inf) of {out.size}; "
-                              "nothing was written for this input. The graph's weights are broken: export again from a "
-                              "checkpoint whose weights are finite")
+            raise ExportError(
+                f"{where} gave {out.size - int(finite.sum())} non-finite values (NaN or Inf) of {out.size}; "
+                "nothing was written for this input. The graph's weights are broken: export again from a "
+                "checkpoint whose weights are finite"
+            )
 
     def _flags(self, graph: dict, opts: Mapping) -> dict[str, np.ndarray]:
         """pix2pix's `dropout` input: `test_dropout` (null: the export's default, the reference's dropout on)."""
@@ -369,7 +397,7 @@ class OnnxModel:
         self._session(graph)
         rng = np.random.default_rng(int(opts.get("seed", 0)))
         zs = rng.standard_normal((n, *z_shape)).astype(np.float32)
-        return {f"_{k}": zs[k:k + 1] for k in range(n)}
+        return {f"_{k}": zs[k : k + 1] for k in range(n)}
 
 
 def _first_line(e: BaseException) -> str:

@@ -59,6 +59,7 @@ def build_scheduler(
     factor = 1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1) for the 1-based epoch.
     """
     if policy == "linear":
+
         def factor(epoch0: int) -> float:
             return 1.0 - max(0, epoch0 + 1 - n_epochs) / float(n_epochs_decay + 1)
 
@@ -173,8 +174,12 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         the model folder use. Built once and kept while the module's nets, buffers, hyper-parameters and run config are
         the same objects (a net swapped in setup, buffers moved by `.to()` or a hyper-parameter set anew build it
         again): training steps call it too."""
-        key = (id(self.run_config), *map(id, self.children()), *map(id, self.buffers(recurse=False)),
-               *((k, id(v)) for k, v in self.hparams.items()))
+        key = (
+            id(self.run_config),
+            *map(id, self.children()),
+            *map(id, self.buffers(recurse=False)),
+            *((k, id(v)) for k, v in self.hparams.items()),
+        )
         cached = self.__dict__.get("_inference")
         if cached is None or cached[0] != key:
             cached = self.__dict__["_inference"] = (key, self.build_inference_model())  # not a submodule: no state
@@ -182,14 +187,17 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
 
     def build_inference_model(self) -> InferenceModel:
         cls = self.inference_class()
-        spec = cls.Spec(**cls.spec_data(self.model_name, self.hparams, self.data_settings(),
-                                         lambda key: net_config(getattr(self, key), key)))
+        spec = cls.Spec(
+            **cls.spec_data(self.model_name, self.hparams, self.data_settings(), lambda key: net_config(getattr(self, key), key))
+        )
         return cls(spec, nets={key: getattr(self, key) for key in spec.nets}, model_name=self.model_name)
 
     def inference_class(self) -> type[InferenceModel]:
         if self.model_name not in MODELS:
-            raise ConfigError(f"{type(self).__name__}.model_name={self.model_name!r} names no registered inference model "
-                              f"(ganforge.models.MODELS: {', '.join(sorted(MODELS))})")
+            raise ConfigError(
+                f"{type(self).__name__}.model_name={self.model_name!r} names no registered inference model "
+                f"(ganforge.models.MODELS: {', '.join(sorted(MODELS))})"
+            )
         return MODELS[self.model_name]
 
     def data_settings(self) -> dict[str, Any]:
@@ -234,8 +242,7 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         return self._nonfinite is not None and bool(self._nonfinite)
 
     @staticmethod
-    def d_loss(criterion: GANLoss, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-               weight: float = 0.5) -> dict[str, torch.Tensor]:
+    def d_loss(criterion: GANLoss, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor, weight: float = 0.5) -> dict[str, torch.Tensor]:
         """The standard discriminator objective: (real + fake) * weight, fake already detached."""
         loss_fake = criterion(netD(fake), False)
         loss_real = criterion(netD(real), True)
@@ -309,7 +316,8 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
             "rng_states": rng_states(),
             "extras": self.checkpoint_extras(),
             # written inside an epoch (callbacks.mid_epoch_checkpoint): the resumed run continues it
-            "mid_epoch": self._trainer is not None and self.trainer.training
+            "mid_epoch": self._trainer is not None
+            and self.trainer.training
             and not self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch,
             # what a resumed finished run reports
             "metrics": {k: float(v) for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1},
@@ -329,8 +337,7 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         theirs = meta.get("model_class")
         if theirs and theirs != mine:
             raise CheckpointError(
-                f"the checkpoint was written by {theirs}, but this run builds {mine}; "
-                f"pick the matching model=... or another ckpt_path"
+                f"the checkpoint was written by {theirs}, but this run builds {mine}; pick the matching model=... or another ckpt_path"
             )
         check_state_dict_matches(self.state_dict(), checkpoint.get("state_dict", {}), where=mine)
         self.load_checkpoint_extras(meta.get("extras") or {})
@@ -351,8 +358,9 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         if self.skip_nonfinite:
             # A skipped step's forward passes still fed BatchNorm's running statistics: kept to undo.
             self._batch_skipped = False
-            self._norm_stats = [(b, b.clone()) for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                for b in m.buffers()]
+            self._norm_stats = [
+                (b, b.clone()) for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for b in m.buffers()
+            ]
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.skip_nonfinite and self._batch_skipped:

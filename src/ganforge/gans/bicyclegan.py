@@ -115,8 +115,13 @@ class BicycleGAN(PairedGAN):
         z_enc = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterization
         z_rand = self.random_z(half)
         return {
-            "real_B_encoded": B1, "real_B_random": B2, "mu": mu, "logvar": logvar, "z_random": z_rand,
-            "fake_B_encoded": self.netG(A1, z_enc), "fake_B_random": self.netG(A1, z_rand),
+            "real_B_encoded": B1,
+            "real_B_random": B2,
+            "mu": mu,
+            "logvar": logvar,
+            "z_random": z_rand,
+            "fake_B_encoded": self.netG(A1, z_enc),
+            "fake_B_random": self.netG(A1, z_rand),
         }
 
     def encoder_generator_losses(self, f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -126,7 +131,10 @@ class BicycleGAN(PairedGAN):
         loss_l1 = F.l1_loss(f["fake_B_encoded"], f["real_B_encoded"]) * hp.lambda_l1
         loss_kl = kl_divergence(f["mu"], f["logvar"]) * hp.lambda_kl
         return {
-            "loss_G_GAN": loss_gan, "loss_G_GAN2": loss_gan2, "loss_G_L1": loss_l1, "loss_kl": loss_kl,
+            "loss_G_GAN": loss_gan,
+            "loss_G_GAN2": loss_gan2,
+            "loss_G_L1": loss_l1,
+            "loss_kl": loss_kl,
             "loss_EG": loss_gan + loss_gan2 + loss_l1 + loss_kl,
         }
 

@@ -92,8 +92,7 @@ def set_rng_states(states: dict) -> None:
 
 def plain_hyperparameters(hparams: Mapping[str, Any]) -> dict:
     """The hyper-parameters that weights_only loading accepts (the run config holds the factories)."""
-    plain = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig | ListConfig) else v
-             for k, v in hparams.items()}
+    plain = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig | ListConfig) else v for k, v in hparams.items()}
     return {k: v for k, v in plain.items() if _is_plain(v)}
 
 

@@ -116,5 +116,5 @@ class DCGAN(GANModule):
         n = min(len(batch["real"]), len(self.fixed_noise) // GRID_COLUMNS)
         rows = {"real": batch["real"][:n]}
         for j in range(GRID_COLUMNS):
-            rows[f"sample_{j}"] = self.sample(self.fixed_noise[j * n:(j + 1) * n])
+            rows[f"sample_{j}"] = self.sample(self.fixed_noise[j * n : (j + 1) * n])
         return rows

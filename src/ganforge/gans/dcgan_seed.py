@@ -28,8 +28,9 @@ class KerasRMSprop(torch.optim.RMSprop):
     count lives in the param group, so it is in the optimizer's state_dict and survives a resume; an
     LR scheduler still sets `lr`, which the decay divides."""
 
-    def __init__(self, params, lr: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7,
-                 decay: float = 0.0, clipvalue: float | None = None):
+    def __init__(
+        self, params, lr: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7, decay: float = 0.0, clipvalue: float | None = None
+    ):
         if decay < 0 or (clipvalue is not None and clipvalue <= 0):
             raise ConfigError(f"KerasRMSprop needs decay >= 0 and clipvalue > 0 (or null); got decay={decay}, clipvalue={clipvalue}")
         super().__init__(params, lr=lr, alpha=rho, eps=epsilon)

@@ -7,7 +7,6 @@ list of feature lists whose last element is the score map (`get_intermediate=Tru
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +18,7 @@ GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
 SCALE_REDUCTIONS = ("mean", "sum")
 GP_KINDS = ("mixed", "real", "fake")
 
-DOutput = Union[torch.Tensor, Sequence["DOutput"]]
+DOutput = torch.Tensor | Sequence["DOutput"]
 
 
 def score_maps(prediction: DOutput) -> list[torch.Tensor]:
@@ -48,9 +47,7 @@ class GANLoss(nn.Module):
         if gan_mode not in GAN_MODES:
             raise ConfigError(f"unknown gan_mode {gan_mode!r}; choose one of: {', '.join(GAN_MODES)}")
         if scale_reduction not in SCALE_REDUCTIONS:
-            raise ConfigError(
-                f"unknown scale_reduction {scale_reduction!r}; choose one of: {', '.join(SCALE_REDUCTIONS)}"
-            )
+            raise ConfigError(f"unknown scale_reduction {scale_reduction!r}; choose one of: {', '.join(SCALE_REDUCTIONS)}")
         self.gan_mode = gan_mode
         self.scale_reduction = scale_reduction
         # Non-persistent: labels come from the config, so they stay out of checkpoints.
@@ -118,9 +115,7 @@ def gradient_penalty(
         x = alpha * real + (1 - alpha) * fake
     x.requires_grad_(True)
     scores = score_maps(netD(x))
-    (grad,) = torch.autograd.grad(
-        outputs=scores, inputs=x, grad_outputs=[torch.ones_like(s) for s in scores], create_graph=True
-    )
+    (grad,) = torch.autograd.grad(outputs=scores, inputs=x, grad_outputs=[torch.ones_like(s) for s in scores], create_graph=True)
     if norm_over == "pixel":
         return ((grad.norm(2, dim=1) - constant) ** 2).mean() * weight, grad.flatten(1)
     grad = grad.flatten(1)

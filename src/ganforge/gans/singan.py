@@ -128,9 +128,7 @@ class SinGAN(GANModule):
         """An epoch is `data.iters_per_epoch` iterations of the scale being trained."""
         per_epoch, per_scale = self.hparams.iters_per_epoch, self.hparams.iters_per_scale
         if per_epoch < 1 or per_scale % per_epoch:
-            raise ConfigError(
-                f"model.iters_per_scale={per_scale} must be a multiple of data.iters_per_epoch={per_epoch}"
-            )
+            raise ConfigError(f"model.iters_per_scale={per_scale} must be a multiple of data.iters_per_epoch={per_epoch}")
         return per_scale // per_epoch
 
     @property

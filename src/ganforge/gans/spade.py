@@ -112,13 +112,17 @@ class SPADEModel(GANModule):
         lr_g, lr_d = (hp.lr, hp.lr) if hp.no_ttur else (hp.lr / 2, hp.lr * 2)
         betas = tuple(hp.betas) if hp.betas is not None else ((0.5, 0.999) if hp.no_ttur else (0.0, 0.9))
         g_params = list(self.netG.parameters()) + (list(self.netE.parameters()) if self.netE is not None else [])
-        opts = (self.hparams.optimizer_g(params=g_params, lr=lr_g, betas=betas),
-                self.hparams.optimizer_d(params=self.netD.parameters(), lr=lr_d, betas=betas))
+        opts = (
+            self.hparams.optimizer_g(params=g_params, lr=lr_g, betas=betas),
+            self.hparams.optimizer_d(params=self.netD.parameters(), lr=lr_d, betas=betas),
+        )
         cfg = self.scheduler_cfg
         if cfg.get("policy", "linear") != "linear":
             return self.optimizers_for(*opts)
-        scheds = [{"scheduler": ReferenceLinearDecay(o, hp.lr, cfg.get("n_epochs", 100), cfg.get("n_epochs_decay", 100)),
-                   "interval": "epoch"} for o in opts]
+        scheds = [
+            {"scheduler": ReferenceLinearDecay(o, hp.lr, cfg.get("n_epochs", 100), cfg.get("n_epochs_decay", 100)), "interval": "epoch"}
+            for o in opts
+        ]
         return list(opts), scheds
 
     # ----- inputs --------------------------------------------------------------------------------
@@ -126,16 +130,19 @@ class SPADEModel(GANModule):
         """The generator's input (the inference model's one-hot label map [+ instance edges]); training needs
         the instance map when the model was built with use_instance."""
         if self.hparams.use_instance and instance is None:
-            raise ConfigError("the model was built with use_instance=true but the batch has no instance map; "
-                              "set data.use_instance=true (and give instance maps)")
+            raise ConfigError(
+                "the model was built with use_instance=true but the batch has no instance map; "
+                "set data.use_instance=true (and give instance maps)"
+            )
         return self.inference_model().semantics(label, instance)
 
     def batch_semantics(self, batch: dict) -> torch.Tensor:
         return self.semantics(batch["label"], batch.get("instance"))
 
     # ----- the paper's objective, one phase a method ---------------------------------------------
-    def generate(self, sem: torch.Tensor, real: torch.Tensor | None, z: torch.Tensor | None = None,
-                 compute_kld: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def generate(
+        self, sem: torch.Tensor, real: torch.Tensor | None, z: torch.Tensor | None = None, compute_kld: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """G(label map, z): z from E's posterior on `real` with the VAE (reparameterized), else none."""
         kld = None
         if self.netE is not None and z is None and real is not None:
@@ -198,15 +205,15 @@ class SPADEModel(GANModule):
         fake = self.synthesize(batch, style=batch["image"], use_mean=True)
         self.collect_for_swd(fake, batch["image"])
         self.val_psnr((fake.float() + 1) / 2, (batch["image"].float() + 1) / 2)
-        self.log("val/l1", F.l1_loss(fake.float(), batch["image"].float()), prog_bar=True, sync_dist=True,
-                 batch_size=len(fake))
+        self.log("val/l1", F.l1_loss(fake.float(), batch["image"].float()), prog_bar=True, sync_dist=True, batch_size=len(fake))
         self.log("val/psnr", self.val_psnr)
 
     # ----- inference: the inference model around G (and E) ----------------------------------------
     def synthesize(self, batch: dict, style: torch.Tensor | None = None, use_mean: bool = False) -> torch.Tensor:
         """G in eval mode on a batch's label map; with the VAE the style code of `style` (see SPADEInference.generate)."""
-        return self.inference_model().generate(batch["label"], batch.get("instance"),
-                                               style=style if self.netE is not None else None, use_mean=use_mean)
+        return self.inference_model().generate(
+            batch["label"], batch.get("instance"), style=style if self.netE is not None else None, use_mean=use_mean
+        )
 
     @property
     def metric_label_classes(self) -> int:
@@ -216,13 +223,19 @@ class SPADEModel(GANModule):
         """The reference protocol (test.py): G(val label map) at crop size, the style (VAE) encoded from
         the val photo; compared with the val photos, and with the label maps for mIoU (as the inference
         model's `metric_labels`: ADE20K's raw ids one down, 'other' left out)."""
-        return {"fake": self.synthesize(batch, style=batch["image"]), "real": batch["image"],
-                "label": self.inference_model().metric_labels(batch["label"])}
+        return {
+            "fake": self.synthesize(batch, style=batch["image"]),
+            "real": batch["image"],
+            "label": self.inference_model().metric_labels(batch["label"]),
+        }
 
     def grid_rows(self, batch) -> dict[str, torch.Tensor]:
         """label | output | photo."""
-        return {"label": self.inference_model().colorize(batch["label"]), "output": self.synthesize(batch, style=batch["image"]),
-                "photo": batch["image"]}
+        return {
+            "label": self.inference_model().colorize(batch["label"]),
+            "output": self.synthesize(batch, style=batch["image"]),
+            "photo": batch["image"],
+        }
 
     @property
     def input_size_multiple(self) -> int:

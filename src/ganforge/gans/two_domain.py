@@ -71,5 +71,11 @@ class TwoDomainGAN(GANModule):
         """One grid row per sample: real_A | fake_B | rec_A | real_B | fake_A | rec_B."""
         with running(self.netG_A, self.netG_B):
             out = self.cycle(batch["A"], batch["B"])
-        return {"real_A": batch["A"], "fake_B": out["fake_B"], "rec_A": out["rec_A"],
-                "real_B": batch["B"], "fake_A": out["fake_A"], "rec_B": out["rec_B"]}
+        return {
+            "real_A": batch["A"],
+            "fake_B": out["fake_B"],
+            "rec_A": out["rec_A"],
+            "real_B": batch["B"],
+            "fake_A": out["fake_A"],
+            "rec_B": out["rec_B"],
+        }

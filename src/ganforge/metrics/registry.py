@@ -24,8 +24,7 @@ REQUIREMENTS = {
     ),
     "single_image": (
         lambda m, seg: m.metric_single_image,
-        "SIFID compares with the one training image of a single-image model (SinGAN); this model trains on a "
-        "multi-image dataset",
+        "SIFID compares with the one training image of a single-image model (SinGAN); this model trains on a multi-image dataset",
     ),
 }
 
@@ -50,8 +49,13 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("ssim", ("images", "pairs"), None, True, "SSIM between each output and its target"),
         MetricSpec("diversity", ("images", "diverse"), None, True, "BicycleGAN's LPIPS diversity score"),
         MetricSpec("sifid", ("images", "single_image"), "64", False, "Single-Image FID (SinGAN)"),
-        MetricSpec("miou", ("images", "labels", "segmenter"), None, True,
-                   "mean IoU of a user-supplied segmenter's prediction on the outputs against their label maps"),
+        MetricSpec(
+            "miou",
+            ("images", "labels", "segmenter"),
+            None,
+            True,
+            "mean IoU of a user-supplied segmenter's prediction on the outputs against their label maps",
+        ),
     )
 }
 
@@ -78,7 +82,6 @@ def check_metrics(names, model, segmenter: bool = False) -> list[str]:
             ok, why = REQUIREMENTS[req]
             if not ok(model, segmenter):
                 raise ConfigError(
-                    f"metric {n!r} cannot be computed for {model_name}: {why}. "
-                    f"Metrics this model supports: {supported(model, segmenter)}"
+                    f"metric {n!r} cannot be computed for {model_name}: {why}. Metrics this model supports: {supported(model, segmenter)}"
                 )
     return list(dict.fromkeys(names))

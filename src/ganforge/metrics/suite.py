@@ -123,7 +123,9 @@ class MetricSuite:
         if name == "fid":
             return FrechetInceptionDistance(feature=Precomputed(dims[self.fid_feature]))
         if name == "kid":
-            return KernelInceptionDistance(feature=Precomputed(dims[self.fid_feature]), subsets=self.kid_subsets, subset_size=self.kid_subset_size)
+            return KernelInceptionDistance(
+                feature=Precomputed(dims[self.fid_feature]), subsets=self.kid_subsets, subset_size=self.kid_subset_size
+            )
         if name == "is":
             return InceptionScore(feature=Precomputed(dims["logits_unbiased"]), splits=self.is_splits)
         if name in ("lpips", "diversity"):
@@ -176,8 +178,9 @@ class MetricSuite:
         return {layer: torch.cat(fs) for layer, fs in out.items()}
 
     @torch.no_grad()
-    def update(self, fake: Images, real: Images | None = None, diverse: torch.Tensor | None = None,
-               label: torch.Tensor | None = None) -> None:
+    def update(
+        self, fake: Images, real: Images | None = None, diverse: torch.Tensor | None = None, label: torch.Tensor | None = None
+    ) -> None:
         """fake: generated images; real: the real images (for paired metrics, fake[i]'s target);
         diverse: (n, B, C, H, W) outputs of n latents per input, for `diversity`; label: the label maps
         (B, [1,] H, W) the fakes were generated from, for `miou`."""
@@ -274,7 +277,8 @@ class MetricSuite:
             "input_sizes": [list(s) for s in sizes],
             "mixed_sizes": len(sizes) > 1,
             "weights": str(resolve("inception", self.weights.get("inception"), download=False))
-            if self.extractor is not None and not self.injected else "injected",
+            if self.extractor is not None and not self.injected
+            else "injected",
         }
         pair_resize = "generated image resized to its target's size (bilinear, antialias)" if self.pairs_resized else "none"
         layer = LAYER_NAMES.get(self.fid_feature, f"{self.fid_feature}-d pooled")
@@ -282,22 +286,34 @@ class MetricSuite:
         per = {
             "fid": {**inception, "feature_layer": layer, "samples": self.n_fake, "reference_samples": self.n_real},
             "kid": {
-                **inception, "feature_layer": layer, "samples": self.n_fake, "reference_samples": self.n_real,
-                "subsets": self.kid_subsets, "subset_size": min(self.kid_subset_size, self.n_fake, self.n_real),
+                **inception,
+                "feature_layer": layer,
+                "samples": self.n_fake,
+                "reference_samples": self.n_real,
+                "subsets": self.kid_subsets,
+                "subset_size": min(self.kid_subset_size, self.n_fake, self.n_real),
                 "kernel": "polynomial, degree 3, gamma 1/d, coef 1",
             },
-            "is": {**inception, "feature_layer": LAYER_NAMES["logits_unbiased"], "samples": self.n_fake, "splits": min(self.is_splits, self.n_fake)},
+            "is": {
+                **inception,
+                "feature_layer": LAYER_NAMES["logits_unbiased"],
+                "samples": self.n_fake,
+                "splits": min(self.is_splits, self.n_fake),
+            },
             "lpips": {**lpips, "pairs": self.n_pairs, "resize": pair_resize},
             "psnr": {"pairs": self.n_pairs, "data_range": "[0, 1]", "reduction": "mean of per-image PSNR", "resize": pair_resize},
             "ssim": {"pairs": self.n_pairs, "data_range": "[0, 1]", "window": "gaussian 11, sigma 1.5", "resize": pair_resize},
             "diversity": {**lpips, "inputs": self.n_diverse_inputs, "samples_per_input": self.diversity_samples, "pairs": "consecutive"},
             "sifid": {
-                **inception, "feature_layer": LAYER_NAMES["64"] + ", every spatial position a sample",
-                "resize": "none (native resolution, as SinGAN)", "samples": self.n_pairs,
+                **inception,
+                "feature_layer": LAYER_NAMES["64"] + ", every spatial position a sample",
+                "resize": "none (native resolution, as SinGAN)",
+                "samples": self.n_pairs,
             },
             "miou": {
                 "segmenter": f"{type(self.segmenter).__module__}.{type(self.segmenter).__qualname__}",
-                "classes": self.label_classes, "samples": self.n_labelled,
+                "classes": self.label_classes,
+                "samples": self.n_labelled,
                 "reduction": "mean over classes present in a label map or a prediction; don't-care pixels ignored",
                 "resize": "segmenter scores resized to the label map (bilinear) when their sizes differ",
             },

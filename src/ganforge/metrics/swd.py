@@ -7,8 +7,8 @@ statistics, which is what a small DCGAN learns first, so it falls early in a sho
 comparable with published FIDs; use it to see whether a run learns, and FID (callbacks.metrics) to
 report.
 
-Each patch (of one band of the image's Laplacian pyramid) is one point in R^(C*p*p); both sets are projected onto `num_projections` random unit
-directions, and the 1-D Wasserstein-1 distance of the sorted projections is averaged over directions.
+Each patch (of one band of the image's Laplacian pyramid) is one point in R^(C*p*p); both sets are projected onto
+`num_projections` random unit directions, and the 1-D Wasserstein-1 distance of the sorted projections is averaged over directions.
 """
 
 from __future__ import annotations
@@ -55,8 +55,13 @@ def laplacian_pyramid(x: Tensor, levels: int) -> list[Tensor]:
 
 
 def patch_swd(
-    fake: Tensor, real: Tensor, patch_size: int = 7, num_patches: int = 4096, num_projections: int = 128,
-    levels: int = 2, seed: int = 0,
+    fake: Tensor,
+    real: Tensor,
+    patch_size: int = 7,
+    num_patches: int = 4096,
+    num_projections: int = 128,
+    levels: int = 2,
+    seed: int = 0,
 ) -> float:
     """SWD (x100) between random `patch_size` patches of `fake` and `real`, averaged over the `levels` bands of
     their Laplacian pyramids, as Karras et al. compare structure band by band (on raw pixels the patch mean

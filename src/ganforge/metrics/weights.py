@@ -27,8 +27,8 @@ class PretrainedWeightsError(GanforgeError):
 
 @dataclass(frozen=True)
 class WeightFile:
-    key: str        # the config key: weights.<key>=<path>
-    file: str       # the name the library looks for in $TORCH_HOME/hub/checkpoints
+    key: str  # the config key: weights.<key>=<path>
+    file: str  # the name the library looks for in $TORCH_HOME/hub/checkpoints
     url: str
     used_by: str
 

@@ -51,11 +51,19 @@ class ExportGraph:
     dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
+
 def image_io(name: str, channels: int, side: int, dynamic_hw: bool, kind: str = "image") -> dict[str, Any]:
     """The manifest entry of an image tensor in [-1, 1] (x / 127.5 - 1 of the 8-bit pixels)."""
     hw = ["height", "width"] if dynamic_hw else [side, side]
-    return {"name": name, "kind": kind, "shape": ["batch", channels, *hw], "dtype": "float32",
-            "channels": channels, "range": [-1.0, 1.0], "normalisation": "pixel / 127.5 - 1"}
+    return {
+        "name": name,
+        "kind": kind,
+        "shape": ["batch", channels, *hw],
+        "dtype": "float32",
+        "channels": channels,
+        "range": [-1.0, 1.0],
+        "normalisation": "pixel / 127.5 - 1",
+    }
 
 
 # ----- the model card and the base class -----------------------------------------------------------------------------------------
@@ -92,6 +100,7 @@ model = ganforge.load("{where}")
 - `model.safetensors`: the generator weights{ema}
 - `config.json`: the model's spec and its preprocessing: {preprocessing}
 """
+
 
 class InferenceModel(nn.Module):
     """Base class: a spec, the nets named in it, and the model-folder format. Subclasses add the methods
@@ -147,12 +156,18 @@ class InferenceModel(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         from ganforge import __version__
 
-        return {"ganforge_version": __version__, "format_version": FORMAT_VERSION, "model": self.model_name,
-                "spec": dataclasses.asdict(self.spec), "preprocessing": self.preprocessing(),
-                "training": {k: v for k, v in self.training_info.items() if k in ("data", "command", "metrics", "ema")}}
+        return {
+            "ganforge_version": __version__,
+            "format_version": FORMAT_VERSION,
+            "model": self.model_name,
+            "spec": dataclasses.asdict(self.spec),
+            "preprocessing": self.preprocessing(),
+            "training": {k: v for k, v in self.training_info.items() if k in ("data", "command", "metrics", "ema")},
+        }
 
-    def save_pretrained(self, save_directory: str | Path, *, push_to_hub: bool = False, repo_id: str | None = None,
-                        **push_kwargs: Any) -> str | None:
+    def save_pretrained(
+        self, save_directory: str | Path, *, push_to_hub: bool = False, repo_id: str | None = None, **push_kwargs: Any
+    ) -> str | None:
         """Write the model folder (model.safetensors, config.json, README.md), replacing what a folder of that name
         holds of them; with `push_to_hub`, upload it too (to `repo_id`, default: the folder's name)."""
         from safetensors.torch import save_model
@@ -166,8 +181,16 @@ class InferenceModel(nn.Module):
             return self.push_to_hub(repo_id or folder.name, **push_kwargs)
         return None
 
-    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload a ganforge model", private: bool | None = None,
-                    token: str | None = None, branch: str | None = None, create_pr: bool | None = None) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload a ganforge model",
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool | None = None,
+    ) -> str:
         """Upload the model folder to the Hugging Face Hub in one commit (huggingface_hub's `upload_folder`)."""
         import tempfile
 
@@ -177,8 +200,7 @@ class InferenceModel(nn.Module):
         repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
-            return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
-                                     revision=branch, create_pr=create_pr)
+            return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=branch, create_pr=create_pr)
 
     def generate_model_card(self, where: str = "<this folder or hub id>"):
         """The folder's README.md (huggingface_hub's ModelCard: YAML metadata, then the text)."""
@@ -191,24 +213,47 @@ class InferenceModel(nn.Module):
             rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |" for k, v in sorted(metrics.items()))
             table = f"## Metrics\n\n| metric | value |\n|---|---|\n{rows}\n"
         pre = ", ".join(f"{k} {v}" for k, v in self.preprocessing().items() if k != "label_classes")
-        return ModelCard(CARD.format(
-            title=f"{self.model_name} ({info.get('data') or 'ganforge'})", model=self.model_name, paper=self.paper,
-            paper_name=self.paper_name or self.model_name, where=where,
-            usage=self.usage, data=info.get("data") or "unknown", command=info.get("command") or "unknown",
-            version=self.config_dict()["ganforge_version"], metrics=table,
-            ema=" (the EMA average of the generator, as the run kept one)" if info.get("ema") else "", preprocessing=pre,
-        ))
+        return ModelCard(
+            CARD.format(
+                title=f"{self.model_name} ({info.get('data') or 'ganforge'})",
+                model=self.model_name,
+                paper=self.paper,
+                paper_name=self.paper_name or self.model_name,
+                where=where,
+                usage=self.usage,
+                data=info.get("data") or "unknown",
+                command=info.get("command") or "unknown",
+                version=self.config_dict()["ganforge_version"],
+                metrics=table,
+                ema=" (the EMA average of the generator, as the run kept one)" if info.get("ema") else "",
+                preprocessing=pre,
+            )
+        )
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
-                        token: str | bool | None = None, cache_dir: str | Path | None = None,
-                        local_files_only: bool = False, revision: str | None = None,
-                        map_location: str | torch.device = "cpu", **_: Any) -> InferenceModel:
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        map_location: str | torch.device = "cpu",
+        **_: Any,
+    ) -> InferenceModel:
         """A model folder, or a Hub id (huggingface_hub's download and cache), of this class's family."""
         from ganforge.models.folder import load_folder, resolve_hub
 
-        folder = resolve_hub(str(pretrained_model_name_or_path), revision=revision, cache_dir=cache_dir,
-                             force_download=force_download, local_files_only=local_files_only, token=token)
+        folder = resolve_hub(
+            str(pretrained_model_name_or_path),
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
         model = load_folder(folder, map_location=map_location)
         if cls is not InferenceModel and not isinstance(model, cls):
             raise CheckpointError(f"{pretrained_model_name_or_path} holds a {model.model_name} model, not a {cls.__name__}")

@@ -34,8 +34,7 @@ class DCGANModel(InferenceModel):
 
     paper = "Radford et al., Unsupervised Representation Learning with Deep Convolutional GANs, ICLR 2016"
     paper_name = "DCGAN"
-    usage = ("images = model.sample(16, seed=0)     # 16 PIL images\n"
-             "walk = model.interpolate(0, 1, steps=8)")
+    usage = "images = model.sample(16, seed=0)     # 16 PIL images\nwalk = model.interpolate(0, 1, steps=8)"
 
     @dataclass
     class Spec(NetsSpec):
@@ -47,8 +46,11 @@ class DCGANModel(InferenceModel):
 
     @classmethod
     def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], dict]) -> dict[str, Any]:
-        return {"nets": {"netG": net("netG")}, "sample_batch_stats": setting(model, "sample_batch_stats", False),
-                "unit_output": setting(model, "seed_data_range", False)}
+        return {
+            "nets": {"netG": net("netG")},
+            "sample_batch_stats": setting(model, "sample_batch_stats", False),
+            "unit_output": setting(model, "seed_data_range", False),
+        }
 
     @property
     def nz(self) -> int:
@@ -109,10 +111,14 @@ class DCGANModel(InferenceModel):
             probe = eval_copy(self.netG)(torch.zeros(1, self.nz, 1, 1))  # the output's channels and side
         channels, side = probe.shape[1], probe.shape[-1]
         protocol = self.metric_protocol()
-        return [ExportGraph(
-            name="G", module=ImageToImage(net), example_inputs=(torch.randn(2, self.nz, 1, 1),),
-            inputs=[{"name": "z", "kind": "z", "shape": ["batch", self.nz, 1, 1], "dtype": "float32", "distribution": "N(0, 1)"}],
-            output=image_io("image", int(channels), int(side), dynamic_hw=False),
-            dynamic={"z": {0: "batch"}, "image": {0: "batch"}},
-            meta={"generator_mode": protocol["generator_mode"], "batchnorm": protocol["batchnorm"]},
-        )]
+        return [
+            ExportGraph(
+                name="G",
+                module=ImageToImage(net),
+                example_inputs=(torch.randn(2, self.nz, 1, 1),),
+                inputs=[{"name": "z", "kind": "z", "shape": ["batch", self.nz, 1, 1], "dtype": "float32", "distribution": "N(0, 1)"}],
+                output=image_io("image", int(channels), int(side), dynamic_hw=False),
+                dynamic={"z": {0: "batch"}, "image": {0: "batch"}},
+                meta={"generator_mode": protocol["generator_mode"], "batchnorm": protocol["batchnorm"]},
+            )
+        ]

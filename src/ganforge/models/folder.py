@@ -30,8 +30,15 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 
 MAX_CONFIG_BYTES = 10_000_000
 
-def resolve_hub(source: str, revision: str | None = None, cache_dir: str | Path | None = None,
-                force_download: bool = False, local_files_only: bool = False, token: str | bool | None = None) -> Path:
+
+def resolve_hub(
+    source: str,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> Path:
     """A local folder as it is; else a Hub id, downloaded (huggingface_hub's cache, checksums and progress bars)."""
     path = Path(source).expanduser()
     if path.is_dir():
@@ -46,9 +53,17 @@ def resolve_hub(source: str, revision: str | None = None, cache_dir: str | Path 
     )
 
     try:
-        return Path(snapshot_download(source, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                                      local_files_only=local_files_only, token=token,
-                                      allow_patterns=["config.json", "model.safetensors", "README.md"]))
+        return Path(
+            snapshot_download(
+                source,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+                allow_patterns=["config.json", "model.safetensors", "README.md"],
+            )
+        )
     except RepositoryNotFoundError:
         raise CheckpointError(f"{source} is neither a local folder nor a model on the Hugging Face Hub") from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
@@ -58,13 +73,16 @@ def resolve_hub(source: str, revision: str | None = None, cache_dir: str | Path 
             "then ganforge.load(<folder>); or set HF_HUB_OFFLINE=1 with the model already in the Hub cache"
         ) from None
 
+
 def load_folder(folder: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     folder = Path(folder)
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     for f in (config_path, weights):
         if not f.is_file():
-            raise CheckpointError(f"{folder} is not a ganforge model folder: {f.name} is missing "
-                                  "(write one with model.save_pretrained(folder) or ganforge-export format=pretrained)")
+            raise CheckpointError(
+                f"{folder} is not a ganforge model folder: {f.name} is missing "
+                "(write one with model.save_pretrained(folder) or ganforge-export format=pretrained)"
+            )
     if config_path.stat().st_size > MAX_CONFIG_BYTES:
         raise CheckpointError(f"{config_path} is {config_path.stat().st_size:,} bytes; a model config is a few kB")
     try:
@@ -78,8 +96,10 @@ def load_folder(folder: str | Path, map_location: str | torch.device = "cpu") ->
         raise CheckpointError(f"{config_path} has unknown key(s) {unknown}; a ganforge model config has {sorted(CONFIG_KEYS)}")
     version = config.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(f"{config_path} has format_version {version!r}; this ganforge reads 1..{FORMAT_VERSION} "
-                              "(a newer ganforge wrote it: upgrade ganforge)")
+        raise CheckpointError(
+            f"{config_path} has format_version {version!r}; this ganforge reads 1..{FORMAT_VERSION} "
+            "(a newer ganforge wrote it: upgrade ganforge)"
+        )
     model = build(config.get("model"), config.get("spec"), where=str(config_path))
     training = config.get("training")
     if isinstance(training, dict):
@@ -87,8 +107,10 @@ def load_folder(folder: str | Path, map_location: str | torch.device = "cpu") ->
     _load_safetensors(model, weights)
     return model.to(map_location)
 
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
 
 def build(name: Any, spec_data: Any, where: str) -> nn.Module:
     """The registered model `name` from its spec data, on the meta device: no memory and no initialisation is
@@ -112,6 +134,7 @@ def _load_safetensors(model: nn.Module, path: Path) -> None:
         raise CheckpointError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
     load_state(model, state, str(path))
 
+
 def load_state(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
     """Weights into `model`, every name and shape checked first (one CheckpointError saying what differs)."""
     expected = model.state_dict()
@@ -120,12 +143,17 @@ def load_state(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
         raise CheckpointError(f"{where}: {len(bad)} weight(s) are not tensors (e.g. {bad[:3]})")
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if missing or unexpected or shapes:
-        parts = ([f"{len(missing)} missing (e.g. {', '.join(missing[:3])})"] if missing else []) + \
-                ([f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})"] if unexpected else []) + \
-                ([f"{len(shapes)} of another shape (e.g. {'; '.join(shapes[:2])})"] if shapes else [])
+        parts = (
+            ([f"{len(missing)} missing (e.g. {', '.join(missing[:3])})"] if missing else [])
+            + ([f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})"] if unexpected else [])
+            + ([f"{len(shapes)} of another shape (e.g. {'; '.join(shapes[:2])})"] if shapes else [])
+        )
         raise CheckpointError(f"{where}: the weights do not fit the {model.model_name} model its config describes: {'; '.join(parts)}")
     model.load_state_dict(state, strict=True, assign=True)
     left = [k for k, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
@@ -133,5 +161,10 @@ def load_state(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
         raise RuntimeError(f"{model.model_name}: {left[:3]} have no value after loading; register them as persistent")
     nonfinite = model.check_finite()
     if nonfinite:
-        log.warning("%s: %d weight tensor(s) hold NaN or infinite values (e.g. %s): outputs will be meaningless; "
-                    "use an earlier checkpoint of the run", where, len(nonfinite), ", ".join(nonfinite[:3]))
+        log.warning(
+            "%s: %d weight tensor(s) hold NaN or infinite values (e.g. %s): outputs will be meaningless; "
+            "use an earlier checkpoint of the run",
+            where,
+            len(nonfinite),
+            ", ".join(nonfinite[:3]),
+        )

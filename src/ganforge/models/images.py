@@ -26,6 +26,7 @@ class ImageBatch:
     single: bool
     numpy_dtype: Any = None
 
+
 def to_tensor_batch(images: Any, channels: int) -> tuple[torch.Tensor, ImageBatch]:
     """A PIL image, a numpy array (HW, HWC or NHWC; uint8 0..255, uint16 0..65535 or float 0..1), a tensor
     ((C, H, W) or (N, C, H, W) in [-1, 1], the models' range) or a list of one kind -> (N, C, H, W) in [-1, 1]."""
@@ -73,6 +74,7 @@ def to_tensor_batch(images: Any, channels: int) -> tuple[torch.Tensor, ImageBatc
         return _fit_channels(t.float(), channels), ImageBatch("tensor", single)
     raise ConfigError(f"images must be PIL images, numpy arrays or tensors, got {type(images).__name__}")
 
+
 def _fit_channels(t: torch.Tensor, channels: int) -> torch.Tensor:
     if t.shape[1] == channels:
         return t
@@ -85,6 +87,7 @@ def _fit_channels(t: torch.Tensor, channels: int) -> torch.Tensor:
     if t.shape[1] != channels:
         raise ConfigError(f"the model takes {channels}-channel images, got {t.shape[1]} channels")
     return t
+
 
 def from_tensor_batch(t: torch.Tensor, how: ImageBatch) -> Any:
     """Outputs in [-1, 1] back in the kind the inputs came in."""
@@ -100,6 +103,7 @@ def from_tensor_batch(t: torch.Tensor, how: ImageBatch) -> Any:
     pil = [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in u8]
     return pil[0] if how.single else pil
 
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """`x` padded on the bottom and right to multiples of `multiple` (reflected while the image is large
     enough, replicated beyond), and its original (h, w) to crop back to."""
@@ -109,6 +113,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
         return x, (h, w)
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+
 
 @contextmanager
 def forked_rng(seed: int | None, device: torch.device) -> Iterator[None]:
@@ -121,11 +126,13 @@ def forked_rng(seed: int | None, device: torch.device) -> Iterator[None]:
         torch.manual_seed(int(seed))
         yield
 
+
 def seeded_normals(shapes: Sequence[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
     """N(0, 1) latents drawn with numpy's default generator from `seed`, one shape after the other: an ONNX
     export run without torch (ganforge.export.runtime) draws the same ones, so it writes the same samples."""
     rng = np.random.default_rng(int(seed))
     return [torch.from_numpy(rng.standard_normal(shape).astype(np.float32)) for shape in shapes]
+
 
 def seeded_normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return seeded_normals([shape], seed)[0]

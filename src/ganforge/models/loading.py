@@ -46,9 +46,17 @@ TRAINING_CLASSES = {
 #: where ganforge.callbacks.GeneratorEMA keeps its state in a checkpoint's "callbacks"
 EMA_STATE_KEY = "GeneratorEMA"
 
-def load(source: str | Path, *, map_location: str | torch.device = "cpu", use_ema: bool = True,
-         revision: str | None = None, cache_dir: str | Path | None = None, local_files_only: bool = False,
-         token: str | bool | None = None) -> InferenceModel:
+
+def load(
+    source: str | Path,
+    *,
+    map_location: str | torch.device = "cpu",
+    use_ema: bool = True,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> InferenceModel:
     """The inference model of a model folder (`save_pretrained`, `ganforge-export format=pretrained`), a `.ckpt`
     written by ganforge-train or ganforge-import (`use_ema`: the EMA generator when the run kept one), or a
     Hugging Face Hub id. In eval mode, on `map_location`."""
@@ -82,6 +90,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     return check_layout(ckpt, path)
 
+
 def check_layout(ckpt: Any, path: str | Path) -> dict:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by ganforge-train")
@@ -96,6 +105,7 @@ def check_layout(ckpt: Any, path: str | Path) -> dict:
     check_data(meta["config"], f"{path}: the stored run config")
     return ckpt
 
+
 def model_name_of(meta: Mapping, where: str) -> str:
     name = meta.get("model_name")
     if name is None:
@@ -107,6 +117,7 @@ def model_name_of(meta: Mapping, where: str) -> str:
         raise CheckpointError(f"{where}: model {short(name)} is not a ganforge model; known: {', '.join(sorted(MODELS))}")
     return name
 
+
 def net_config_from_target(node: Any, where: str) -> dict[str, Any]:
     """A stored net config ({_target_: ganforge.nets[...].<Class>, **kwargs}) as {name, kwargs}: the class is
     looked up among ganforge's registered nets, never imported from the string."""
@@ -117,6 +128,7 @@ def net_config_from_target(node: Any, where: str) -> dict[str, Any]:
     if name not in NETS:
         raise CheckpointError(f"{where}._target_={short(target)} is not a ganforge network; refused (a _target_ is a call)")
     return {"name": name, "kwargs": {k: v for k, v in node.items() if k != "_target_"}}
+
 
 def spec_data_from_run_config(name: str, config: Mapping, where: str) -> dict[str, Any]:
     """The spec of model `name` from a checkpoint's stored run config (checked by the spec on build): the model's
@@ -149,12 +161,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         load_ema(model, ema, str(path))
     config = meta["config"]
     model.training_info = {
-        "data": _data_name(config), "command": config.get("command") if isinstance(config.get("command"), str) else None,
+        "data": _data_name(config),
+        "command": config.get("command") if isinstance(config.get("command"), str) else None,
         "metrics": {k: float(v) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
-        if isinstance(meta.get("metrics"), Mapping) else {},
+        if isinstance(meta.get("metrics"), Mapping)
+        else {},
         "ema": bool(use_ema and ema),
     }
     return model.to(map_location)
+
 
 def _data_name(config: Mapping) -> str | None:
     data = config.get("data") or {}
@@ -164,6 +179,7 @@ def _data_name(config: Mapping) -> str | None:
         return name
     return Path(root).name if isinstance(root, str) and root else None
 
+
 def load_ema(model: InferenceModel, state: Any, where: str) -> None:
     """The averaged weights of a GeneratorEMA state ({"nets": {name: AveragedModel state}}) into the model's nets."""
     nets = state.get("nets") if isinstance(state, Mapping) else None
@@ -172,8 +188,10 @@ def load_ema(model: InferenceModel, state: Any, where: str) -> None:
     modules = dict(model.named_children())
     for name, sd in nets.items():
         if name not in modules or not isinstance(sd, Mapping):
-            raise CheckpointError(f"{where}: the EMA state names a net {short(name)} this {model.model_name} model does not "
-                                  f"have (its nets: {', '.join(modules)})")
+            raise CheckpointError(
+                f"{where}: the EMA state names a net {short(name)} this {model.model_name} model does not "
+                f"have (its nets: {', '.join(modules)})"
+            )
         count = sd.get("n_averaged", 0)
         if torch.is_tensor(count):
             count = int(count) if count.numel() == 1 else 0
@@ -181,8 +199,13 @@ def load_ema(model: InferenceModel, state: Any, where: str) -> None:
             continue
         weights = {k.removeprefix("module."): v for k, v in sd.items() if isinstance(k, str) and k.startswith("module.")}
         expected = modules[name].state_dict()
-        if any(not torch.is_tensor(v) for v in weights.values()) or set(weights) != set(expected) or any(
-                tuple(weights[k].shape) != tuple(v.shape) for k, v in expected.items()):
-            raise CheckpointError(f"{where}: the EMA average of {name} does not fit the net (names or shapes differ); "
-                                  "load with use_ema=false to use the trained weights")
+        if (
+            any(not torch.is_tensor(v) for v in weights.values())
+            or set(weights) != set(expected)
+            or any(tuple(weights[k].shape) != tuple(v.shape) for k, v in expected.items())
+        ):
+            raise CheckpointError(
+                f"{where}: the EMA average of {name} does not fit the net (names or shapes differ); "
+                "load with use_ema=false to use the trained weights"
+            )
         modules[name].load_state_dict(weights)

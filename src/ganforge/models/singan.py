@@ -47,8 +47,9 @@ class PyramidSampler(nn.Module):
     """`SinGANModel.generate` as one module for export: the noises are inputs (scale 0's has one channel,
     shared by all, as the reference), so the graph draws nothing; the sizes are fixed."""
 
-    def __init__(self, nets: nn.ModuleList, noise_amp: torch.Tensor, pad: int, sizes: list[tuple[int, int]], channels: int,
-                 scale_factor: float):
+    def __init__(
+        self, nets: nn.ModuleList, noise_amp: torch.Tensor, pad: int, sizes: list[tuple[int, int]], channels: int, scale_factor: float
+    ):
         super().__init__()
         self.nets, self.pad, self.sizes, self.channels, self.scale_factor = nets, pad, sizes, channels, scale_factor
         self.register_buffer("noise_amp", noise_amp.detach().clone())
@@ -82,9 +83,11 @@ class SinGANModel(InferenceModel):
     metric_single_image = True
     paper = "Rott Shaham et al., SinGAN: Learning a Generative Model from a Single Natural Image, ICCV 2019"
     paper_name = "SinGAN"
-    usage = ("samples = model.sample(4, seed=0)              # random images like the training image\n"
-             "wide = model.sample(1, scale_w=2.0)             # any size\n"
-             "big = model.super_resolution(4.0)               # models trained with experiment=singan_sr")
+    usage = (
+        "samples = model.sample(4, seed=0)              # random images like the training image\n"
+        "wide = model.sample(1, scale_w=2.0)             # any size\n"
+        "big = model.super_resolution(4.0)               # models trained with experiment=singan_sr"
+    )
 
     @dataclass
     class Spec:
@@ -101,8 +104,10 @@ class SinGANModel(InferenceModel):
         def __post_init__(self) -> None:
             check_range(self.channels, 1, MAX_CHANNELS, "channels")
             if not self.pyramid or len(self.pyramid) != len(self.generators) or len(self.pyramid) > 64:
-                raise ValueError(f"pyramid ({len(self.pyramid)} scales) and generators ({len(self.generators)}) must "
-                                 "be non-empty lists of the same length (at most 64)")
+                raise ValueError(
+                    f"pyramid ({len(self.pyramid)} scales) and generators ({len(self.generators)}) must "
+                    "be non-empty lists of the same length (at most 64)"
+                )
             for n, size in enumerate(self.pyramid):
                 if len(size) != 2:
                     raise ValueError(f"pyramid[{n}] must be [h, w], got {size}")
@@ -112,19 +117,27 @@ class SinGANModel(InferenceModel):
                 check_net_config(config, f"generators[{n}]")
             if self.nets:
                 raise ValueError("SinGAN keeps its nets in `generators`; nets must be empty")
-            if self.scale_factor is not None and (isinstance(self.scale_factor, bool) or not isinstance(self.scale_factor, (int, float))
-                                                  or not 0.05 <= self.scale_factor < 1):
+            if self.scale_factor is not None and (
+                isinstance(self.scale_factor, bool) or not isinstance(self.scale_factor, (int, float)) or not 0.05 <= self.scale_factor < 1
+            ):
                 raise ValueError(f"scale_factor must be a number in [0.05, 1), got {short(self.scale_factor)}")
 
-    def __init__(self, spec: Spec, nets: Mapping[str, nn.Module] | None = None, model_name: str | None = None,
-                 buffers: Mapping[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        spec: Spec,
+        nets: Mapping[str, nn.Module] | None = None,
+        model_name: str | None = None,
+        buffers: Mapping[str, torch.Tensor] | None = None,
+    ):
         """`nets={"netG": ModuleList}` and `buffers` (noise_amp, z_opt, real_<n>): a training module's own, shared."""
         super().__init__(spec, nets={}, model_name=model_name)
-        self.netG = nets["netG"] if nets else nn.ModuleList(
-            build_net(c, f"spec.generators[{n}]") for n, c in enumerate(spec.generators))
+        self.netG = nets["netG"] if nets else nn.ModuleList(build_net(c, f"spec.generators[{n}]") for n, c in enumerate(spec.generators))
         sizes = self.pyramid
-        shapes = {"noise_amp": (len(sizes),), "z_opt": (1, spec.channels, *sizes[0]),
-                  **{f"real_{n}": (1, spec.channels, h, w) for n, (h, w) in enumerate(sizes)}}
+        shapes = {
+            "noise_amp": (len(sizes),),
+            "z_opt": (1, spec.channels, *sizes[0]),
+            **{f"real_{n}": (1, spec.channels, h, w) for n, (h, w) in enumerate(sizes)},
+        }
         for name, shape in shapes.items():
             self.register_buffer(name, buffers[name] if buffers else torch.zeros(shape))
         self.pad = self.netG[0].pad
@@ -139,17 +152,37 @@ class SinGANModel(InferenceModel):
         if not isinstance(pyramid, list):
             raise CheckpointError(f"model.pyramid must be a list of [h, w], got {short(pyramid)}")
         every, top = setting(model, "nfc_double_every", 4), setting(model, "max_nfc", 128)
-        for key, value in (("nfc", setting(model, "nfc", 32)), ("min_nfc", setting(model, "min_nfc", 32)),
-                           ("nfc_double_every", every), ("max_nfc", top)):
+        for key, value in (
+            ("nfc", setting(model, "nfc", 32)),
+            ("min_nfc", setting(model, "min_nfc", 32)),
+            ("nfc_double_every", every),
+            ("max_nfc", top),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 4096:
                 raise CheckpointError(f"model.{key}={short(value)} must be an integer in 1..4096")
-        widths = [(min(setting(model, "nfc", 32) * 2 ** (n // every), top), min(setting(model, "min_nfc", 32) * 2 ** (n // every), top))
-                  for n in range(min(len(pyramid), 65))]
-        generators = [{"name": SinGANGenerator.__name__, "kwargs": {"nc": setting(model, "channels", 3), "nfc": nfc, "min_nfc": min_nfc,
-                                                                    "num_layer": setting(model, "num_layer", 5), "ker": 3}}
-                      for nfc, min_nfc in widths]
-        return {"channels": setting(model, "channels", 3), "pyramid": pyramid, "generators": generators,
-                "scale_factor": setting(model, "scale_factor", None)}
+        widths = [
+            (min(setting(model, "nfc", 32) * 2 ** (n // every), top), min(setting(model, "min_nfc", 32) * 2 ** (n // every), top))
+            for n in range(min(len(pyramid), 65))
+        ]
+        generators = [
+            {
+                "name": SinGANGenerator.__name__,
+                "kwargs": {
+                    "nc": setting(model, "channels", 3),
+                    "nfc": nfc,
+                    "min_nfc": min_nfc,
+                    "num_layer": setting(model, "num_layer", 5),
+                    "ker": 3,
+                },
+            }
+            for nfc, min_nfc in widths
+        ]
+        return {
+            "channels": setting(model, "channels", 3),
+            "pyramid": pyramid,
+            "generators": generators,
+            "scale_factor": setting(model, "scale_factor", None),
+        }
 
     @property
     def pyramid(self) -> list[tuple[int, int]]:
@@ -163,9 +196,13 @@ class SinGANModel(InferenceModel):
         return getattr(self, f"real_{n}")
 
     def preprocessing(self) -> dict[str, Any]:
-        return {"input": "noise (one N(0, 1) map a scale; the coarsest has one channel)", "range": [-1.0, 1.0],
-                "channels": self.spec.channels, "pyramid": self.spec.pyramid,
-                "resize": "between scales: the reference's imresize (MATLAB cubic, 8-bit) by 1 / scale_factor, cropped"}
+        return {
+            "input": "noise (one N(0, 1) map a scale; the coarsest has one channel)",
+            "range": [-1.0, 1.0],
+            "channels": self.spec.channels,
+            "pyramid": self.spec.pyramid,
+            "resize": "between scales: the reference's imresize (MATLAB cubic, 8-bit) by 1 / scale_factor, cropped",
+        }
 
     # ----- the pyramid -------------------------------------------------------------------------------
     def noise(self, n: int, size, batch: int = 1) -> torch.Tensor:
@@ -214,10 +251,11 @@ class SinGANModel(InferenceModel):
         (scale by scale, (num, 1 or C, h, w) each), so the model and its export give the same samples."""
         shapes = [(num, 1 if n == 0 else self.spec.channels, *s) for n, s in enumerate(self.sample_sizes(scale_h, scale_w))]
         noises = [z.to(self.noise_amp.device) for z in seeded_normals(shapes, seed)]
-        return [[z[k:k + 1] for z in noises] for k in range(num)]
+        return [[z[k : k + 1] for z in noises] for k in range(num)]
 
-    def generate(self, scale_h: float = 1.0, scale_w: float = 1.0, gen_start_scale: int = 0,
-                 noises: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def generate(
+        self, scale_h: float = 1.0, scale_w: float = 1.0, gen_start_scale: int = 0, noises: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """One random image (1, C, h, w) in [-1, 1]; scales below `gen_start_scale` use the reconstruction noise,
         so the sample keeps the image's coarse layout. `noises`: each scale's (`seeded_noises`); None: torch's stream."""
         sizes = self.sample_sizes(scale_h, scale_w)
@@ -238,8 +276,9 @@ class SinGANModel(InferenceModel):
         return int(n)
 
     # ----- the applications --------------------------------------------------------------------------
-    def sample(self, n: int = 1, scale_h: float = 1.0, scale_w: float = 1.0, gen_start_scale: int = 0,
-               seed: int = 0, output_type: str = "pil") -> Any:
+    def sample(
+        self, n: int = 1, scale_h: float = 1.0, scale_w: float = 1.0, gen_start_scale: int = 0, seed: int = 0, output_type: str = "pil"
+    ) -> Any:
         """n random images of (round(H * scale_h), round(W * scale_w)), from `gen_start_scale` on, their noises
         drawn with numpy from `seed` as an export's are (the same samples from both)."""
         if n < 1:
@@ -302,8 +341,15 @@ class SinGANModel(InferenceModel):
                 x = self.scale_forward(top, self.noise(0 if k == 0 else top, size), x)
         return _as(x[..., : int(factor * h), : int(factor * w)], output_type)
 
-    def animate(self, frames: int = 100, gen_start_scale: int = 2, alpha: float = 0.1, beta: float = 0.9,
-                seed: int | None = 0, output_type: str = "pil") -> list[Any]:
+    def animate(
+        self,
+        frames: int = 100,
+        gen_start_scale: int = 2,
+        alpha: float = 0.1,
+        beta: float = 0.9,
+        seed: int | None = 0,
+        output_type: str = "pil",
+    ) -> list[Any]:
         """The frames of a random walk in z at every scale from `gen_start_scale` (reference `generate_gif`:
         momentum `beta`, pull `alpha` towards the reconstruction noise)."""
         start = self.check_scale(gen_start_scale, 0, "gen_start_scale")
@@ -320,8 +366,7 @@ class SinGANModel(InferenceModel):
                     walk.append(z if n >= start else z_rec)
                 walks.append(walk)
             zeros = self.z_opt.new_zeros(1, self.spec.channels, *self.pyramid[0])
-            return [_as(self.chain(0, self.num_scales - 1, zeros, lambda n, s, i=i: walks[n][i]), output_type)
-                    for i in range(frames)]
+            return [_as(self.chain(0, self.num_scales - 1, zeros, lambda n, s, i=i: walks[n][i]), output_type) for i in range(frames)]
 
     def metric_protocol(self) -> dict[str, Any]:
         return {"generator_mode": "eval", "per_sample": True}
@@ -338,17 +383,32 @@ class SinGANModel(InferenceModel):
         scale_h, scale_w = float(opts.get("scale_h") or 1.0), float(opts.get("scale_w") or 1.0)
         sizes = self.sample_sizes(scale_h, scale_w)
         nc = self.spec.channels
-        module = PyramidSampler(nn.ModuleList(eval_copy(g) for g in self.netG), self.noise_amp, self.pad, sizes, nc,
-                                self.scale_factor)
+        module = PyramidSampler(nn.ModuleList(eval_copy(g) for g in self.netG), self.noise_amp, self.pad, sizes, nc, self.scale_factor)
         example = tuple(torch.randn(1, 1 if n == 0 else nc, *s) for n, s in enumerate(sizes))
-        inputs = [{"name": f"noise_{n}", "kind": "noise", "shape": ["batch", 1 if n == 0 else nc, *s], "dtype": "float32",
-                   "distribution": "N(0, 1)"} for n, s in enumerate(sizes)]
+        inputs = [
+            {
+                "name": f"noise_{n}",
+                "kind": "noise",
+                "shape": ["batch", 1 if n == 0 else nc, *s],
+                "dtype": "float32",
+                "distribution": "N(0, 1)",
+            }
+            for n, s in enumerate(sizes)
+        ]
         out = image_io("image", nc, sizes[-1][1], dynamic_hw=False)
         out["shape"] = ["batch", nc, *sizes[-1]]
         dynamic = {f"noise_{n}": {0: "batch"} for n in range(len(sizes))} | {"image": {0: "batch"}}
-        return [ExportGraph(name="pyramid", module=module, example_inputs=example, inputs=inputs, output=out,
-                            dynamic=dynamic, meta={"generator_mode": "eval", "scales": len(sizes), "sizes": sizes,
-                                                   "scale_h": scale_h, "scale_w": scale_w})]
+        return [
+            ExportGraph(
+                name="pyramid",
+                module=module,
+                example_inputs=example,
+                inputs=inputs,
+                output=out,
+                dynamic=dynamic,
+                meta={"generator_mode": "eval", "scales": len(sizes), "sizes": sizes, "scale_h": scale_h, "scale_w": scale_w},
+            )
+        ]
 
 
 def _as(x: torch.Tensor, output_type: str) -> Any:

@@ -58,8 +58,10 @@ def label_colormap(n: int) -> torch.Tensor:
 class SPADEInference(InferenceModel):
     paper = "Park et al., Semantic Image Synthesis with Spatially-Adaptive Normalization, CVPR 2019"
     paper_name = "SPADE (GauGAN)"
-    usage = ("photo = model.synthesize(label_map)   # a label-id image as the dataset stores them\n"
-             "styled = model.synthesize(label_map, style=photo)   # models trained with use_vae")
+    usage = (
+        "photo = model.synthesize(label_map)   # a label-id image as the dataset stores them\n"
+        "styled = model.synthesize(label_map, style=photo)   # models trained with use_vae"
+    )
 
     @dataclass
     class Spec(NetsSpec):
@@ -86,12 +88,17 @@ class SPADEInference(InferenceModel):
     @classmethod
     def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], dict]) -> dict[str, Any]:
         nets = {"netG": net("netG")} | ({"netE": net("netE")} if setting(model, "use_vae", False) else {})
-        return {"nets": nets, "label_nc": setting(model, "label_nc", 182),
-                "contain_dontcare_label": setting(model, "contain_dontcare_label", True),
-                "use_instance": setting(model, "use_instance", True), "output_nc": setting(data, "output_nc", 3),
-                "dontcare_id": data.get("dontcare_label"), "label_shift": setting(data, "label_shift", 0),
-                "class_names": list(setting(data, "class_names", [])),
-                "metric_label_shift": setting(model, "metric_label_shift", 0)}
+        return {
+            "nets": nets,
+            "label_nc": setting(model, "label_nc", 182),
+            "contain_dontcare_label": setting(model, "contain_dontcare_label", True),
+            "use_instance": setting(model, "use_instance", True),
+            "output_nc": setting(data, "output_nc", 3),
+            "dontcare_id": data.get("dontcare_label"),
+            "label_shift": setting(data, "label_shift", 0),
+            "class_names": list(setting(data, "class_names", [])),
+            "metric_label_shift": setting(model, "metric_label_shift", 0),
+        }
 
     @property
     def use_vae(self) -> bool:
@@ -122,10 +129,19 @@ class SPADEInference(InferenceModel):
 
     def preprocessing(self) -> dict[str, Any]:
         s = self.spec
-        return {"input": "label ids", "label_nc": s.label_nc, "dontcare_id": s.dontcare_id, "label_shift": s.label_shift,
-                "dontcare_channel": s.contain_dontcare_label, "instance_edges": s.use_instance,
-                "train_size": list(self.train_size), "resize": "nearest (labels), bicubic (outputs)",
-                "output_channels": s.output_nc, "range": [-1.0, 1.0], "style_encoder": self.use_vae}
+        return {
+            "input": "label ids",
+            "label_nc": s.label_nc,
+            "dontcare_id": s.dontcare_id,
+            "label_shift": s.label_shift,
+            "dontcare_channel": s.contain_dontcare_label,
+            "instance_edges": s.use_instance,
+            "train_size": list(self.train_size),
+            "resize": "nearest (labels), bicubic (outputs)",
+            "output_channels": s.output_nc,
+            "range": [-1.0, 1.0],
+            "style_encoder": self.use_vae,
+        }
 
     def label_classes(self) -> list[tuple[str, tuple[int, int, int]]]:
         """(name, colour) of each class, by model id (don't-care last, black, when the model has its channel)."""
@@ -161,8 +177,14 @@ class SPADEInference(InferenceModel):
             onehot = torch.cat([onehot, label_edges(inst).to(onehot.dtype)], dim=1)
         return onehot
 
-    def generate(self, label: torch.Tensor, instance: torch.Tensor | None = None, z: torch.Tensor | None = None,
-                 style: torch.Tensor | None = None, use_mean: bool = False) -> torch.Tensor:
+    def generate(
+        self,
+        label: torch.Tensor,
+        instance: torch.Tensor | None = None,
+        z: torch.Tensor | None = None,
+        style: torch.Tensor | None = None,
+        use_mean: bool = False,
+    ) -> torch.Tensor:
         """G on model ids (N, 1, H, W) in eval mode (test.py calls model.eval()). With the VAE: z given, or
         encoded from `style` (reparameterized as the reference's inference, or E's mean), or z ~ N(0, 1)."""
         nets = (self.netG,) + ((self.netE,) if self.use_vae else ())
@@ -263,8 +285,14 @@ class SPADEInference(InferenceModel):
         if opts.get("size") and not self.use_vae:
             w = h = int(opts.get("size"))
         dyn = not self.use_vae
-        label_io = {"name": "label", "kind": "label", "shape": ["batch", 1, "height" if dyn else h, "width" if dyn else w],
-                    "dtype": "int64", "classes": nc, "meaning": "class ids as the training data (don't-care: label_nc)"}
+        label_io = {
+            "name": "label",
+            "kind": "label",
+            "shape": ["batch", 1, "height" if dyn else h, "width" if dyn else w],
+            "dtype": "int64",
+            "classes": nc,
+            "meaning": "class ids as the training data (don't-care: label_nc)",
+        }
         inputs, example = [label_io], (torch.randint(0, nc, (1, 1, h, w)),)
         dynamic = {"label": {0: "batch", 2: "height", 3: "width"} if dyn else {0: "batch"}}
         if self.use_vae:
@@ -276,11 +304,21 @@ class SPADEInference(InferenceModel):
             out["shape"] = ["batch", out["channels"], h, w]
         dynamic["image"] = dynamic["label"]
         label_settings = {"label_nc": s.label_nc, "dontcare_id": s.dontcare_id, "shift": s.label_shift}
-        return [ExportGraph(
-            name="G", module=LabelMapToImage(eval_copy(g), nc, s.use_instance, self.use_vae), example_inputs=example,
-            inputs=inputs, output=out, dynamic=dynamic,
-            meta={"generator_mode": "eval", "label_ids": label_settings,
-                  # fit_label_size's rule, for ganforge.export.runtime: label maps go in at the training geometry
-                  # when the grid is fixed (VAE) or the size asked is the square training crop
-                  "train_label_size": list(self.train_size), "fixed_size": self.use_vae},
-        )]
+        return [
+            ExportGraph(
+                name="G",
+                module=LabelMapToImage(eval_copy(g), nc, s.use_instance, self.use_vae),
+                example_inputs=example,
+                inputs=inputs,
+                output=out,
+                dynamic=dynamic,
+                meta={
+                    "generator_mode": "eval",
+                    "label_ids": label_settings,
+                    # fit_label_size's rule, for ganforge.export.runtime: label maps go in at the training geometry
+                    # when the grid is fixed (VAE) or the size asked is the square training crop
+                    "train_label_size": list(self.train_size),
+                    "fixed_size": self.use_vae,
+                },
+            )
+        ]

@@ -23,6 +23,7 @@ MAX_CHANNELS = 4
 
 MAX_DEPTH = 32
 
+
 def spec_from_dict(spec_type: type, data: Any, where: str):
     """`spec_type(**data)` after checking every key and value against the dataclass's annotations."""
     if not isinstance(data, Mapping):
@@ -31,8 +32,9 @@ def spec_from_dict(spec_type: type, data: Any, where: str):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise CheckpointError(f"{where} has unknown key(s) {unknown}; {spec_type.__name__} takes {sorted(fields)}")
-    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise CheckpointError(f"{where} lacks {missing}")
     hints = typing.get_type_hints(spec_type)
@@ -42,6 +44,7 @@ def spec_from_dict(spec_type: type, data: Any, where: str):
         return spec_type(**data)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{where}: {e}") from None
+
 
 def _check_type(value: Any, hint: Any, where: str) -> None:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -88,6 +91,7 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
         return
     raise TypeError(f"spec annotation {hint!r} at {where} is not supported")  # a ganforge bug, not user input
 
+
 def setting(node: Mapping, key: str, default: Any) -> Any:
     """node[key], or `default` when it is missing or null (a run config writes unset values as null)."""
     value = node.get(key, default)
@@ -97,6 +101,7 @@ def setting(node: Mapping, key: str, default: Any) -> Any:
 def check_range(value: int, lo: int, hi: int, name: str) -> None:
     if not lo <= value <= hi:
         raise ValueError(f"{name}={value} is out of range ({lo}..{hi})")
+
 
 @dataclass
 class NetsSpec:
@@ -110,8 +115,9 @@ def check_nets(spec_nets: Mapping[str, Any], required: Sequence[str], optional: 
     missing = [n for n in required if n not in spec_nets]
     extra = sorted(set(spec_nets) - set(required) - set(optional))
     if missing or extra:
-        raise ValueError(f"nets must be {list(required)}{' + optional ' + str(list(optional)) if optional else ''}, "
-                         f"got {sorted(spec_nets)}")
+        raise ValueError(
+            f"nets must be {list(required)}{' + optional ' + str(list(optional)) if optional else ''}, got {sorted(spec_nets)}"
+        )
     for name, config in spec_nets.items():
         try:
             check_net_config(config, f"nets.{name}")
@@ -125,8 +131,10 @@ def check_data(node: Any, where: str, depth: int = 0) -> None:
         raise CheckpointError(f"{where} nests deeper than {MAX_DEPTH} levels")
     if isinstance(node, str):
         if "${" in node:
-            raise CheckpointError(f"{where} holds an interpolation ({short(node)}); stored configs are data and are "
-                                  "never resolved, so the file was refused (nothing in it was run)")
+            raise CheckpointError(
+                f"{where} holds an interpolation ({short(node)}); stored configs are data and are "
+                "never resolved, so the file was refused (nothing in it was run)"
+            )
     elif isinstance(node, Mapping):
         for key, value in node.items():
             if not isinstance(key, str):

@@ -78,15 +78,26 @@ class Translator(InferenceModel):
         return self.spec.output_nc if direction == "AtoB" else self.spec.input_nc
 
     def preprocessing(self) -> dict[str, Any]:
-        return {"input_channels": self.spec.input_nc, "output_channels": self.spec.output_nc,
-                "normalisation": "pixel / 127.5 - 1", "range": [-1.0, 1.0], "size_multiple": self.size_multiple,
-                "train_size": self.spec.train_size, "resize": "bicubic", "direction": self.spec.direction}
+        return {
+            "input_channels": self.spec.input_nc,
+            "output_channels": self.spec.output_nc,
+            "normalisation": "pixel / 127.5 - 1",
+            "range": [-1.0, 1.0],
+            "size_multiple": self.size_multiple,
+            "train_size": self.spec.train_size,
+            "resize": "bicubic",
+            "direction": self.spec.direction,
+        }
 
     @classmethod
     def data_spec(cls, data: Mapping) -> dict[str, Any]:
         """The spec fields that come from the run's data config: channels, training crop, direction."""
-        return {"input_nc": setting(data, "input_nc", 3), "output_nc": setting(data, "output_nc", 3),
-                "train_size": setting(data, "crop_size", 256), "direction": setting(data, "direction", "AtoB")}
+        return {
+            "input_nc": setting(data, "input_nc", 3),
+            "output_nc": setting(data, "output_nc", 3),
+            "train_size": setting(data, "crop_size", 256),
+            "direction": setting(data, "direction", "AtoB"),
+        }
 
     def check_direction(self, direction: str | None) -> str:
         direction = direction or self.directions[0]
@@ -137,8 +148,12 @@ class Pix2PixModel(Translator):
 
     def metric_protocol(self) -> dict[str, Any]:
         if self.spec.test_dropout:
-            return {"generator_mode": "train", "per_sample": True, "dropout": True,
-                    "batchnorm": "statistics of each image alone (reference test.py, batch size 1)"}
+            return {
+                "generator_mode": "train",
+                "per_sample": True,
+                "dropout": True,
+                "batchnorm": "statistics of each image alone (reference test.py, batch size 1)",
+            }
         return {"generator_mode": "eval", "per_sample": False, "dropout": False, "batchnorm": "running statistics"}
 
     def metric_batch(self, batch: Mapping[str, torch.Tensor], direction: str = "AtoB") -> dict[str, torch.Tensor]:
@@ -157,16 +172,33 @@ class Pix2PixModel(Translator):
         inputs = [image_io("image", in_nc, side, dynamic_hw=True)]
         example = (torch.rand(1, in_nc, side, side) * 2 - 1,)
         if gate is not None:
-            inputs.append({"name": "dropout", "kind": "flag", "shape": [], "dtype": "float32", "default": 1.0,
-                           "meaning": "1: dropout as the reference test.py (random masks), 0: no dropout"})
+            inputs.append(
+                {
+                    "name": "dropout",
+                    "kind": "flag",
+                    "shape": [],
+                    "dtype": "float32",
+                    "default": 1.0,
+                    "meaning": "1: dropout as the reference test.py (random masks), 0: no dropout",
+                }
+            )
             example += (torch.tensor(1.0),)
         direction = self.spec.direction
-        return [ExportGraph(
-            name=direction, module=ImageToImage(net, gate), example_inputs=example, inputs=inputs,
-            output=image_io("output", out_nc, side, dynamic_hw=True), dynamic={"image": HW, "output": HW},
-            meta={"direction": direction, "generator_mode": mode,
-                  "batchnorm": "each image's own statistics" if mode == "train" else "running statistics"},
-        )]
+        return [
+            ExportGraph(
+                name=direction,
+                module=ImageToImage(net, gate),
+                example_inputs=example,
+                inputs=inputs,
+                output=image_io("output", out_nc, side, dynamic_hw=True),
+                dynamic={"image": HW, "output": HW},
+                meta={
+                    "direction": direction,
+                    "generator_mode": mode,
+                    "batchnorm": "each image's own statistics" if mode == "train" else "running statistics",
+                },
+            )
+        ]
 
 
 @register_model("cyclegan", "cyclegan_seed", "discogan", "dualgan")
@@ -177,8 +209,7 @@ class TwoDomainModel(Translator):
     directions = DIRECTIONS
     paper = "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks, ICCV 2017"
     paper_name = "two-domain (CycleGAN family)"
-    usage = ('out = model.translate(img)                    # A -> B\n'
-             'back = model.translate(out, direction="BtoA")')
+    usage = 'out = model.translate(img)                    # A -> B\nback = model.translate(out, direction="BtoA")'
 
     @dataclass
     class Spec(TranslationSpec):
@@ -190,8 +221,7 @@ class TwoDomainModel(Translator):
 
     @classmethod
     def spec_data(cls, name: str, model: Mapping, data: Mapping, net: Callable[[str], dict]) -> dict[str, Any]:
-        return {"nets": {"netG_A": net("netG_A"), "netG_B": net("netG_B")}, **cls.data_spec(data),
-                "unit_range": name == "discogan"}
+        return {"nets": {"netG_A": net("netG_A"), "netG_B": net("netG_B")}, **cls.data_spec(data), "unit_range": name == "discogan"}
 
     def translate(self, images: Any, direction: str | None = None) -> Any:
         direction = self.check_direction(direction)
@@ -220,13 +250,17 @@ class TwoDomainModel(Translator):
         for direction in self.directions:
             net = eval_copy(self.netG_A if direction == "AtoB" else self.netG_B)
             in_nc, out_nc = self.input_channels(direction), self.output_channels(direction)
-            graphs.append(ExportGraph(
-                name=direction, module=ImageToImage(net, unit_range=self.spec.unit_range),
-                example_inputs=(torch.rand(1, in_nc, side, side) * 2 - 1,),
-                inputs=[image_io("image", in_nc, side, dynamic_hw=True)],
-                output=image_io("output", out_nc, side, dynamic_hw=True), dynamic={"image": HW, "output": HW},
-                meta={"direction": direction, "generator_mode": "eval"},
-            ))
+            graphs.append(
+                ExportGraph(
+                    name=direction,
+                    module=ImageToImage(net, unit_range=self.spec.unit_range),
+                    example_inputs=(torch.rand(1, in_nc, side, side) * 2 - 1,),
+                    inputs=[image_io("image", in_nc, side, dynamic_hw=True)],
+                    output=image_io("output", out_nc, side, dynamic_hw=True),
+                    dynamic={"image": HW, "output": HW},
+                    meta={"direction": direction, "generator_mode": "eval"},
+                )
+            )
         return graphs
 
 
@@ -237,8 +271,7 @@ class BicycleGANModel(Translator):
     metric_multimodal = True
     paper = "Zhu et al., Toward Multimodal Image-to-Image Translation, NeurIPS 2017"
     paper_name = "BicycleGAN"
-    usage = ("outs = model.sample_diverse(img, n=4, seed=0)   # four styles\n"
-             "out = model.translate(img, z=model.encode(style_img))")
+    usage = "outs = model.sample_diverse(img, n=4, seed=0)   # four styles\nout = model.translate(img, z=model.encode(style_img))"
 
     @dataclass
     class Spec(TranslationSpec):
@@ -266,6 +299,7 @@ class BicycleGANModel(Translator):
     def translate(self, images: Any, z: torch.Tensor | None = None, seed: int | None = None) -> Any:
         """G(A, z): z of shape (nz,) for every image or (N, nz) one per image; None: z ~ N(0, 1) drawn with
         `seed` (numpy's generator, as an ONNX export's runtime draws it), one per image."""
+
         def run(x: torch.Tensor) -> torch.Tensor:
             codes = self.codes(x.shape[0], z, seed)
             return self.generate(x, codes)
@@ -318,7 +352,8 @@ class BicycleGANModel(Translator):
         direction = self.spec.direction
         z_io = {"name": "z", "kind": "z", "shape": ["batch", nz], "dtype": "float32", "distribution": "N(0, 1)"}
         g = ExportGraph(
-            name=direction, module=ImageAndCode(eval_copy(self.netG)),
+            name=direction,
+            module=ImageAndCode(eval_copy(self.netG)),
             example_inputs=(torch.rand(1, in_nc, side, side) * 2 - 1, torch.randn(1, nz)),
             inputs=[image_io("image", in_nc, side, dynamic_hw=True), z_io],
             output=image_io("output", out_nc, side, dynamic_hw=True),
@@ -326,7 +361,8 @@ class BicycleGANModel(Translator):
             meta={"direction": direction, "generator_mode": "eval", "nz": nz},
         )
         e = ExportGraph(
-            name="E", module=CodeOf(eval_copy(self.netE)),
+            name="E",
+            module=CodeOf(eval_copy(self.netE)),
             example_inputs=(torch.rand(1, out_nc, side, side) * 2 - 1,),
             inputs=[image_io("image", out_nc, side, dynamic_hw=True, kind="style")],
             output={"name": "z", "kind": "z", "shape": ["batch", nz], "dtype": "float32"},
@@ -334,4 +370,3 @@ class BicycleGANModel(Translator):
             meta={"role": "encoder: the style code (E's mean) of a B image, for G's z"},
         )
         return [g, e]
-

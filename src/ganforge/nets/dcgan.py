@@ -109,11 +109,16 @@ class DenseConvGenerator(nn.Module):
         act = functools.partial(nn.LeakyReLU, KERAS_LEAKY_SLOPE)
         self.dense = nn.Sequential(nn.Linear(nz, width * self.start**2), act())
         self.convs = nn.Sequential(
-            nn.Conv2d(width, ngf, 5, padding=2), act(),
-            nn.ConvTranspose2d(ngf, ngf, 4, 2, 1), act(),  # Keras 'same' for k4 s2 crops 1 a side, as padding=1
-            nn.Conv2d(ngf, ngf, 5, padding=2), act(),
-            nn.Conv2d(ngf, ngf, 5, padding=2), act(),
-            nn.Conv2d(ngf, nc, 7, padding=3), nn.Tanh(),
+            nn.Conv2d(width, ngf, 5, padding=2),
+            act(),
+            nn.ConvTranspose2d(ngf, ngf, 4, 2, 1),
+            act(),  # Keras 'same' for k4 s2 crops 1 a side, as padding=1
+            nn.Conv2d(ngf, ngf, 5, padding=2),
+            act(),
+            nn.Conv2d(ngf, ngf, 5, padding=2),
+            act(),
+            nn.Conv2d(ngf, nc, 7, padding=3),
+            nn.Tanh(),
         )
         glorot_init(self)
 
@@ -137,11 +142,16 @@ class ConvDropoutDiscriminator(nn.Module):
             raise ConfigError(f"the conv-dropout discriminator needs data.image_size >= 16, got {image_size}")
         act = functools.partial(nn.LeakyReLU, KERAS_LEAKY_SLOPE)
         self.features = nn.Sequential(
-            nn.Conv2d(nc, ndf, 3), act(),
-            nn.Conv2d(ndf, ndf, 4, 2), act(),
-            nn.Conv2d(ndf, ndf, 4, 2), act(),
-            nn.Conv2d(ndf, ndf, 4, 2), act(),
-            nn.Flatten(), nn.Dropout(dropout),
+            nn.Conv2d(nc, ndf, 3),
+            act(),
+            nn.Conv2d(ndf, ndf, 4, 2),
+            act(),
+            nn.Conv2d(ndf, ndf, 4, 2),
+            act(),
+            nn.Conv2d(ndf, ndf, 4, 2),
+            act(),
+            nn.Flatten(),
+            nn.Dropout(dropout),
         )
         self.score = nn.Linear(ndf * side * side, 1)
         glorot_init(self)

@@ -35,9 +35,7 @@ class NLayerDiscriminator(nn.Module):
     ):
         super().__init__()
         if n_layers < 1:
-            raise ConfigError(
-                f"NLayerDiscriminator needs n_layers >= 1, got {n_layers} (a 1x1 PatchGAN is PixelDiscriminator)"
-            )
+            raise ConfigError(f"NLayerDiscriminator needs n_layers >= 1, got {n_layers} (a 1x1 PatchGAN is PixelDiscriminator)")
         norm_layer, wrap, bias = get_norm_layer(norm), conv_wrapper(norm), use_bias(norm)
 
         def conv(cin: int, cout: int, stride: int, has_bias: bool = True) -> nn.Module:
@@ -121,8 +119,7 @@ class MultiscaleDiscriminator(nn.Module):
         super().__init__()
         self.get_intermediate = get_intermediate
         self.scales = nn.ModuleList(
-            NLayerDiscriminator(input_nc, round(ndf * ndf_scale**i), n_layers, norm, padding, init_type, init_gain)
-            for i in range(num_D)
+            NLayerDiscriminator(input_nc, round(ndf * ndf_scale**i), n_layers, norm, padding, init_type, init_gain) for i in range(num_D)
         )
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 

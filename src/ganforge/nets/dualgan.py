@@ -91,8 +91,7 @@ class DualGANGenerator(nn.Module):
         chans = [ngf * min(2**i, 8) for i in range(num_downs)]  # e1 .. e_n
         self.first = SameConv(input_nc, chans[0], 5)
         self.down = nn.ModuleList(
-            nn.Sequential(nn.LeakyReLU(0.2), SameConv(chans[i - 1], chans[i], 3), SampleNorm(chans[i]))
-            for i in range(1, num_downs)
+            nn.Sequential(nn.LeakyReLU(0.2), SameConv(chans[i - 1], chans[i], 3), SampleNorm(chans[i])) for i in range(1, num_downs)
         )
         # Up block j mirrors e_{n-j}; its input is the previous block's output concatenated with its skip.
         ups, cin = [], chans[-1]

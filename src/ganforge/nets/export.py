@@ -178,4 +178,3 @@ class LabelMapToImage(nn.Module):
         if self.instance_channel:
             sem = torch.cat([sem, torch.zeros_like(sem[:, :1])], 1)
         return self.net(sem, z if self.use_z else None)
-

@@ -213,11 +213,7 @@ class ResnetGenerator(nn.Module):
         for i in range(self.n_downsampling):
             mult = 2 ** (self.n_downsampling - i)
             layers += [
-                wrap(
-                    nn.ConvTranspose2d(
-                        ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
-                    )
-                ),
+                wrap(nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias)),
                 norm_layer(ngf * mult // 2),
                 nn.ReLU(True),
             ]

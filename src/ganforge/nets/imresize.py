@@ -37,9 +37,7 @@ def cubic(x: Tensor) -> Tensor:
     """MATLAB's cubic convolution kernel (Keys, a = -0.5), as the reference writes it."""
     absx = x.abs()
     absx2, absx3 = absx**2, absx**3
-    return (1.5 * absx3 - 2.5 * absx2 + 1) * (absx <= 1) + (-0.5 * absx3 + 2.5 * absx2 - 4 * absx + 2) * (
-        (1 < absx) & (absx <= 2)
-    )
+    return (1.5 * absx3 - 2.5 * absx2 + 1) * (absx <= 1) + (-0.5 * absx3 + 2.5 * absx2 - 4 * absx + 2) * ((1 < absx) & (absx <= 2))
 
 
 @lru_cache(maxsize=256)

@@ -149,9 +149,7 @@ class SPADE(nn.Module):
         elif param_free_norm == "syncbatch":
             self.param_free_norm = nn.SyncBatchNorm(norm_nc, affine=False)
         else:
-            raise ConfigError(
-                f"SPADE param_free_norm={param_free_norm!r}: choose one of {', '.join(SPADE_PARAM_FREE_NORMS)}"
-            )
+            raise ConfigError(f"SPADE param_free_norm={param_free_norm!r}: choose one of {', '.join(SPADE_PARAM_FREE_NORMS)}")
         self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, nhidden, kernel_size=3, padding=1), nn.ReLU())
         self.mlp_gamma = nn.Conv2d(nhidden, norm_nc, kernel_size=3, padding=1)
         self.mlp_beta = nn.Conv2d(nhidden, norm_nc, kernel_size=3, padding=1)
@@ -181,7 +179,7 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
         stats = dist_fn.all_reduce(stats)
         n = stats[-1]
         mean = stats[:c] / n
-        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+        var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0)
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -200,8 +198,7 @@ def synchronize_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, _BatchNorm) and not isinstance(module, CrossProcessBatchNorm):
-        converted = CrossProcessBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                          module.track_running_stats)
+        converted = CrossProcessBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
         converted.load_state_dict(module.state_dict())
         converted.train(module.training)
         return converted

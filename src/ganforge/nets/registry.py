@@ -63,8 +63,10 @@ def net_config(net: nn.Module, where: str) -> dict[str, Any]:
     """The config `build_net` rebuilds `net` from."""
     config = getattr(net, "net_config", None)
     if config is None:
-        raise CheckpointError(f"{where} is a {type(net).__name__}, which is not a registered ganforge network "
-                              "(ganforge.nets.registry.register_net); it cannot be saved as a model folder")
+        raise CheckpointError(
+            f"{where} is a {type(net).__name__}, which is not a registered ganforge network "
+            "(ganforge.nets.registry.register_net); it cannot be saved as a model folder"
+        )
     return config
 
 
@@ -106,10 +108,26 @@ def _check_value(value: Any, where: str) -> None:
 
 #: what networks call to initialise themselves while they are built: nn.init's functions, the tensors' in-place
 #: random fills, and the normalisation of spectral norm's first u and v
-_INITIALISERS = [(torch.nn.init, n) for n in ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
-                                             "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
-                                             "orthogonal_")] + [(torch.Tensor, n) for n in ("normal_", "uniform_")] + [
-    (torch.nn.functional, "normalize")]
+_INITIALISERS = (
+    [
+        (torch.nn.init, n)
+        for n in (
+            "uniform_",
+            "normal_",
+            "trunc_normal_",
+            "constant_",
+            "ones_",
+            "zeros_",
+            "xavier_uniform_",
+            "xavier_normal_",
+            "kaiming_uniform_",
+            "kaiming_normal_",
+            "orthogonal_",
+        )
+    ]
+    + [(torch.Tensor, n) for n in ("normal_", "uniform_")]
+    + [(torch.nn.functional, "normalize")]
+)
 
 
 @contextmanager

@@ -51,8 +51,11 @@ class ResidualBlock(nn.Module):
         super().__init__()
         norm_layer, bias = get_norm_layer(norm), use_bias(norm)
         self.block = nn.Sequential(
-            nn.Conv2d(dim, dim, 3, 1, 1, bias=bias), norm_layer(dim), nn.ReLU(True),
-            nn.Conv2d(dim, dim, 3, 1, 1, bias=bias), norm_layer(dim),
+            nn.Conv2d(dim, dim, 3, 1, 1, bias=bias),
+            norm_layer(dim),
+            nn.ReLU(True),
+            nn.Conv2d(dim, dim, 3, 1, 1, bias=bias),
+            norm_layer(dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,8 +34,16 @@ class SPADEResnetBlock(nn.Module):
     """Twice SPADE -> LeakyReLU 0.2 -> 3x3 conv, plus a shortcut: the identity, or SPADE -> 1x1 conv
     without bias when fin != fout (architecture.py; the shortcut has no activation there)."""
 
-    def __init__(self, fin: int, fout: int, semantic_nc: int, param_free_norm: str = "batch",
-                 spectral: bool = True, nhidden: int = 128, spectral_norm_kind: str = "reference"):
+    def __init__(
+        self,
+        fin: int,
+        fout: int,
+        semantic_nc: int,
+        param_free_norm: str = "batch",
+        spectral: bool = True,
+        nhidden: int = 128,
+        spectral_norm_kind: str = "reference",
+    ):
         super().__init__()
         self.learned_shortcut = fin != fout
         fmiddle = min(fin, fout)
@@ -60,8 +68,7 @@ class SPADEResnetBlock(nn.Module):
         return x_s + dx
 
 
-def init_spade_weights(net: nn.Module, init_type: str = "xavier", init_gain: float = 0.02,
-                       init_spectral: bool = False) -> nn.Module:
+def init_spade_weights(net: nn.Module, init_type: str = "xavier", init_gain: float = 0.02, init_spectral: bool = False) -> nn.Module:
     """models/networks/base_network.py init_weights: conv and linear weights by `init_type`, their biases 0,
     affine BatchNorm weights N(1, gain).
 
@@ -97,9 +104,7 @@ def init_spade_weights(net: nn.Module, init_type: str = "xavier", init_gain: flo
 def latent_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: str) -> tuple[int, int]:
     """(sh, sw): the generator's starting grid (generator.py compute_latent_vector_size)."""
     if num_upsampling_layers not in UPSAMPLING_CHOICES:
-        raise ConfigError(
-            f"num_upsampling_layers={num_upsampling_layers!r}: choose one of {', '.join(UPSAMPLING_CHOICES)}"
-        )
+        raise ConfigError(f"num_upsampling_layers={num_upsampling_layers!r}: choose one of {', '.join(UPSAMPLING_CHOICES)}")
     sw = crop_size // 2 ** UPSAMPLING_CHOICES[num_upsampling_layers]
     sh = round(sw / aspect_ratio)
     if sw < 1 or sh < 1:
@@ -246,9 +251,17 @@ class SPADEDiscriminator(nn.Module):
     """`num_D` scales; scale i sees the input average-pooled (3, 2, 1, count_include_pad=False) i
     times. Returns, per scale, the list of every layer's features with the score map last."""
 
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 4, num_D: int = 2,
-                 init_type: str = "xavier", init_gain: float = 0.02, spectral_norm: str = "reference",
-                 init_spectral: bool = False):
+    def __init__(
+        self,
+        input_nc: int,
+        ndf: int = 64,
+        n_layers: int = 4,
+        num_D: int = 2,
+        init_type: str = "xavier",
+        init_gain: float = 0.02,
+        spectral_norm: str = "reference",
+        init_spectral: bool = False,
+    ):
         super().__init__()
         self.scales = nn.ModuleList(NLayerSPADEDiscriminator(input_nc, ndf, n_layers, spectral_norm) for _ in range(num_D))
         init_spade_weights(self, init_type, init_gain, init_spectral)
@@ -268,9 +281,17 @@ class SPADEEncoder(nn.Module):
     k3 stride-2 convs with spectral instance norm (64 -> 128 -> 256 -> 512 -> 512 -> 512 x ndf/64) bring it
     to 4x4: six convs at 256 px (encoder.py ConvEncoder, whose sixth layer exists for crop >= 256)."""
 
-    def __init__(self, input_nc: int = 3, ndf: int = 64, z_dim: int = 256, load_size: int = 256,
-                 init_type: str = "xavier", init_gain: float = 0.02, spectral_norm: str = "reference",
-                 init_spectral: bool = False):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        ndf: int = 64,
+        z_dim: int = 256,
+        load_size: int = 256,
+        init_type: str = "xavier",
+        init_gain: float = 0.02,
+        spectral_norm: str = "reference",
+        init_spectral: bool = False,
+    ):
         super().__init__()
         n_layers = int(round(math.log2(load_size / 4)))
         if load_size != 4 * 2**n_layers or n_layers < 1:

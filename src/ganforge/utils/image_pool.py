@@ -52,8 +52,7 @@ class ImagePool:
         # Stored on the CPU: the checkpoint must load on any device. The generator's state is Mersenne
         # Twister's 625 words (plain ints, which weights_only loading accepts).
         version, words, gauss = self.rng.getstate()
-        return {"pool_size": self.pool_size, "images": [t.cpu() for t in self.images],
-                "rng_state": [version, list(words), gauss]}
+        return {"pool_size": self.pool_size, "images": [t.cpu() for t in self.images], "rng_state": [version, list(words), gauss]}
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
         self.images = [t.to(device) for t in state["images"]][: self.pool_size]

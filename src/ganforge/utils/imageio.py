@@ -54,9 +54,7 @@ def list_images(folder: str | Path) -> list[Path]:
         raise DataLayoutError(f"Image folder not found: {folder}")
     paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
     if not paths:
-        raise DataLayoutError(
-            f"No images in {folder}. Accepted extensions (any case): {' '.join(IMG_EXTENSIONS)}"
-        )
+        raise DataLayoutError(f"No images in {folder}. Accepted extensions (any case): {' '.join(IMG_EXTENSIONS)}")
     return paths
 
 
@@ -95,9 +93,7 @@ def _normalise_mode(img: Image.Image, path: Path, target: str) -> Image.Image:
                 raise
             return img.convert("RGB").convert(target)
     except ValueError as e:
-        raise ImageFileError(
-            path, f"cannot convert PIL mode {img.mode} to {target} ({e})", "save it as RGB PNG or JPEG"
-        ) from None
+        raise ImageFileError(path, f"cannot convert PIL mode {img.mode} to {target} ({e})", "save it as RGB PNG or JPEG") from None
 
 
 # EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
@@ -110,7 +106,8 @@ def _check_header(img: Image.Image, path: Path) -> tuple[int, int]:
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and w * h > limit:
         raise ImageFileError(
-            path, f"{w}x{h} = {w * h} pixels is over the decompression-bomb limit of {limit} pixels "
+            path,
+            f"{w}x{h} = {w * h} pixels is over the decompression-bomb limit of {limit} pixels "
             "(PIL.Image.MAX_IMAGE_PIXELS); refused before decoding",
             "downscale the file, or, if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS (None disables the limit)",
         )
@@ -140,9 +137,7 @@ def _check_complete(img: Image.Image, path: Path) -> None:
     size = len(path.data) if isinstance(path, MemoryFile) else path.stat().st_size
     offsets = [t[2] for t in getattr(img, "tile", []) or []]
     if offsets and max(offsets) >= size:
-        raise ImageFileError(
-            path, f"truncated: the pixel data starts at byte {max(offsets)} but the file has {size} bytes", SKIP_HINT
-        )
+        raise ImageFileError(path, f"truncated: the pixel data starts at byte {max(offsets)} but the file has {size} bytes", SKIP_HINT)
     marker = _END_MARKERS.get(img.format or "")
     if marker is None:
         return
@@ -374,8 +369,11 @@ def load_label_ids(path: str | Path, palette: dict | None = None, what: str = "l
         mode = img.mode
         a = np.asarray(img)
     if mode.startswith("F") or a.dtype.kind == "f":
-        raise ImageFileError(path, f"the {what} holds floating-point values (mode {mode}), not integer ids",
-                             "save it as an 8- or 16-bit integer PNG of the class ids")
+        raise ImageFileError(
+            path,
+            f"the {what} holds floating-point values (mode {mode}), not integer ids",
+            "save it as an 8- or 16-bit integer PNG of the class ids",
+        )
     if a.ndim == 2:
         return a.astype(np.int64)
     rgb = a[..., :3].astype(np.int64)
@@ -391,10 +389,11 @@ def load_label_ids(path: str | Path, palette: dict | None = None, what: str = "l
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
         return rgb[..., 0]
     raise ImageFileError(
-        path, f"the {what} is a colour image (mode {mode}), not a map of label ids",
+        path,
+        f"the {what} is a colour image (mode {mode}), not a map of label ids",
         "save one 8-bit grayscale PNG per map whose pixel values are the class ids (e.g. "
         "Image.fromarray(ids.astype('uint8')).save(...)), or give data.palette=<json> mapping each colour "
-        "to its id ({\"0\": [r, g, b], ...})",
+        'to its id ({"0": [r, g, b], ...})',
     )
 
 
@@ -419,7 +418,8 @@ class LabelIds:
             if self.dontcare_id is None:
                 fix += " (or data.dontcare_label=<id> if one of them marks unlabelled pixels)"
             raise ImageFileError(
-                path, f"label ids {shown} are >= data.label_nc={self.label_nc}"
-                + (f" (after subtracting {self.shift})" if self.shift else ""), f"set {fix}, or data.on_bad_file=skip",
+                path,
+                f"label ids {shown} are >= data.label_nc={self.label_nc}" + (f" (after subtracting {self.shift})" if self.shift else ""),
+                f"set {fix}, or data.on_bad_file=skip",
             )
         return np.where(dontcare, self.label_nc, ids)

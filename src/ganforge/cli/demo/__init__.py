@@ -61,8 +61,7 @@ def upload_limits(cfg: DictConfig) -> tuple[int, int]:
     size, pixels = cfg.max_file_size, cfg.max_pixels
     match = FILE_SIZE.fullmatch(str(size).strip())
     if match is None and not (isinstance(size, int) and size > 0):
-        raise ConfigError(f"max_file_size={size} is not a size; give bytes or a number with a unit (b, kb, mb, gb): "
-                          "max_file_size=20mb")
+        raise ConfigError(f"max_file_size={size} is not a size; give bytes or a number with a unit (b, kb, mb, gb): max_file_size=20mb")
     if not isinstance(pixels, int) or isinstance(pixels, bool) or pixels < 1:
         raise ConfigError(f"max_pixels={pixels} must be a positive number of pixels (width x height): max_pixels=16777216")
     return (int(match[1]) * UNITS[match[2].lower()] if match else size), pixels
@@ -110,7 +109,7 @@ def create(cfg: DictConfig):
         from ganforge.cli.demo.backend import CheckpointBackend
         from ganforge.cli.demo.ui import build_app
     except ModuleNotFoundError as e:
-        raise ConfigError(f"ganforge-demo needs {e.name}: pip install -e \".[demo]\" (or pip install gradio)") from None
+        raise ConfigError(f'ganforge-demo needs {e.name}: pip install -e ".[demo]" (or pip install gradio)') from None
     work_dir = Path(cfg.output)
     work_dir.mkdir(parents=True, exist_ok=True)
     backend = CheckpointBackend(cfg, work_dir)
@@ -127,9 +126,18 @@ def launch(blocks, host: str, port: int, max_file_size: int, block: bool = True)
     check_port_free(host, port)
     try:
         blocks.queue(default_concurrency_limit=1).launch(
-            server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False, mcp_server=False,
-            prevent_thread_lock=not block, quiet=True, theme=THEME, show_error=True,
-            max_file_size=max_file_size, app_kwargs={"middleware": request_guards(host)},
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            ssr_mode=False,
+            mcp_server=False,
+            prevent_thread_lock=not block,
+            quiet=True,
+            theme=THEME,
+            show_error=True,
+            max_file_size=max_file_size,
+            app_kwargs={"middleware": request_guards(host)},
         )
     except OSError as e:  # taken between the check and Gradio's own bind
         raise ConfigError(f"cannot serve on {host}:{port} ({e}); give another port=") from None

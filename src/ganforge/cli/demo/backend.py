@@ -26,9 +26,26 @@ from ganforge.utils.errors import ConfigError
 from ganforge.utils.imageio import load_image
 
 #: what a request may set: the predict options the pages expose
-REQUEST_OPTIONS = ("direction", "reconstruct", "n_samples", "seed", "num_samples", "interp", "interp_steps",
-                   "app", "scale_h", "scale_w", "gen_start_scale", "ref", "mask", "inject_scale", "sifid",
-                   "z_from", "style", "grid")
+REQUEST_OPTIONS = (
+    "direction",
+    "reconstruct",
+    "n_samples",
+    "seed",
+    "num_samples",
+    "interp",
+    "interp_steps",
+    "app",
+    "scale_h",
+    "scale_w",
+    "gen_start_scale",
+    "ref",
+    "mask",
+    "inject_scale",
+    "sifid",
+    "z_from",
+    "style",
+    "grid",
+)
 
 
 class CheckpointBackend:

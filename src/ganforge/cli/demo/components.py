@@ -46,8 +46,11 @@ def check_image(file: str | Path | MemoryFile, max_pixels: int) -> None:
     PIL's bomb limit), and the demo's own pixel limit: a request's image passes it before any decoding."""
     w, h = read_header(file)
     if w * h > max_pixels:
-        raise ImageFileError(file, f"{w}x{h} = {w * h} pixels is over this demo's limit of {max_pixels} pixels "
-                                   "(ganforge-demo max_pixels=); refused before decoding")
+        raise ImageFileError(
+            file,
+            f"{w}x{h} = {w * h} pixels is over this demo's limit of {max_pixels} pixels "
+            "(ganforge-demo max_pixels=); refused before decoding",
+        )
 
 
 class ImageUpload(gr.Image):

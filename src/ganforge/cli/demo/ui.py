@@ -28,9 +28,11 @@ from ganforge.cli.demo.backend import CheckpointBackend, read_images
 from ganforge.cli.demo.components import canvas, error, image_upload, shown
 from ganforge.utils.errors import GanforgeError
 
-INJECTION_APPS = {"paint2image": "paint (a rough painting of the training image's colours)",
-                  "editing": "edit (a pasted/edited region; give its mask)",
-                  "harmonization": "harmonize (a pasted object; give its mask)"}
+INJECTION_APPS = {
+    "paint2image": "paint (a rough painting of the training image's colours)",
+    "editing": "edit (a pasted/edited region; give its mask)",
+    "harmonization": "harmonize (a pasted object; give its mask)",
+}
 #: the brush colours of a drawn translation input (edges, sketches, simple label colours)
 SKETCH_COLOURS = ["#000000", "#ffffff", "#808080", "#ff0000", "#00ff00", "#0000ff", "#ffff00", "#00ffff"]
 #: system fonts only: the default theme would fetch Google Fonts, and the demo runs offline
@@ -62,8 +64,11 @@ def blank(size: tuple[int, int], rgb=(255, 255, 255)) -> Image.Image:
 
 def gallery_items(outputs: dict[str, list[Image.Image]]) -> list[tuple[Image.Image, str]]:
     """Every output frame, captioned by its predict file-name suffix."""
-    return [(frame, (suffix.lstrip("_") or "output") + (f" {i}" if len(frames) > 1 else ""))
-            for suffix, frames in outputs.items() for i, frame in enumerate(frames)]
+    return [
+        (frame, (suffix.lstrip("_") or "output") + (f" {i}" if len(frames) > 1 else ""))
+        for suffix, frames in outputs.items()
+        for i, frame in enumerate(frames)
+    ]
 
 
 def show_if_several(items) -> gr.Gallery:
@@ -94,11 +99,15 @@ def translation_page(backend: CheckpointBackend, max_pixels: int) -> None:
     two_way, style = len(backend.directions) > 1, backend.style_option
     with gr.Row():
         with gr.Column():
-            source = image_upload(max_pixels, label="input image (read as ganforge-predict reads the file)",
-                                  elem_id="input-image")
+            source = image_upload(max_pixels, label="input image (read as ganforge-predict reads the file)", elem_id="input-image")
             drawing = canvas(
-                max_pixels, value={"background": blank(backend.train_size), "layers": [], "composite": None},
-                type="filepath", image_mode="RGB", format="png", sources=(), label="or draw the input (without an image above)",
+                max_pixels,
+                value={"background": blank(backend.train_size), "layers": [], "composite": None},
+                type="filepath",
+                image_mode="RGB",
+                format="png",
+                sources=(),
+                label="or draw the input (without an image above)",
                 brush=gr.Brush(colors=SKETCH_COLOURS, default_color="#000000", default_size=3),
                 elem_id="input-canvas",
             )
@@ -107,8 +116,9 @@ def translation_page(backend: CheckpointBackend, max_pixels: int) -> None:
                 controls["direction"] = gr.Radio(list(backend.directions), value=backend.directions[0], label="direction")
                 controls["reconstruct"] = gr.Checkbox(False, label="also show the cycle reconstruction")
             if style:
-                controls.update(style_controls(style, "style seed (z ~ N(0, 1) drawn with it)", "z from a style image (optional)",
-                                               max_pixels))
+                controls.update(
+                    style_controls(style, "style seed (z ~ N(0, 1) drawn with it)", "z from a style image (optional)", max_pixels)
+                )
             button = gr.Button("Translate", variant="primary", elem_id="run")
         with gr.Column():
             output = gr.Image(type="pil", format="png", label="output", elem_id="output-image", interactive=False)
@@ -129,14 +139,17 @@ def translation_page(backend: CheckpointBackend, max_pixels: int) -> None:
         return items[0][0], items
 
     button.click(translate, [source, drawing, *controls.values()], [output, outputs], api_name="translate").then(
-        show_if_several, outputs, outputs, api_name=False)
+        show_if_several, outputs, outputs, api_name=False
+    )
 
 
 def style_controls(style: str, seed_label: str, image_label: str, max_pixels: int) -> dict:
     """A multimodal model's controls: a style seed, how many samples, and the `style` image option."""
-    return {"seed": gr.Slider(0, 999, value=0, step=1, label=seed_label),
-            "n_samples": gr.Slider(1, 8, value=1, step=1, label="samples side by side"),
-            style: image_upload(max_pixels, label=image_label)}
+    return {
+        "seed": gr.Slider(0, 999, value=0, step=1, label=seed_label),
+        "n_samples": gr.Slider(1, 8, value=1, step=1, label="samples side by side"),
+        style: image_upload(max_pixels, label=image_label),
+    }
 
 
 # ----- label maps (SPADE) -------------------------------------------------------------------------------
@@ -147,20 +160,24 @@ def label_page(backend: CheckpointBackend, max_pixels: int) -> None:
     style = backend.style_option
 
     def brush(i: int) -> gr.Brush:
-        return gr.Brush(colors=[hex_colour(classes[i][1])], default_color=hex_colour(classes[i][1]),
-                        color_mode="fixed", default_size=12)
+        return gr.Brush(colors=[hex_colour(classes[i][1])], default_color=hex_colour(classes[i][1]), color_mode="fixed", default_size=12)
 
     with gr.Row():
         with gr.Column():
             paint = gr.Dropdown(choices, value=0, label="class to paint", elem_id="paint-class")
             painted = canvas(
-                max_pixels, value={"background": blank(backend.train_size, classes[0][1]), "layers": [], "composite": None},
-                type="numpy", image_mode="RGB", format="png", sources=(), label="label map: paint with the class colours",
-                brush=brush(0), elem_id="label-canvas",
+                max_pixels,
+                value={"background": blank(backend.train_size, classes[0][1]), "layers": [], "composite": None},
+                type="numpy",
+                image_mode="RGB",
+                format="png",
+                sources=(),
+                label="label map: paint with the class colours",
+                brush=brush(0),
+                elem_id="label-canvas",
             )
             fill = gr.Button("Fill the canvas with this class")
-            upload = image_upload(max_pixels, label="or a label-map file (class ids, as ganforge-predict reads them)",
-                                  sources=("upload",))
+            upload = image_upload(max_pixels, label="or a label-map file (class ids, as ganforge-predict reads them)", sources=("upload",))
             controls = style_controls(style, "style seed", "style image (optional)", max_pixels) if style else {}
             button = gr.Button("Synthesize", variant="primary", elem_id="run")
         with gr.Column():
@@ -169,8 +186,12 @@ def label_page(backend: CheckpointBackend, max_pixels: int) -> None:
             gr.HTML(legend(classes), label="classes")
 
     paint.change(lambda i: gr.ImageEditor(brush=brush(int(i))), paint, painted, api_name=False)
-    fill.click(lambda i: {"background": blank(backend.train_size, classes[int(i)][1]), "layers": [], "composite": None},
-               paint, painted, api_name=False)
+    fill.click(
+        lambda i: {"background": blank(backend.train_size, classes[int(i)][1]), "layers": [], "composite": None},
+        paint,
+        painted,
+        api_name=False,
+    )
     names = list(controls)
 
     @user_errors
@@ -189,13 +210,16 @@ def label_page(backend: CheckpointBackend, max_pixels: int) -> None:
         return items[0][0], items
 
     button.click(synthesize, [upload, painted, *controls.values()], [output, outputs], api_name="synthesize").then(
-        show_if_several, outputs, outputs, api_name=False)
+        show_if_several, outputs, outputs, api_name=False
+    )
 
 
 def legend(classes: list[tuple[str, tuple[int, int, int]]]) -> str:
-    swatch = ('<span style="display:inline-flex;align-items:center;margin:2px 8px 2px 0;font-size:12px">'
-              '<span style="width:12px;height:12px;background:{c};border:1px solid #888;margin-right:4px"></span>'
-              '{i}: {n}</span>')
+    swatch = (
+        '<span style="display:inline-flex;align-items:center;margin:2px 8px 2px 0;font-size:12px">'
+        '<span style="width:12px;height:12px;background:{c};border:1px solid #888;margin-right:4px"></span>'
+        "{i}: {n}</span>"
+    )
     return "<div>" + "".join(swatch.format(c=hex_colour(rgb), i=i, n=name) for i, (name, rgb) in enumerate(classes)) + "</div>"
 
 
@@ -246,8 +270,15 @@ def apps_page(backend: CheckpointBackend, max_pixels: int) -> None:
 
             @user_errors
             def sample(h, w, n, start_scale, seed_value):
-                files = backend.run_app("samples", scale_h=float(h), scale_w=float(w), num_samples=int(n),
-                                        gen_start_scale=int(start_scale), seed=int(seed_value), sifid=False)
+                files = backend.run_app(
+                    "samples",
+                    scale_h=float(h),
+                    scale_w=float(w),
+                    num_samples=int(n),
+                    gen_start_scale=int(start_scale),
+                    seed=int(seed_value),
+                    sifid=False,
+                )
                 return read_images(files)
 
             button.click(sample, [scale_h, scale_w, count, start, seed], gallery, api_name="singan_samples")
@@ -256,11 +287,18 @@ def apps_page(backend: CheckpointBackend, max_pixels: int) -> None:
             with gr.Row():
                 with gr.Column():
                     app = gr.Radio([(INJECTION_APPS[a], a) for a in injections], value=injections[0], label="application")
-                    ref = canvas(max_pixels, type="filepath", image_mode="RGB", format="png", sources=("upload", "clipboard"),
-                                 label="reference image: upload, and paint on it",
-                                 brush=gr.Brush(default_size=8, color_mode="defaults"))
-                    mask = image_upload(max_pixels, sources=("upload",),
-                                        label="mask (editing, harmonization): white where the image was changed")
+                    ref = canvas(
+                        max_pixels,
+                        type="filepath",
+                        image_mode="RGB",
+                        format="png",
+                        sources=("upload", "clipboard"),
+                        label="reference image: upload, and paint on it",
+                        brush=gr.Brush(default_size=8, color_mode="defaults"),
+                    )
+                    mask = image_upload(
+                        max_pixels, sources=("upload",), label="mask (editing, harmonization): white where the image was changed"
+                    )
                     inject = gr.Number(1, precision=0, label="inject at scale (1: coarse changes, higher: finer)")
                     seed = gr.Number(0, precision=0, label="seed")
                     button = gr.Button("Run", variant="primary")
@@ -268,8 +306,13 @@ def apps_page(backend: CheckpointBackend, max_pixels: int) -> None:
 
             @user_errors
             def run(app_name, ref_value, mask_path, inject_scale, seed_value):
-                files = backend.run_app(app_name, ref=composite(ref_value, "reference image"), mask=mask_path,
-                                        inject_scale=int(inject_scale), seed=int(seed_value))
+                files = backend.run_app(
+                    app_name,
+                    ref=composite(ref_value, "reference image"),
+                    mask=mask_path,
+                    inject_scale=int(inject_scale),
+                    seed=int(seed_value),
+                )
                 return read_images(files)
 
             button.click(run, [app, ref, mask, inject, seed], gallery, api_name="singan_inject")
