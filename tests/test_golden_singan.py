@@ -104,6 +104,7 @@ class Golden(L.Callback):
                         opt.state[p][key].reshape(ref[f"s{n}/{name}/{i}/{key}"].shape),
                         ref[f"s{n}/{name}/{i}/{key}"],
                         **STATE_TOL,
+                        check_dtype=key != "step",  # the fused Adam kernel counts steps in float32 whatever the params
                         msg=lambda m, name=name, i=i, key=key: f"scale {n} {name} param {i} {key}: {m}",
                     )
         torch.testing.assert_close(module.noise_amp[n].reshape(1), ref[f"s{n}/noise_amp"], **STATE_TOL)

@@ -106,6 +106,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             raise ConfigError("init_from= starts a new run from a checkpoint's weights; ckpt_path= resumes one: give one of them")
         load_weights(model, cfg.init_from)
     datamodule.size_multiple = model.input_size_multiple
+    model.precise = bool(cfg.get("precise", False))
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     model.run_config["command"] = run_command()
 

@@ -13,6 +13,7 @@ batch in a GAN), exact resume through the checkpoint (Lightning's state, the ran
 
 from __future__ import annotations
 
+import inspect
 from abc import ABCMeta, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -80,6 +81,22 @@ def build_scheduler(
     return config
 
 
+def fused(optimizer: Optimizer) -> Optimizer:
+    """The same optimizer on torch's fused kernel where it has one (Adam, AdamW, SGD, Adagrad; CPU and CUDA):
+    one pass over all parameters instead of about ten passes per tensor, which is a quarter of a pix2pix step on
+    CPU. The update rule is the same; float32 results differ from the single-tensor loop in the last bits. An
+    optimizer configured with `fused` or `foreach` set, or whose parameters live elsewhere, is kept as it is."""
+    settings = optimizer.defaults
+    if settings.get("fused", False) is not None or settings.get("foreach") or settings.get("differentiable"):
+        return optimizer
+    groups = optimizer.param_groups
+    if not all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"]):
+        return optimizer
+    accepted = inspect.signature(type(optimizer)).parameters  # AdamW's defaults hold a key its constructor fixes
+    settings = {k: v for k, v in settings.items() if k in accepted}
+    return type(optimizer)([{**g, "fused": True} for g in groups], **{**settings, "fused": True})
+
+
 def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:
     for net in nets if isinstance(nets, list) else [nets]:
         for p in net.parameters():
@@ -126,6 +143,9 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         self.run_config: dict | None = None
         #: callbacks.nonfinite's policy: skip an optimizer step whose loss is NaN/Inf (a host sync a step)
         self.skip_nonfinite = False
+        #: train.yaml `precise`: the reference code's float order bit for bit (its single-tensor optimizer
+        #: loop) instead of the fused optimizer kernels; the algorithm is the same either way
+        self.precise = False
         self.skipped_in_a_row = 0
         self._nonfinite: torch.Tensor | None = None  # on the device: did any loss so far fail isfinite?
         self._resume_torch_rng: torch.Tensor | None = None
@@ -214,8 +234,13 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
 
     # ----- helpers for subclasses ---------------------------------------------------------------
     def optimizers_for(self, *optimizers: Optimizer):
-        """Pair each optimizer with the configured LR schedule."""
+        """Pair each optimizer with the configured LR schedule (on the fused kernels unless `precise`)."""
+        optimizers = self.fast_optimizers(*optimizers)
         return list(optimizers), [build_scheduler(o, **self.scheduler_cfg) for o in optimizers]
+
+    def fast_optimizers(self, *optimizers: Optimizer) -> tuple[Optimizer, ...]:
+        """The optimizers on torch's fused kernels (`fused`), or as configured when `precise`."""
+        return optimizers if self.precise else tuple(fused(o) for o in optimizers)
 
     def step(self, opt, loss: torch.Tensor, *more: torch.Tensor) -> None:
         """zero_grad, backward, step for one optimizer; the caller has toggled it. Several losses are

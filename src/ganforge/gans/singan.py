@@ -195,10 +195,11 @@ class SinGAN(GANModule):
         opts = []
         for g, d in zip(self.netG, self.netD):
             opts += [self.hparams.optimizer_g(params=g.parameters()), self.hparams.optimizer_d(params=d.parameters())]
+        opts = self.fast_optimizers(*opts)
         for o in opts:
             for group in o.param_groups:
                 group.setdefault("initial_lr", group["lr"])
-        return opts
+        return list(opts)
 
     def on_train_start(self) -> None:
         if self.trainer.num_training_batches != self.trainer.datamodule.iters_per_epoch:

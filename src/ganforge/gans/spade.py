@@ -112,7 +112,7 @@ class SPADEModel(GANModule):
         lr_g, lr_d = (hp.lr, hp.lr) if hp.no_ttur else (hp.lr / 2, hp.lr * 2)
         betas = tuple(hp.betas) if hp.betas is not None else ((0.5, 0.999) if hp.no_ttur else (0.0, 0.9))
         g_params = list(self.netG.parameters()) + (list(self.netE.parameters()) if self.netE is not None else [])
-        opts = (
+        opts = self.fast_optimizers(
             self.hparams.optimizer_g(params=g_params, lr=lr_g, betas=betas),
             self.hparams.optimizer_d(params=self.netD.parameters(), lr=lr_d, betas=betas),
         )
