@@ -156,6 +156,23 @@ class InferenceModel(nn.Module):
         """What an input goes through before the nets (channels, normalisation, direction, label classes)."""
         return {}
 
+    # ----- what every family implements for ganforge-eval and ganforge-export -------------------------
+    def metric_protocol(self) -> dict[str, Any]:
+        """How the metric outputs are generated (the nets' modes), for the evaluation report."""
+        raise NotImplementedError
+
+    def metric_batch(self, batch: Mapping[str, torch.Tensor], direction: str = "AtoB") -> dict[str, torch.Tensor]:
+        """The outputs the metric suite compares for one batch of the data module: "fake", and "real" / "label"."""
+        raise NotImplementedError
+
+    def diverse(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """n outputs per input (`metric_multimodal` families): what the diversity metric compares."""
+        raise NotImplementedError
+
+    def export_graphs(self, opts: Mapping) -> list[ExportGraph]:
+        """The networks `ganforge-export` writes, each with its inputs and outputs described."""
+        raise NotImplementedError
+
     def check_finite(self) -> list[str]:
         """The names of weights that are NaN or infinite (a diverged run): outputs would be black."""
         return [k for k, v in self.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
