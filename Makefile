@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test test-fast lint docs bench venv clean
+.PHONY: train test test-fast lint typecheck docs bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ lint: venv             ## ruff's lint rules and its formatter, as configured in 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+typecheck: venv        ## mypy on the public API: ganforge.load and the models, the data modules, the commands (CI runs this)
+	$(VENV)/bin/mypy
+
 docs: venv             ## the docs site into site/ (mkdocs-material); a broken link or a missing page fails it
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
@@ -37,4 +40,4 @@ bench: venv            ## the benchmarks of docs/benchmarks.md (each prints its 
 	$(PY) bench/inference.py $(if $(OLD_SRC),--old-src $(OLD_SRC))
 
 clean:
-	rm -rf logs .pytest_cache site
+	rm -rf logs .pytest_cache .mypy_cache site

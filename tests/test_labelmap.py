@@ -20,6 +20,7 @@ from ganforge.data.labelmap import (
 )
 from ganforge.nets.spade import label_edges
 from ganforge.utils.errors import (
+    ConfigError,
     DataLayoutError,
     DatasetUnavailableError,
     ImageFileError,
@@ -213,3 +214,10 @@ def test_the_prescan_names_bad_photos_and_maps_before_training_or_skips_them(tmp
         dm.setup("fit")
     assert [Path(t[1]).name for t in dm.train_set.triples] == ["002.png"]  # its instance map is not read
     assert len(dm.val_set) == 1 and "train_label/000.png" in caplog.text
+
+
+def test_shards_without_a_root_is_one_config_error(tmp_path):
+    # layout=folders reads data.image_dir/label_dir and leaves data.root unset; shards live in data.root
+    dm = LabelMapDataModule(layout="folders", image_dir=str(tmp_path), label_dir=str(tmp_path), label_nc=4, format="shards")
+    with pytest.raises(ConfigError, match=r"data.format=shards needs data.root="):
+        dm.prepare_data()

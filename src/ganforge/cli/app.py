@@ -115,7 +115,7 @@ def check_override_types(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     overrides = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
     is_group = [o.key_or_group in hydra_cfg.runtime.choices or o.package is not None for o in overrides]
-    groups = [o.input_line for o, g in zip(overrides, is_group) if g]
+    groups = [o.input_line for o, g in zip(overrides, is_group) if g and o.input_line is not None]  # parsed lines: always set
     values = [o for o, g in zip(overrides, is_group) if not g and not o.is_delete()]
     if not values:
         return
@@ -164,7 +164,7 @@ def user_errors_exit(fn: Callable) -> Callable:
             )
             if _full_error() or not (user or missing):
                 raise
-            _exit_with(user_message(user) if user else missing_values_message(missing))
+            _exit_with(user_message(user) if user else missing_values_message(missing or []))
 
     return wrapper
 

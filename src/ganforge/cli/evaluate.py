@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import hydra
 import torch
@@ -34,10 +35,10 @@ def data_config(stored: dict | None, override: DictConfig | None) -> dict:
     """The run's data config as plain data; a whole data config (data=<name>) replaces it, single keys change it.
     The stored part never goes through OmegaConf, so a `${...}` in it is never resolved (load refuses it)."""
     if override is not None and "_target_" in override:
-        return OmegaConf.to_container(override, resolve=True)
+        return cast(dict, OmegaConf.to_container(override, resolve=True))  # a DictConfig gives a dict
     if not stored:
         raise ConfigError("the checkpoint stores no data config (a model folder has none): give data=<name> data.root=<folder>")
-    return {**stored, **(OmegaConf.to_container(override, resolve=True) if override is not None else {})}
+    return {**stored, **(cast(dict, OmegaConf.to_container(override, resolve=True)) if override is not None else {})}
 
 
 def build_datamodule(dcfg: dict, where: str, **overrides):
@@ -82,7 +83,7 @@ def evaluate(cfg: DictConfig) -> dict:
     n = cfg.get("num_samples")
     if n is not None and n < (2 if {"fid", "kid"} & set(names) else 1):
         raise ConfigError(f"num_samples={n}: FID/KID need at least 2 images (covariance); use >= 2048 for published protocols")
-    suite_args = {k: OmegaConf.to_object(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in SUITE_KEYS}
+    suite_args: dict[str, Any] = {k: OmegaConf.to_object(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in SUITE_KEYS}
     suite = MetricSuite(
         names, batch_size=cfg.batch_size, seed=cfg.seed, segmenter=segmenter, label_classes=model.metric_label_classes, **suite_args
     )  # loads every network first

@@ -25,7 +25,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -63,7 +63,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     if opset < MIN_OPSET:
         raise ConfigError(f"opset={opset}: ganforge exports with opset >= {MIN_OPSET}")
     model = load(cfg.ckpt_path, use_ema=bool(cfg.get("use_ema", True)))
-    opts = OmegaConf.to_container(cfg, resolve=True)
+    opts = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "pretrained":

@@ -27,6 +27,7 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar, cast
 
 import torch
 from hydra.utils import instantiate
@@ -42,6 +43,7 @@ log = logging.getLogger("ganforge.import")
 
 #: a mapping gives, per target name, (source name, transform of the source tensor)
 Mapping_ = dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]]
+Net = TypeVar("Net", bound=nn.Module)
 SOURCES = {
     "pix2pix": "pytorch-CycleGAN-and-pix2pix unet_256/unet_128 (UnetGenerator)",
     "cyclegan": "pytorch-CycleGAN-and-pix2pix resnet_9blocks/resnet_6blocks (ResnetGenerator)",
@@ -127,7 +129,7 @@ def unet_with_z_mapping(net: UnetGenerator) -> Mapping_:
                 mapping[f"{ours}model.{i}.{name}"] = (f"{theirs}{side}.{j}.{name}", _same)
         if sub is None:
             break
-        block, ours, theirs = layers[sub], f"{ours}model.{sub}.", f"{theirs}submodule."
+        block, ours, theirs = cast(UnetSkipBlock, layers[sub]), f"{ours}model.{sub}.", f"{theirs}submodule."
     missing = set(net.state_dict()) - set(mapping)
     if missing:
         raise ConfigError(f"the U-Net has weights the BicycleGAN layout has no place for: {sorted(missing)[:5]}")
@@ -141,8 +143,7 @@ def resnet_encoder_mapping(net: ResnetEncoder) -> Mapping_:
     for k in net.state_dict():
         src = re.sub(r"^(fc|fcVar)\.", r"\1.0.", k)
         m = re.match(r"^conv\.(\d+)\.conv\.(\d+)\.(.+)$", k)
-        if m and isinstance(net.conv[int(m.group(1))], BasicBlock):
-            block = net.conv[int(m.group(1))]
+        if m and isinstance(block := net.conv[int(m.group(1))], BasicBlock):
             idx = int(m.group(2))
             if isinstance(block.conv[idx], nn.Conv2d) and idx == len(block.conv) - 2:
                 src = f"conv.{m.group(1)}.conv.{idx}.0.{m.group(3)}"
@@ -263,7 +264,7 @@ def _is_instance_norm(net: nn.Module, mapping: Mapping_, key: str) -> bool:
     return isinstance(modules.get(prefix), nn.InstanceNorm2d)
 
 
-def _load(net: nn.Module, path: str, what: str, mapping_fn: Callable[[nn.Module], Mapping_], hint: str = DEFAULT_FIT_HINT) -> None:
+def _load(net: Net, path: str, what: str, mapping_fn: Callable[[Net], Mapping_], hint: str = DEFAULT_FIT_HINT) -> None:
     sd = map_state_dict(net, read_pth(path, what), mapping_fn(net), f"{what}={path}", hint)
     net.load_state_dict(sd)
 

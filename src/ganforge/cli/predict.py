@@ -15,7 +15,7 @@ import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from omegaconf import DictConfig
@@ -44,14 +44,14 @@ SINGAN_APPS = ("samples", "paint2image", "editing", "harmonization", "sr", "anim
 def list_inputs(input_path: str | None) -> list[Path]:
     if not input_path:
         raise ConfigError("input=<image or folder> is required")
-    input_path = Path(input_path)
-    if input_path.is_file():
-        return [input_path]
-    if not input_path.is_dir():
-        raise ConfigError(f"input={input_path} does not exist; give an image file or a folder of images")
-    files = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+    folder = Path(input_path)
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise ConfigError(f"input={folder} does not exist; give an image file or a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
     if not files:
-        raise ConfigError(f"input={input_path} holds no images (extensions: {', '.join(sorted(IMG_EXTENSIONS))})")
+        raise ConfigError(f"input={folder} holds no images (extensions: {', '.join(sorted(IMG_EXTENSIONS))})")
     return files
 
 
@@ -74,7 +74,8 @@ class TorchModel:
     def __init__(self, opts: Mapping):
         from ganforge.models import load  # torch: not needed for model=<onnx>
 
-        self.model = load(opts["ckpt_path"], use_ema=bool(opts.get("use_ema", True)))
+        # Any: the family's own methods are called, chosen by `kind`
+        self.model = cast(Any, load(opts["ckpt_path"], use_ema=bool(opts.get("use_ema", True))))
         if opts.get("test_dropout") is not None and hasattr(self.model.spec, "test_dropout"):
             self.model.spec.test_dropout = bool(opts["test_dropout"])
         self.kind = type(self.model).__name__
@@ -303,7 +304,7 @@ def sifid_report(model, images: list, out_dir: Path, opts: Mapping) -> list[Path
         suite.update(s[None] if s.dim() == 3 else s, real)
     report = {
         "sifid_mean": float(suite.compute()["sifid"]),
-        "sifid": [float(v) for v in suite.metrics["sifid"].scores],
+        "sifid": [float(v) for v in suite.metrics["sifid"].scores],  # type: ignore[union-attr]  # a ModuleDict entry
         "num_samples": len(images),
         "reference": "the training image at the finest scale; Inception first max-pool features, native size",
     }

@@ -8,7 +8,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import hydra
 import lightning.pytorch as L
@@ -25,6 +25,11 @@ from ganforge.models import load
 from ganforge.utils.errors import ConfigError
 from ganforge.utils.instantiate import instantiate_all
 from ganforge.utils.print_config import print_config
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from ganforge.data.module import GANDataModule
 
 log = logging.getLogger("ganforge")
 
@@ -95,7 +100,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.get("ignore_warnings"):
         warnings.filterwarnings("ignore")
 
-    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: GANDataModule = hydra.utils.instantiate(cfg.data)
     # Settings that follow from the data (SinGAN's pyramid comes from its image), written into the
     # config so the stored run config rebuilds the same model.
     with open_dict(cfg):
@@ -117,13 +122,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     for lg in loggers:
         lg.log_hyperparams(model.run_config)
 
+    # Lightning types these as its Checkpoint base class; ganforge's configs give ModelCheckpoints
+    checkpoint_callback = cast("ModelCheckpoint | None", trainer.checkpoint_callback)
+    checkpoint_callbacks = cast("list[ModelCheckpoint]", trainer.checkpoint_callbacks)
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "callbacks": callbacks}
     try:
         metrics: dict[str, float] = {}
         if cfg.get("train", True):
             ckpt = resolve_ckpt_path(cfg)
             resumed = check_resumable(ckpt) if ckpt else None
-            if resumed is not None:
+            if ckpt and resumed is not None:
                 check_resume_state(resumed, ckpt, trainer)
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -132,19 +140,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 metrics = dict(resumed["ganforge"].get("metrics", {}))
                 log.info("%s is the end of a finished run (max_epochs=%s reached); its metrics: %s", ckpt, trainer.max_epochs, metrics)
         if cfg.get("test"):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+            best = checkpoint_callback.best_model_path if checkpoint_callback else None
             trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
     finally:
         _finish(loggers)
-    if trainer.checkpoint_callback is not None:
-        log.info("Checkpoints: %s", trainer.checkpoint_callback.dirpath)
+    if checkpoint_callback is not None:
+        log.info("Checkpoints: %s", checkpoint_callback.dirpath)
         last = next(
-            (
-                Path(cb.dirpath) / "last.ckpt"
-                for cb in trainer.checkpoint_callbacks
-                if cb.dirpath and (Path(cb.dirpath) / "last.ckpt").is_file()
-            ),
+            (Path(cb.dirpath) / "last.ckpt" for cb in checkpoint_callbacks if cb.dirpath and (Path(cb.dirpath) / "last.ckpt").is_file()),
             None,
         )
         if cfg.get("train", True) and trainer.is_global_zero and last is not None:
@@ -196,4 +200,4 @@ def train_app(cfg: DictConfig) -> float | None:
 def train_main() -> float | None:
     """`ganforge-train` / `python train.py`: the command-line overrides are checked before Hydra composes them."""
     user_errors_exit(check_sweeper_installed)(sys.argv[1:])
-    return train_app()
+    return cast("float | None", train_app())  # hydra.main's wrapper returns what train_app returns

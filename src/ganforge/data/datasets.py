@@ -24,7 +24,7 @@ from ganforge.utils.errors import ConfigError, DatasetUnavailableError
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["paired", "unpaired"]
+Kind = Literal["paired", "unpaired", "labelmap"]
 
 # Tests replace this (monkeypatch `ganforge.data.datasets.urlopen`) or pass `opener=`.
 urlopen: Callable = urllib.request.urlopen
@@ -52,7 +52,7 @@ _CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{}.zip"
 
 # pix2pix: no published checksums exist; the computed one is logged after a download.
 # facades and cityscapes store photo|labels, so label->photo is BtoA (reference scripts).
-_PIX2PIX = {
+_PIX2PIX: dict[str, Literal["AtoB", "BtoA"]] = {
     "facades": "BtoA",
     "cityscapes": "BtoA",
     "maps": "AtoB",

@@ -53,7 +53,8 @@ def find_images(root: Path, classes: Sequence[str] | None = None) -> tuple[list[
             raise DataLayoutError(
                 f"data.classes names {missing}, which {root} has no subfolder of images for; its classes are {sorted(set(labels) - {''})}"
             )
-        files, labels = zip(*[(f, c) for f, c in zip(files, labels) if c in classes]) if files else ((), ())
+        kept = [(f, c) for f, c in zip(files, labels) if c in classes]
+        files, labels = [f for f, _ in kept], [c for _, c in kept]
     if not files:
         raise DataLayoutError(f"No images under {root}. Accepted extensions (any case): {' '.join(IMG_EXTENSIONS)}")
     return list(files), list(labels)
@@ -163,7 +164,7 @@ class UnconditionalDataModule(GANDataModule):
         if self.val_set is None:
             val = self._dataset(train=False)
             n = self.num_val_images
-            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
+            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val  # type: ignore[arg-type]  # torch's Dataset declares no __len__; map-style datasets have one
 
     def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
         if ds is None:
@@ -188,7 +189,9 @@ class UnconditionalDataModule(GANDataModule):
     def fixed_val_batch(self, n: int) -> dict:
         if self.val_set is None:
             self.setup("validate")
-        return default_collate([self.val_set[i] for i in range(min(n, len(self.val_set)))])
+        val = self.val_set
+        assert val is not None, "setup('validate') builds it"
+        return default_collate([val[i] for i in range(min(n, len(val)))])  # type: ignore[arg-type]  # torch's Dataset declares no __len__; map-style datasets have one
 
 
 class ImageFolderDataModule(UnconditionalDataModule):
@@ -218,6 +221,7 @@ class ImageFolderDataModule(UnconditionalDataModule):
     def _checked_files(self, train: bool) -> tuple[list[Path], list[int]]:
         """`_files` less the bad ones the pre-scan found (on_bad_file=skip; error stops here, naming them all)."""
         files, ids = self._files(train)
+        assert self.prescan is not None, "setup() runs _check first"
         bad = self.prescan.bad_paths([FileCheck(f, self.channels) for f in files], self._folder(train))
         kept = [(f, i) for f, i in zip(files, ids) if f not in bad]
         if not kept:
@@ -226,6 +230,8 @@ class ImageFolderDataModule(UnconditionalDataModule):
 
     def _dataset(self, train: bool) -> Dataset:
         if self.shards:
+            if not self.root:
+                raise ConfigError("data.format=shards needs data.root=<the folder ganforge-prepare wrote>")
             check_shards(self.root)
             split = ShardSplit(self.root, "val" if not train and has_shard_split(self.root, "val") else "train", single=True)
             return self._wrap(len(split), _ShardLoader(split, self.channels), train)

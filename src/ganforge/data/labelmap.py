@@ -64,7 +64,7 @@ def load_palette(path: str | Path) -> dict[tuple[int, int, int], int]:
         raise ConfigError(f"data.palette={path}: cannot read it as JSON ({e})") from None
     items = enumerate(raw) if isinstance(raw, list) else ((int(k), v) for k, v in raw.items())
     try:
-        return {tuple(int(c) for c in rgb): int(i) for i, rgb in items}
+        return {(int(r), int(g), int(b)): int(i) for i, (r, g, b) in items}
     except (TypeError, ValueError):
         raise ConfigError(f'data.palette={path}: expected {{"<id>": [r, g, b], ...}} or a list of [r, g, b]') from None
 
@@ -212,9 +212,25 @@ def _rglob(folder: Path, suffix: str) -> dict[str, Path]:
 
 
 def find_triples(
-    layout: str, root: Path | None, split: str, image_dir=None, label_dir=None, instance_dir=None, use_instance: bool = False
+    layout: str,
+    root: Path | None,
+    split: str,
+    image_dir: str | None = None,
+    label_dir: str | None = None,
+    instance_dir: str | None = None,
+    use_instance: bool = False,
 ) -> list[Triple]:
     """(photo, label map, instance map or None) of one split ("train" | "val") in `layout`."""
+    if layout == "folders":
+        if image_dir is None or label_dir is None:
+            raise ConfigError("data.layout=folders needs data.image_dir=<photos> and data.label_dir=<label maps>")
+        img_d, lab_d = Path(image_dir).expanduser(), Path(label_dir).expanduser()
+        insts = _by_stem(Path(instance_dir).expanduser()) if use_instance and instance_dir else None
+        return _match(_by_stem(img_d), _by_stem(lab_d), insts, img_d, lab_d)
+    if layout not in LAYOUTS:
+        raise ConfigError(f"data.layout={layout!r}: choose one of {', '.join(LAYOUTS)}")
+    if root is None:
+        raise ConfigError(f"data.layout={layout} needs data.root=<dir>")
     if layout == "spade":
         inst = root / f"{split}_inst"
         return _match(
@@ -230,24 +246,19 @@ def find_triples(
         return _match(
             _by_stem(base / "images" / sub), _by_stem(base / "annotations" / sub), None, base / "images" / sub, base / "annotations" / sub
         )
-    if layout == "cityscapes":
-        images = _rglob(root / "leftImg8bit" / split, "_leftImg8bit.png")
-        labels = _rglob(root / "gtFine" / split, "_gtFine_labelIds.png")
-        insts = _rglob(root / "gtFine" / split, "_gtFine_instanceIds.png") if use_instance else None
-        if not images:
-            raise DataLayoutError(f"No *_leftImg8bit.png under {root / 'leftImg8bit' / split}")
-        return _match(images, labels, insts, root / "leftImg8bit" / split, root / "gtFine" / split)
-    if layout == "folders":
-        if image_dir is None or label_dir is None:
-            raise ConfigError("data.layout=folders needs data.image_dir=<photos> and data.label_dir=<label maps>")
-        img_d, lab_d = Path(image_dir).expanduser(), Path(label_dir).expanduser()
-        insts = _by_stem(Path(instance_dir).expanduser()) if use_instance and instance_dir else None
-        return _match(_by_stem(img_d), _by_stem(lab_d), insts, img_d, lab_d)
-    raise ConfigError(f"data.layout={layout!r}: choose one of {', '.join(LAYOUTS)}")
+    # cityscapes
+    images = _rglob(root / "leftImg8bit" / split, "_leftImg8bit.png")
+    labels = _rglob(root / "gtFine" / split, "_gtFine_labelIds.png")
+    insts = _rglob(root / "gtFine" / split, "_gtFine_instanceIds.png") if use_instance else None
+    if not images:
+        raise DataLayoutError(f"No *_leftImg8bit.png under {root / 'leftImg8bit' / split}")
+    return _match(images, labels, insts, root / "leftImg8bit" / split, root / "gtFine" / split)
 
 
 def layout_marker(layout: str, root: Path | None) -> Path | None:
     """The folder whose presence means the data is on disk."""
+    if root is None:  # layout=folders: no marker
+        return None
     if layout == "spade":
         return root / "train_img"
     if layout == "ade20k":
@@ -335,15 +346,22 @@ class LabelMapDataModule(GANDataModule):
         self.hparams.class_names = [str(n) for n in class_names] if class_names is not None else None
         self.size_multiple = size_multiple
         self.prescan = PreScan(on_bad_file, verify)
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
+        self.train_set: LabelMapDataset | None = None
+        self.val_set: LabelMapDataset | Subset | None = None
+
+    @property
+    def shard_root(self) -> Path:
+        """data.root, where ganforge-prepare wrote the shards (data.format=shards)."""
+        if self.root is None:
+            raise ConfigError("data.format=shards needs data.root=<the folder ganforge-prepare wrote>")
+        return self.root
 
     def prepare_data(self) -> None:
         if self.shards:
-            check_shards(self.root)
+            check_shards(self.shard_root)
             return
         marker = layout_marker(self.hparams.layout, self.root)
-        if marker is None or marker.is_dir():
+        if self.root is None or marker is None or marker.is_dir():
             return
         if self.hparams.layout == "cityscapes":
             raise DatasetUnavailableError(CITYSCAPES_HELP.format(root=self.root))
@@ -356,7 +374,7 @@ class LabelMapDataModule(GANDataModule):
     def _dataset(self, split: str, train: bool) -> LabelMapDataset:
         hp = self.hparams
         if self.shards:
-            triples = ShardSplit(self.root, split)[: hp.max_dataset_size]
+            triples = ShardSplit(self.shard_root, split)[: hp.max_dataset_size]
         else:
             triples = find_triples(hp.layout, self.root, split, hp.image_dir, hp.label_dir, hp.instance_dir, hp.use_instance)[
                 : hp.max_dataset_size
@@ -397,7 +415,7 @@ class LabelMapDataModule(GANDataModule):
 
     def _val_split(self) -> str:
         if self.shards:
-            return "val" if has_shard_split(self.root, "val") else "train"
+            return "val" if has_shard_split(self.shard_root, "val") else "train"
         if self.hparams.layout == "folders":
             return "train"
         try:
@@ -432,7 +450,7 @@ class LabelMapDataModule(GANDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        if len(self.train_set) < self.hparams.batch_size:
+        if self.train_set is not None and len(self.train_set) < self.hparams.batch_size:
             raise ConfigError(
                 f"data.batch_size={self.hparams.batch_size} is larger than the {len(self.train_set)} "
                 f"training items in {self.root}; lower it"
@@ -448,4 +466,6 @@ class LabelMapDataModule(GANDataModule):
     def fixed_val_batch(self, n: int) -> dict:
         if self.val_set is None:
             self.setup("validate")
-        return default_collate([self.val_set[i] for i in range(min(n, len(self.val_set)))])
+        val = self.val_set
+        assert val is not None, "setup('validate') builds it"
+        return default_collate([val[i] for i in range(min(n, len(val)))])

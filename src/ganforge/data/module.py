@@ -7,6 +7,7 @@ import logging
 import warnings
 from abc import ABCMeta, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -15,10 +16,14 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import RandomSampler
 
-from ganforge.data.datasets import download_and_extract, get_spec
+from ganforge.data.datasets import Kind, download_and_extract, get_spec
 from ganforge.data.prescan import PreScan
 from ganforge.data.shards import FORMATS, check_shards
 from ganforge.data.transforms import check_preprocess
+
+if TYPE_CHECKING:
+    from lightning.fabric.utilities.data import AttributeDict
+
 from ganforge.utils.errors import (
     ConfigError,
     DataLayoutError,
@@ -55,6 +60,12 @@ class GANDataModule(L.LightningDataModule, metaclass=ABCMeta):
     #: input sides must be multiples of this; the trainer sets it from the model before `setup`
     size_multiple: int = 1
 
+    if TYPE_CHECKING:
+        # save_hyperparameters stores the config as an AttributeDict (keys read as attributes); Lightning's
+        # annotation, a plain MutableMapping or it, would not let the type checker see those reads
+        @property
+        def hparams(self) -> AttributeDict: ...
+
     def model_settings(self) -> dict:
         """Model config keys that follow from the data (SinGAN's pyramid comes from its image); the
         trainer writes them into the run config before it builds the model."""
@@ -77,7 +88,7 @@ class FolderDataModule(GANDataModule):
     (e.g. 256 for unet_256), and `setup` reads it.
     """
 
-    kind: str
+    kind: Kind
     train_marker: str
 
     def _check(self) -> None:
@@ -142,7 +153,7 @@ class FolderDataModule(GANDataModule):
         """The first split that exists, logging a fallback."""
         for split in (wanted, *fallbacks):
             if self._has_split(split):
-                if split != wanted and rank_zero_only.rank == 0:
+                if split != wanted and getattr(rank_zero_only, "rank", 0) == 0:
                     logging.getLogger(type(self).__module__).info("No %s split in %s: using %r for %s", wanted, self.root, split, wanted)
                 return split
         return self._no_split(wanted)
@@ -163,7 +174,7 @@ class FolderDataModule(GANDataModule):
             self.train_set = built["train"]
         if "val" in built:
             val, n = built["val"], self.hparams.num_val_images
-            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val
+            self.val_set = Subset(val, range(min(n, len(val)))) if n is not None else val  # type: ignore[arg-type]  # torch's Dataset declares no __len__; map-style datasets have one
         if "test" in built:
             self.test_set = built["test"]
 
@@ -225,7 +236,9 @@ class FolderDataModule(GANDataModule):
         """The first n validation samples, collated: a fixed batch for image grids."""
         if self.val_set is None:
             self.setup("validate")
-        return default_collate([self.val_set[i] for i in range(min(n, len(self.val_set)))])
+        val = self.val_set
+        assert val is not None, "setup('validate') builds it"
+        return default_collate([val[i] for i in range(min(n, len(val)))])  # type: ignore[arg-type]  # torch's Dataset declares no __len__; map-style datasets have one
 
 
 def split_name(split: str) -> str:

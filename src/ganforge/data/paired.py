@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ganforge.data.datasets import Kind
 from ganforge.data.module import (
     BAD_FILE_CHOICES,
     FolderDataModule,
@@ -39,7 +40,7 @@ DIRECTIONS = ("AtoB", "BtoA")
 
 
 def _info(msg: str, *args) -> None:
-    if rank_zero_only.rank == 0:
+    if getattr(rank_zero_only, "rank", 0) == 0:
         log.info(msg, *args)
 
 
@@ -177,7 +178,7 @@ class PairedDataset(Dataset):
 class PairedDataModule(FolderDataModule):
     """A named pix2pix dataset (downloaded when missing) or any folder in a paired layout."""
 
-    kind = "paired"
+    kind: Kind = "paired"
     train_marker = "train/ (A|B images), A/train/ + B/train/, or images directly in it"
 
     def __init__(
@@ -216,7 +217,7 @@ class PairedDataModule(FolderDataModule):
         return has_split(self.root, "train") or has_loose_images(self.root)
 
     def _no_split(self, wanted: str) -> str | None:
-        if has_loose_images(self.root):
+        if not self.shards and has_loose_images(self.root):
             _info("No %s/ folder in %s: using the images directly in it for %s", wanted, self.root, wanted)
             return None
         raise self._layout_error(wanted)
@@ -244,7 +245,7 @@ class PairedDataModule(FolderDataModule):
             hp.on_bad_file,
             hp.max_dataset_size,
             train,
-            pairs=ShardSplit(self.root, split) if self.shards else None,
+            pairs=ShardSplit(self.root, split) if self.shards and split is not None else None,
         )
 
     def shard_splits(self) -> dict[str, tuple[list, None]]:

@@ -82,9 +82,9 @@ class PreScan:
         todo = [c for c in checks if c not in self._results]
         start = time.perf_counter()
         self._results.update(find_bad_files(todo, self.verify))
-        if todo and rank_zero_only.rank == 0:
+        if todo and getattr(rank_zero_only, "rank", 0) == 0:
             log.info("Pre-scan (data.verify=%s): %d files in %.2f s", self.verify, len(todo), time.perf_counter() - start)
-        problems = sorted({self._results[c] for c in checks if self._results[c]})
+        problems = sorted({p for c in checks if (p := self._results[c])})
         if not problems:
             return set()
         listing = "\n  ".join(problems)
@@ -95,7 +95,7 @@ class PreScan:
                 f"delete or replace them, or set data.on_bad_file=skip to train on the others:\n  {listing}",
             )
         new = [p for p in problems if p not in self._warned]
-        if new and rank_zero_only.rank == 0:
+        if new and getattr(rank_zero_only, "rank", 0) == 0:
             log.warning(
                 "data.on_bad_file=skip: skipping %d bad image file(s) in %s (pre-scan, data.verify=%s):\n  %s",
                 len(new),

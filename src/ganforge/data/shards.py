@@ -59,7 +59,7 @@ def has_split(root: str | Path, name: str) -> bool:
 #: not need, and "pickle" (or "graph:pickle") runs whatever the file says.
 FIELD_FORMATS = {"label": ("int",), "file": ("bytes",), "names": ("bytes", "str")}
 #: LitData's flattened-dict spec for a field (a leaf) and for the record
-_LEAF = {"type": None, "context": None, "children_spec": []}
+_LEAF: dict[str, Any] = {"type": None, "context": None, "children_spec": []}
 #: config entries that select compression, encryption or another reader: ganforge writes none of them
 _OFF = ("compression", "compression_batch_size", "compression_level", "encryption", "ipc_compression")
 _CHUNK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -80,6 +80,7 @@ def _is_int(value: Any, low: int = 0) -> bool:
 def _record_fields(spec: Any, where: str) -> list[str]:
     """The field names of LitData's data_spec, if it is the flat dict of leaves that ganforge writes (a
     richer spec can name a module for LitData to import)."""
+    tree: Any
     try:
         protocol, tree = json.loads(spec) if isinstance(spec, str) else (None, None)
         fields = json.loads(tree["context"]) if isinstance(tree, dict) and isinstance(tree.get("context"), str) else None
@@ -232,7 +233,8 @@ def _record(entry: tuple[tuple[Path | None, ...], int], root: Path) -> dict:
     """One entry's files as a record: their names relative to the dataset root and their bytes (a file
     named twice, as the A|B image of a pair, is stored once; an absent one, as a missing instance map, is '')."""
     files, label = entry
-    names, record = [], {"label": label}
+    names: list[str] = []
+    record: dict[str, Any] = {"label": label}
     for k, path in enumerate(files):
         name = "" if path is None else str(Path(path).relative_to(root) if Path(path).is_relative_to(root) else Path(path).name)
         first = names.index(name) if name and name in names else None
@@ -299,8 +301,8 @@ class ShardSplit(Sequence):
                 raise ValueError("a ShardSplit slices only a prefix ([:n])")
             return view
         record = self._record(index)
-        names = record["names"] if isinstance(record["names"], str) else bytes(record["names"]).decode(errors="replace")
-        names = names.split("\t")
+        text = record["names"] if isinstance(record["names"], str) else bytes(record["names"]).decode(errors="replace")
+        names = text.split("\t")
         if len(names) != sum(key.startswith("file") for key in record):
             raise _index_error(
                 self.directory, f"record {index} names {len(names)} files but holds {sum(key.startswith('file') for key in record)}"

@@ -10,6 +10,7 @@ module keeps the pyramid as buffers): an epoch is `iters_per_epoch` iterations.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from ganforge.utils.errors import ConfigError, ImageFileError
 from ganforge.utils.imageio import load_image
 
 #: how `pyramid_sizes` rounds the scale counts: ceil() in adjust_scales2image, int() in adjust_scales2image_SR
-ROUNDINGS = {"ceil": math.ceil, "floor": int}
+ROUNDINGS: dict[str, Callable[[float], int]] = {"ceil": math.ceil, "floor": int}
 
 
 def pyramid_sizes(

@@ -43,6 +43,8 @@ class _Indexed:
 
 
 class TorchvisionDataModule(UnconditionalDataModule):
+    name: str  # the torchvision set (Lightning's LightningDataModule.name, optional there, is always set here)
+
     def __init__(
         self,
         name: str = "cifar10",

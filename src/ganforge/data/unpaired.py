@@ -22,6 +22,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ganforge.data.datasets import Kind
 from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
 from ganforge.data.prescan import FileCheck
 from ganforge.data.shards import ShardSplit
@@ -92,7 +93,7 @@ class UnpairedDataset(Dataset):
         sizes = {d: len(f) for d, f in self.files.items()}
         self.length = max(sizes.values())
         # epoch_length=min: the domain with fewer images is indexed by the loader, the other drawn.
-        self.indexed = min(sizes, key=sizes.get) if self.train and self.epoch_length == "min" else None
+        self.indexed = min(sizes, key=sizes.__getitem__) if self.train and self.epoch_length == "min" else None
         if self.indexed:
             self.length = sizes[self.indexed] // self.batch_size * self.batch_size
             if self.length == 0:
@@ -155,7 +156,7 @@ class UnpairedDataset(Dataset):
 class UnpairedDataModule(FolderDataModule):
     """A named CycleGAN dataset (downloaded when missing) or any folder with trainA/ trainB/ (testA/ testB/)."""
 
-    kind = "unpaired"
+    kind: Kind = "unpaired"
     train_marker = "trainA/ and trainB/"
 
     def __init__(
@@ -196,7 +197,7 @@ class UnpairedDataModule(FolderDataModule):
     def _layout_error(self, wanted: str) -> DataLayoutError:
         return DataLayoutError(f"No {split_name(wanted)} data in {self.root}: expected {self.root}/{wanted}A/ and {self.root}/{wanted}B/")
 
-    def _dataset(self, split: str, train: bool) -> UnpairedDataset:
+    def _dataset(self, split: str, train: bool) -> UnpairedDataset:  # type: ignore[override]  # _no_split raises: never None
         hp = self.hparams
         return UnpairedDataset(
             self.root,

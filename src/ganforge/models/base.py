@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ from ganforge.models.folder import FORMAT_VERSION
 from ganforge.models.registry import MODELS
 from ganforge.nets.registry import build_net
 from ganforge.utils.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
 
 
 @dataclass
@@ -108,12 +111,13 @@ class InferenceModel(nn.Module):
 
     #: the spec dataclass of this family
     Spec: ClassVar[type]
+    #: the spec data of this family from a checkpoint's run config: (name, model config, data config, net) -> dict
+    spec_data: ClassVar[Callable[..., dict[str, Any]]]
     #: what the metric suite may compute (ganforge.metrics.registry): outputs with a per-pixel ground truth,
     #: several outputs per input, one training image, label maps of this many classes
     metric_paired: ClassVar[bool] = False
     metric_multimodal: ClassVar[bool] = False
     metric_single_image: ClassVar[bool] = False
-    metric_label_classes: int | None = None
     #: the translation directions `metric_batch` accepts
     directions: tuple[str, ...] = ("AtoB",)
     #: the paper, for the model card
@@ -137,6 +141,10 @@ class InferenceModel(nn.Module):
         self.training_info: dict[str, Any] = {}
 
     @property
+    def metric_label_classes(self) -> int | None:
+        return None
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -147,6 +155,23 @@ class InferenceModel(nn.Module):
     def preprocessing(self) -> dict[str, Any]:
         """What an input goes through before the nets (channels, normalisation, direction, label classes)."""
         return {}
+
+    # ----- what every family implements for ganforge-eval and ganforge-export -------------------------
+    def metric_protocol(self) -> dict[str, Any]:
+        """How the metric outputs are generated (the nets' modes), for the evaluation report."""
+        raise NotImplementedError
+
+    def metric_batch(self, batch: Mapping[str, torch.Tensor], direction: str = "AtoB") -> dict[str, torch.Tensor]:
+        """The outputs the metric suite compares for one batch of the data module: "fake", and "real" / "label"."""
+        raise NotImplementedError
+
+    def diverse(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """n outputs per input (`metric_multimodal` families): what the diversity metric compares."""
+        raise NotImplementedError
+
+    def export_graphs(self, opts: Mapping) -> list[ExportGraph]:
+        """The networks `ganforge-export` writes, each with its inputs and outputs described."""
+        raise NotImplementedError
 
     def check_finite(self) -> list[str]:
         """The names of weights that are NaN or infinite (a diverged run): outputs would be black."""
@@ -202,7 +227,7 @@ class InferenceModel(nn.Module):
             self.save_pretrained(tmp)
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=branch, create_pr=create_pr)
 
-    def generate_model_card(self, where: str = "<this folder or hub id>"):
+    def generate_model_card(self, where: str = "<this folder or hub id>") -> ModelCard:
         """The folder's README.md (huggingface_hub's ModelCard: YAML metadata, then the text)."""
         from huggingface_hub import ModelCard
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +14,9 @@ from ganforge.models.registry import register_model
 from ganforge.models.spec import NetsSpec, check_nets, setting
 from ganforge.nets.export import ImageToImage, batch_stats_copy, eval_copy
 from ganforge.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ganforge.nets.dcgan import DCGANGenerator, DenseConvGenerator
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
@@ -35,6 +38,7 @@ class DCGANModel(InferenceModel):
     paper = "Radford et al., Unsupervised Representation Learning with Deep Convolutional GANs, ICLR 2016"
     paper_name = "DCGAN"
     usage = "images = model.sample(16, seed=0)     # 16 PIL images\nwalk = model.interpolate(0, 1, steps=8)"
+    netG: DCGANGenerator | DenseConvGenerator
 
     @dataclass
     class Spec(NetsSpec):

@@ -8,15 +8,17 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from ganforge.models.registry import MODELS
 from ganforge.models.spec import check_data, short, spec_from_dict
 from ganforge.nets.registry import no_init
 from ganforge.utils.errors import CheckpointError
+
+if TYPE_CHECKING:  # base imports this module
+    from ganforge.models.base import InferenceModel
 
 log = logging.getLogger("ganforge.models")
 
@@ -74,7 +76,7 @@ def resolve_hub(
         ) from None
 
 
-def load_folder(folder: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_folder(folder: str | Path, map_location: str | torch.device = "cpu") -> InferenceModel:
     folder = Path(folder)
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     for f in (config_path, weights):
@@ -112,7 +114,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def build(name: Any, spec_data: Any, where: str) -> nn.Module:
+def build(name: Any, spec_data: Any, where: str) -> InferenceModel:
     """The registered model `name` from its spec data, on the meta device: no memory and no initialisation is
     spent on weights that `load_state` replaces at once."""
     if not isinstance(name, str) or name not in MODELS:
@@ -124,7 +126,7 @@ def build(name: Any, spec_data: Any, where: str) -> nn.Module:
         return cls(spec, model_name=name)
 
 
-def _load_safetensors(model: nn.Module, path: Path) -> None:
+def _load_safetensors(model: InferenceModel, path: Path) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -135,7 +137,7 @@ def _load_safetensors(model: nn.Module, path: Path) -> None:
     load_state(model, state, str(path))
 
 
-def load_state(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
+def load_state(model: InferenceModel, state: Mapping[str, Any], where: str) -> None:
     """Weights into `model`, every name and shape checked first (one CheckpointError saying what differs)."""
     expected = model.state_dict()
     bad = [k for k, v in state.items() if not torch.is_tensor(v)]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
-from torch import nn
+if TYPE_CHECKING:  # base imports this module
+    from ganforge.models.base import InferenceModel
+
+ModelClass = TypeVar("ModelClass", bound="type[InferenceModel]")
 
 #: registry name -> inference model class (`register_model`)
-MODELS: dict[str, type[nn.Module]] = {}
+MODELS: dict[str, type[InferenceModel]] = {}
 
 
-def register_model(*names: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+def register_model(*names: str) -> Callable[[ModelClass], ModelClass]:
     """Register an inference model class under its model names (the `model=` config names it serves)."""
 
-    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+    def decorate(cls: ModelClass) -> ModelClass:
         for name in names:
             MODELS[name] = cls
         return cls

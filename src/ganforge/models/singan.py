@@ -10,9 +10,9 @@ and the training image at every scale (SR, SIFID and the masked edits start from
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,8 @@ def scale_step(net: nn.Module, amp: torch.Tensor, z: torch.Tensor, prev: torch.T
 class PyramidSampler(nn.Module):
     """`SinGANModel.generate` as one module for export: the noises are inputs (scale 0's has one channel,
     shared by all, as the reference), so the graph draws nothing; the sizes are fixed."""
+
+    noise_amp: torch.Tensor  # a buffer
 
     def __init__(
         self, nets: nn.ModuleList, noise_amp: torch.Tensor, pad: int, sizes: list[tuple[int, int]], channels: int, scale_factor: float
@@ -88,6 +90,10 @@ class SinGANModel(InferenceModel):
         "wide = model.sample(1, scale_w=2.0)             # any size\n"
         "big = model.super_resolution(4.0)               # models trained with experiment=singan_sr"
     )
+    netG: nn.ModuleList
+    #: buffers (registered in __init__): each scale's noise amplitude, the reconstruction noise
+    noise_amp: torch.Tensor
+    z_opt: torch.Tensor
 
     @dataclass
     class Spec:
@@ -131,7 +137,11 @@ class SinGANModel(InferenceModel):
     ):
         """`nets={"netG": ModuleList}` and `buffers` (noise_amp, z_opt, real_<n>): a training module's own, shared."""
         super().__init__(spec, nets={}, model_name=model_name)
-        self.netG = nets["netG"] if nets else nn.ModuleList(build_net(c, f"spec.generators[{n}]") for n, c in enumerate(spec.generators))
+        self.netG = (
+            cast(nn.ModuleList, nets["netG"])
+            if nets
+            else nn.ModuleList(build_net(c, f"spec.generators[{n}]") for n, c in enumerate(spec.generators))
+        )
         sizes = self.pyramid
         shapes = {
             "noise_amp": (len(sizes),),
@@ -140,7 +150,7 @@ class SinGANModel(InferenceModel):
         }
         for name, shape in shapes.items():
             self.register_buffer(name, buffers[name] if buffers else torch.zeros(shape))
-        self.pad = self.netG[0].pad
+        self.pad = cast(SinGANGenerator, self.netG[0]).pad
         if not nets:
             self.eval()
 
@@ -205,12 +215,12 @@ class SinGANModel(InferenceModel):
         }
 
     # ----- the pyramid -------------------------------------------------------------------------------
-    def noise(self, n: int, size, batch: int = 1) -> torch.Tensor:
+    def noise(self, n: int, size: tuple[int, int], batch: int = 1) -> torch.Tensor:
         """Scale-n noise from torch's stream; the coarsest scale's is one channel shared by all (reference)."""
         nc = 1 if n == 0 else self.spec.channels
         return torch.randn(batch, nc, *size, device=self.noise_amp.device).expand(-1, self.spec.channels, -1, -1)
 
-    def rec_noise(self, n: int, size) -> torch.Tensor:
+    def rec_noise(self, n: int, size: tuple[int, int]) -> torch.Tensor:
         """The reconstruction noise: z_opt at the coarsest scale, zero above."""
         if n > 0:
             return self.z_opt.new_zeros(1, self.spec.channels, *size)
@@ -225,12 +235,19 @@ class SinGANModel(InferenceModel):
             return float(self.spec.scale_factor)
         return (min(self.pyramid[0]) / min(self.pyramid[-1])) ** (1 / max(self.num_scales - 1, 1))
 
-    def upsample(self, x: torch.Tensor, size) -> torch.Tensor:
+    def upsample(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """One scale's output as the next one's input, as the reference trains and samples: its imresize by
         1 / scale_factor, the top-left `size` kept (nets/imresize.py)."""
         return upsample_to(x, self.scale_factor, size)
 
-    def chain(self, first: int, last: int, x: torch.Tensor, z_fn: Callable, sizes=None) -> torch.Tensor:
+    def chain(
+        self,
+        first: int,
+        last: int,
+        x: torch.Tensor,
+        z_fn: Callable[[int, tuple[int, int]], torch.Tensor],
+        sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> torch.Tensor:
         """Run scales first..last on `x` (at scale `first`'s size), upsampling between scales; z_fn(n, size)
         gives each scale's noise."""
         sizes = sizes or self.pyramid
@@ -261,7 +278,7 @@ class SinGANModel(InferenceModel):
         sizes = self.sample_sizes(scale_h, scale_w)
         zeros = self.z_opt.new_zeros(1, self.spec.channels, *sizes[0])
 
-        def z_fn(n, size):
+        def z_fn(n: int, size: tuple[int, int]) -> torch.Tensor:
             if n < gen_start_scale:
                 return self.rec_noise(n, size)
             return self.noise(n, size) if noises is None else noises[n]
@@ -366,7 +383,11 @@ class SinGANModel(InferenceModel):
                     walk.append(z if n >= start else z_rec)
                 walks.append(walk)
             zeros = self.z_opt.new_zeros(1, self.spec.channels, *self.pyramid[0])
-            return [_as(self.chain(0, self.num_scales - 1, zeros, lambda n, s, i=i: walks[n][i]), output_type) for i in range(frames)]
+
+            def frame(i: int) -> torch.Tensor:
+                return self.chain(0, self.num_scales - 1, zeros, lambda n, s: walks[n][i])
+
+            return [_as(frame(i), output_type) for i in range(frames)]
 
     def metric_protocol(self) -> dict[str, Any]:
         return {"generator_mode": "eval", "per_sample": True}

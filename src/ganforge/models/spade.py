@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from ganforge.nets.spade import label_edges
 from ganforge.utils.errors import ConfigError
 from ganforge.utils.imageio import LabelIds, fit_size
 
+if TYPE_CHECKING:
+    from ganforge.nets.spade import SPADEEncoder, SPADEGenerator
+
 
 def label_colormap(n: int) -> torch.Tensor:
     """(n, 3) uint8 colours, the bit-interleaved PASCAL map of SPADE's util/util.py labelcolormap."""
@@ -62,6 +65,8 @@ class SPADEInference(InferenceModel):
         "photo = model.synthesize(label_map)   # a label-id image as the dataset stores them\n"
         "styled = model.synthesize(label_map, style=photo)   # models trained with use_vae"
     )
+    netG: SPADEGenerator
+    netE: SPADEEncoder
 
     @dataclass
     class Spec(NetsSpec):
@@ -202,7 +207,8 @@ class SPADEInference(InferenceModel):
         train = self.train_size
         if self.use_vae or tuple(size) == (train[0], train[0]):
             return train
-        return tuple(size)
+        w, h = size
+        return w, h
 
     # ----- what users call -----------------------------------------------------------------------
     def encode_style(self, images: Any) -> torch.Tensor:
@@ -283,7 +289,7 @@ class SPADEInference(InferenceModel):
         g, s, nc = self.netG, self.spec, self.n_labels
         w, h = self.train_size
         if opts.get("size") and not self.use_vae:
-            w = h = int(opts.get("size"))
+            w = h = int(opts["size"])
         dyn = not self.use_vae
         label_io = {
             "name": "label",
@@ -293,7 +299,8 @@ class SPADEInference(InferenceModel):
             "classes": nc,
             "meaning": "class ids as the training data (don't-care: label_nc)",
         }
-        inputs, example = [label_io], (torch.randint(0, nc, (1, 1, h, w)),)
+        inputs = [label_io]
+        example: tuple[torch.Tensor, ...] = (torch.randint(0, nc, (1, 1, h, w)),)
         dynamic = {"label": {0: "batch", 2: "height", 3: "width"} if dyn else {0: "batch"}}
         if self.use_vae:
             inputs.append({"name": "z", "kind": "z", "shape": ["batch", g.z_dim], "dtype": "float32", "distribution": "N(0, 1)"})

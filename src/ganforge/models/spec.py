@@ -24,7 +24,7 @@ MAX_CHANNELS = 4
 MAX_DEPTH = 32
 
 
-def spec_from_dict(spec_type: type, data: Any, where: str):
+def spec_from_dict(spec_type: type, data: Any, where: str) -> Any:
     """`spec_type(**data)` after checking every key and value against the dataclass's annotations."""
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{where} must be a mapping, got {type(data).__name__}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ganforge.models.base import ExportGraph, InferenceModel, image_io, running
 from ganforge.models.images import (
@@ -105,7 +106,7 @@ class Translator(InferenceModel):
             raise ConfigError(f"direction must be {' or '.join(self.directions)}, got {direction!r} ({self.model_name})")
         return direction
 
-    def _map_images(self, images: Any, channels: int, fn) -> Any:
+    def _map_images(self, images: Any, channels: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
         x, how = to_tensor_batch(images, channels)
         x, (h, w) = pad_to_multiple(x.to(self.device, self.dtype), self.size_multiple)
         return from_tensor_batch(fn(x)[..., :h, :w], how)
@@ -120,6 +121,7 @@ class Pix2PixModel(Translator):
     paper = "Isola et al., Image-to-Image Translation with Conditional Adversarial Networks, CVPR 2017"
     paper_name = "pix2pix"
     usage = "out = model.translate(img)            # a PIL image, numpy array or tensor; one or a list"
+    netG: nn.Module
 
     @dataclass
     class Spec(TranslationSpec):
@@ -170,7 +172,7 @@ class Pix2PixModel(Translator):
         gate = DropoutGate() if mode == "train" and has_dropout(self.netG) else None
         net = reference_test_copy(self.netG, DropoutGate() if gate is None else gate) if mode == "train" else eval_copy(self.netG)
         inputs = [image_io("image", in_nc, side, dynamic_hw=True)]
-        example = (torch.rand(1, in_nc, side, side) * 2 - 1,)
+        example: tuple[torch.Tensor, ...] = (torch.rand(1, in_nc, side, side) * 2 - 1,)
         if gate is not None:
             inputs.append(
                 {
@@ -210,6 +212,8 @@ class TwoDomainModel(Translator):
     paper = "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks, ICCV 2017"
     paper_name = "two-domain (CycleGAN family)"
     usage = 'out = model.translate(img)                    # A -> B\nback = model.translate(out, direction="BtoA")'
+    netG_A: nn.Module
+    netG_B: nn.Module
 
     @dataclass
     class Spec(TranslationSpec):
@@ -272,6 +276,8 @@ class BicycleGANModel(Translator):
     paper = "Zhu et al., Toward Multimodal Image-to-Image Translation, NeurIPS 2017"
     paper_name = "BicycleGAN"
     usage = "outs = model.sample_diverse(img, n=4, seed=0)   # four styles\nout = model.translate(img, z=model.encode(style_img))"
+    netG: nn.Module
+    netE: nn.Module
 
     @dataclass
     class Spec(TranslationSpec):

@@ -229,7 +229,7 @@ def _target(channels: int) -> str:
     return "RGB" if channels == 3 else "L"
 
 
-def read_header(path: str | Path) -> tuple[int, int]:
+def read_header(path: str | Path | MemoryFile) -> tuple[int, int]:
     """The upright (w, h) that `load_image` would return, from the header alone (no pixel decoding).
 
     Raises the ImageFileError that `load_image` would for a missing, empty, non-image or over-limit

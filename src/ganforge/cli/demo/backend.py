@@ -15,7 +15,7 @@ import itertools
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -57,7 +57,9 @@ class CheckpointBackend:
         self.model = self.predictor.model
         self.name = f"{self.model.model_name} ({Path(opts['ckpt_path']).name})"
         # a plain dict: a request's strings are never read as ${...} interpolations
-        self.base_opts = OmegaConf.to_container(opts, resolve=True) if isinstance(opts, DictConfig) else dict(opts)
+        self.base_opts: dict[str, Any] = (
+            cast(dict, OmegaConf.to_container(opts, resolve=True)) if isinstance(opts, DictConfig) else dict(opts)
+        )
         self.work_dir = Path(work_dir)
         self._requests = itertools.count()
         self._lock = threading.Lock()  # one request at a time: the model and the torch streams are shared

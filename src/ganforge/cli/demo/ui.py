@@ -34,7 +34,7 @@ INJECTION_APPS = {
     "harmonization": "harmonize (a pasted object; give its mask)",
 }
 #: the brush colours of a drawn translation input (edges, sketches, simple label colours)
-SKETCH_COLOURS = ["#000000", "#ffffff", "#808080", "#ff0000", "#00ff00", "#0000ff", "#ffff00", "#00ffff"]
+SKETCH_COLOURS: list[str | tuple[str, float]] = ["#000000", "#ffffff", "#808080", "#ff0000", "#00ff00", "#0000ff", "#ffff00", "#00ffff"]
 #: system fonts only: the default theme would fetch Google Fonts, and the demo runs offline
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 #: Gradio's cache of uploads and served outputs: every 10 minutes the files older than an hour go (all at shutdown)
@@ -111,7 +111,7 @@ def translation_page(backend: CheckpointBackend, max_pixels: int) -> None:
                 brush=gr.Brush(colors=SKETCH_COLOURS, default_color="#000000", default_size=3),
                 elem_id="input-canvas",
             )
-            controls = {}
+            controls: dict[str, gr.components.Component] = {}
             if two_way:
                 controls["direction"] = gr.Radio(list(backend.directions), value=backend.directions[0], label="direction")
                 controls["reconstruct"] = gr.Checkbox(False, label="also show the cycle reconstruction")
@@ -155,6 +155,7 @@ def style_controls(style: str, seed_label: str, image_label: str, max_pixels: in
 # ----- label maps (SPADE) -------------------------------------------------------------------------------
 def label_page(backend: CheckpointBackend, max_pixels: int) -> None:
     classes = backend.label_classes()
+    assert classes is not None, "the label-map page is for label-map models"
     palette = np.array([c for _, c in classes], dtype=np.uint8)
     choices = [(f"{i}: {name}", i) for i, (name, _) in enumerate(classes)]
     style = backend.style_option
@@ -185,12 +186,12 @@ def label_page(backend: CheckpointBackend, max_pixels: int) -> None:
             outputs = gr.Gallery(format="png", label="all outputs", columns=4, height="auto", visible=False, elem_id="outputs")
             gr.HTML(legend(classes), label="classes")
 
-    paint.change(lambda i: gr.ImageEditor(brush=brush(int(i))), paint, painted, api_name=False)
+    paint.change(lambda i: gr.ImageEditor(brush=brush(int(i))), paint, painted, api_name=False)  # type: ignore[arg-type]  # gradio still takes False (a private endpoint); its annotation says str | None
     fill.click(
         lambda i: {"background": blank(backend.train_size, classes[int(i)][1]), "layers": [], "composite": None},
         paint,
         painted,
-        api_name=False,
+        api_name=False,  # type: ignore[arg-type]  # gradio still takes False (a private endpoint); its annotation says str | None
     )
     names = list(controls)
 
