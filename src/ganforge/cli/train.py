@@ -20,6 +20,7 @@ from omegaconf.errors import InterpolationKeyError
 
 from ganforge.callbacks.resume_checks import check_resume_state
 from ganforge.cli.app import CONF_DIR, entry_point, user_errors_exit
+from ganforge.cli.precision import check_cpu_bf16
 from ganforge.gans.checkpoint import check_resumable, load_weights
 from ganforge.models import load
 from ganforge.utils.errors import ConfigError
@@ -93,6 +94,7 @@ def check_model_fits_data(cfg: DictConfig) -> None:
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build everything from the config, fit (and optionally test); return metrics and the objects."""
     check_model_fits_data(cfg)
+    check_cpu_bf16(cfg)
     if cfg.get("print_config"):
         print_config(cfg)
     if cfg.get("seed") is not None:
