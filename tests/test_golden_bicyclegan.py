@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 
 import pytest
 import torch
 
-from ganforge.cli.import_weights import resnet_encoder_mapping, unet_with_z_mapping
+from ganforge.cli.import_weights import multiscale_discriminator_mapping, resnet_encoder_mapping, unet_with_z_mapping
 from ganforge.gans.bicyclegan import BicycleGAN
 from ganforge.nets import MultiscaleDiscriminator, ResnetEncoder, UnetGenerator
 from tests.golden import batch, biases_before_instance_norm, compare, load_fixture, recording, section, train_iterations
@@ -20,11 +19,6 @@ from tests.golden import batch, biases_before_instance_norm, compare, load_fixtu
 pytestmark = pytest.mark.reference
 
 NETS = ("G", "E", "D", "D2")
-
-
-def d_mapping(net):
-    """ganforge MultiscaleDiscriminator names <- D_NLayersMulti names: scale i's layer n is `model_i.n`."""
-    return {k: (re.sub(r"^scales\.(\d+)\.model\.", r"model_\1.", k), lambda t: t) for k in net.state_dict()}
 
 
 def to_reference(net, mapping) -> dict[str, torch.Tensor]:
@@ -46,8 +40,8 @@ def test_two_iterations_match_the_reference(tmp_path):
     mappings = {
         "G": unet_with_z_mapping(nets["G"]),
         "E": resnet_encoder_mapping(nets["E"]),
-        "D": d_mapping(nets["D"]),
-        "D2": d_mapping(nets["D2"]),
+        "D": multiscale_discriminator_mapping(nets["D"]),
+        "D2": multiscale_discriminator_mapping(nets["D2"]),
     }
     for name, net in nets.items():
         init = section(tensors, f"init/{name}")

@@ -153,9 +153,11 @@ class RefUnetBlockWithZ(nn.Module):
 
 
 class RefGUnetAddAll(nn.Module):
-    def __init__(self, input_nc, output_nc, nz, num_downs, ngf=64, use_dropout=False):
+    """G_Unet_add_all: every conv keeps its bias, whatever the norm (`norm_layer=nn.BatchNorm2d` for --norm batch)."""
+
+    def __init__(self, input_nc, output_nc, nz, num_downs, ngf=64, use_dropout=False, norm_layer=None):
         super().__init__()
-        norm = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+        norm = norm_layer or functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
         kw = dict(norm_layer=norm)
         block = RefUnetBlockWithZ(ngf * 8, ngf * 8, ngf * 8, nz, None, innermost=True, **kw)
         block = RefUnetBlockWithZ(ngf * 8, ngf * 8, ngf * 8, nz, block, use_dropout=use_dropout, **kw)
@@ -190,9 +192,9 @@ class RefBasicBlock(nn.Module):
 class RefEResNet(nn.Module):
     """BicycleGAN E_ResNet (vaeLike): AvgPool2d(8), so the input side is 8 * 2**n_blocks."""
 
-    def __init__(self, input_nc, output_nc, ndf, n_blocks):
+    def __init__(self, input_nc, output_nc, ndf, n_blocks, norm_layer=None):
         super().__init__()
-        norm = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+        norm = norm_layer or functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
         layers = [nn.Conv2d(input_nc, ndf, 4, 2, 1)]
         for n in range(1, n_blocks):
             layers.append(RefBasicBlock(ndf * min(4, n), ndf * min(4, n + 1), norm))
@@ -205,6 +207,37 @@ class RefEResNet(nn.Module):
     def forward(self, x):
         h = self.conv(x).view(x.size(0), -1)
         return self.fc(h), self.fcVar(h)
+
+
+class RefDNLayersMulti(nn.Module):
+    """BicycleGAN D_NLayersMulti: `num_D` PatchGANs as `model_<i>` (`model` for one), ndf halved per scale,
+    every conv with its bias."""
+
+    def __init__(self, input_nc, ndf, n_layers, norm_layer, num_D):
+        super().__init__()
+        self.num_D = num_D
+        if num_D == 1:
+            self.model = self.layers(input_nc, ndf, n_layers, norm_layer)
+        for i in range(num_D if num_D > 1 else 0):
+            self.add_module(f"model_{i}", self.layers(input_nc, int(round(ndf / (2**i))), n_layers, norm_layer))
+        self.down = nn.AvgPool2d(3, stride=2, padding=[1, 1], count_include_pad=False)
+
+    @staticmethod
+    def layers(input_nc, ndf, n_layers, norm_layer):
+        seq, mult = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)], 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < n_layers else 1, 1), norm_layer(ndf * mult), nn.LeakyReLU(0.2, True)]
+        return nn.Sequential(*seq, nn.Conv2d(ndf * mult, 1, 4, 1, 1))
+
+    def forward(self, x):
+        if self.num_D == 1:
+            return self.model(x)
+        out = []
+        for i in range(self.num_D):
+            out.append(getattr(self, f"model_{i}")(x))
+            x = self.down(x)
+        return out
 
 
 def _randomise(net: nn.Module, seed: int) -> nn.Module:
@@ -342,3 +375,141 @@ def test_spade_import_reads_the_reference_names_and_reorders_label_channels_for_
     }
     assert torch.allclose(out["shifted"], out["raw"], atol=1e-5)
     assert not torch.allclose(out["unordered"], out["raw"], atol=1e-3)  # the same ids without the reordering: classes mixed up
+
+
+#: a BicycleGAN with BatchNorm everywhere (--norm batch) at the tiny widths, D and D2 of 2 scales (--num_Ds 2)
+BICYCLE_BATCH = [
+    "model.netG.num_downs=6",
+    "model.netG.ngf=8",
+    "model.netG.norm=batch",
+    "model.netE.nef=8",
+    "model.netE.n_blocks=2",
+    "model.netE.norm=batch",
+    *(f"model.{d}.{k}" for d in ("netD", "netD2") for k in ("ndf=8", "n_layers=2", "num_D=2", "norm=batch")),
+]
+
+
+def _bicyclegan_from(ckpt, tmp_path):
+    """The BicycleGAN module that `init_from=<ckpt>` starts a fine-tune with (all four nets, D and D2 included)."""
+    from ganforge.cli.train import train
+
+    cfg = compose_train(tmp_path / "run", ["debug=tiny", "logger=csv", *TINY_MODELS["bicyclegan"], *BICYCLE_BATCH, f"init_from={ckpt}"])
+    cfg.train = False
+    return train(cfg)[1]["model"].eval()
+
+
+def _check_outputs(model, g, e, d, d2, gen: torch.Generator) -> None:
+    x, z = torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1, torch.randn(2, 8, generator=gen)
+    style = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(model.netG(x, z), g(x, z), atol=1e-5)
+        ours, theirs = model.netE(style), e(style)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, theirs, strict=True))
+        for ours_d, ref_d in ((model.netD, d), (model.netD2, d2)):
+            scores, ref_scores = ours_d(x), ref_d(x)
+            assert len(scores) == len(ref_scores) == 2
+            assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(scores, ref_scores, strict=True))
+
+
+@pytest.mark.slow
+def test_bicyclegan_batch_norm_nets_and_two_scale_ds_import_match_the_reference_layout(tmp_path):
+    """--norm batch and --num_Ds 2: the conv biases before BatchNorm (kept there, `bias_before_batchnorm` here),
+    BatchNorm's running statistics, and D_NLayersMulti's `model_0` / `model_1` scales all land."""
+    g = _randomise(RefGUnetAddAll(3, 3, nz=8, num_downs=6, ngf=8, use_dropout=True, norm_layer=nn.BatchNorm2d), 7)
+    e = _randomise(RefEResNet(3, 8, ndf=8, n_blocks=2, norm_layer=nn.BatchNorm2d), 8)
+    d, d2 = (_randomise(RefDNLayersMulti(3, 8, 2, nn.BatchNorm2d, num_D=2), seed) for seed in (9, 10))
+    for name, net in (("G", g), ("E", e), ("D", d), ("D2", d2)):
+        torch.save(net.state_dict(), tmp_path / f"latest_net_{name}.pth")
+    files = {name: tmp_path / f"latest_net_{name}.pth" for name in ("G", "E", "D", "D2")}
+    ckpt = _import(tmp_path, "bicyclegan", BICYCLE_BATCH, **files)
+    _check_outputs(_bicyclegan_from(ckpt, tmp_path), g, e, d, d2, torch.Generator().manual_seed(0))
+
+
+def test_bicyclegan_batch_norm_file_into_a_net_without_the_biases_names_the_option(tmp_path):
+    g = RefGUnetAddAll(3, 3, nz=8, num_downs=6, ngf=8, norm_layer=nn.BatchNorm2d)
+    e = RefEResNet(3, 8, ndf=8, n_blocks=2, norm_layer=nn.BatchNorm2d)
+    torch.save(g.state_dict(), tmp_path / "G.pth")
+    torch.save(e.state_dict(), tmp_path / "E.pth")
+    with pytest.raises(CheckpointError) as err:
+        _import(
+            tmp_path, "bicyclegan", [*BICYCLE_BATCH, "model.netG.bias_before_batchnorm=false"], G=tmp_path / "G.pth", E=tmp_path / "E.pth"
+        )
+    assert "model.submodule.down.1.bias" in str(err.value) and "bias_before_batchnorm" in str(err.value)
+
+
+def _reference_networks():
+    """junyanz/BicycleGAN's models/networks.py from the tree GANFORGE_REF_BICYCLEGAN names (pinned as
+    tests/golden/make_fixtures.py pins it), imported as a file: it needs only torch."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    from tests.golden.make_fixtures import BLOBS, git_blob
+
+    root = os.environ.get("GANFORGE_REF_BICYCLEGAN")
+    if not root:
+        pytest.skip("GANFORGE_REF_BICYCLEGAN is unset: the junyanz/BicycleGAN tree (40b9d52) is not checked out here")
+    path = Path(root) / "models" / "networks.py"
+    if not path.is_file() or git_blob(path) != BLOBS["bicyclegan"]["models/networks.py"]:
+        pytest.skip(f"{path} is not the pinned junyanz/BicycleGAN models/networks.py (40b9d52)")
+    spec = importlib.util.spec_from_file_location("bicyclegan_reference_networks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bicyclegan_batch_norm_two_scale_import_matches_the_reference_code(tmp_path):
+    """The same, with the nets built by the reference's own networks.py (--norm batch, --num_Ds 2)."""
+    networks = _reference_networks()
+    torch.manual_seed(0)
+    norm = networks.get_norm_layer("batch")
+    g = networks.G_Unet_add_all(
+        3, 3, 8, 6, 8, norm_layer=norm, nl_layer=networks.get_non_linearity("relu"), use_dropout=True, upsample="basic"
+    )
+    e = networks.E_ResNet(3, 8, 8, n_blocks=2, norm_layer=norm, nl_layer=networks.get_non_linearity("lrelu"), vaeLike=True)
+    d, d2 = (networks.D_NLayersMulti(3, ndf=8, n_layers=2, norm_layer=norm, num_D=2) for _ in range(2))
+    nets = {"G": _randomise(g, 11), "E": _randomise(e, 12), "D": _randomise(d, 13), "D2": _randomise(d2, 14)}
+    for name, net in nets.items():
+        torch.save(net.state_dict(), tmp_path / f"latest_net_{name}.pth")
+    ckpt = _import(tmp_path, "bicyclegan", BICYCLE_BATCH, **{name: tmp_path / f"latest_net_{name}.pth" for name in nets})
+    _check_outputs(_bicyclegan_from(ckpt, tmp_path), *nets.values(), torch.Generator().manual_seed(1))
+
+
+def test_bicyclegan_name_maps_round_trip_a_written_state_dict(tmp_path):
+    """ganforge's nets written under the reference's names (the maps read backwards; the one transform, the
+    U-Net up-conv halves swapped, is its own inverse) import back to the same tensors, bit for bit, for
+    --norm batch, --num_Ds 2 and --num_Ds 1 (D_NLayers' plain `model.<n>`)."""
+    from ganforge.cli.import_weights import map_state_dict, multiscale_discriminator_mapping, resnet_encoder_mapping, unet_with_z_mapping
+    from ganforge.nets import MultiscaleDiscriminator, ResnetEncoder, UnetGenerator
+
+    nets = {
+        "G": (
+            UnetGenerator(3, 3, num_downs=6, ngf=4, norm="batch", nz=8, where_add="all", bias_before_batchnorm=True),
+            unet_with_z_mapping,
+        ),
+        "E": (ResnetEncoder(3, 8, nef=4, n_blocks=3, norm="batch"), resnet_encoder_mapping),
+        "D": (
+            MultiscaleDiscriminator(3, ndf=8, n_layers=3, num_D=2, norm="batch", bias_before_batchnorm=True),
+            multiscale_discriminator_mapping,
+        ),
+        "D1": (
+            MultiscaleDiscriminator(3, ndf=8, n_layers=3, num_D=1, norm="batch", bias_before_batchnorm=True),
+            multiscale_discriminator_mapping,
+        ),
+    }
+    for name, (net, mapping_fn) in nets.items():
+        _randomise(net, 20)
+        mapping = mapping_fn(net)
+        written = {mapping[k][0]: mapping[k][1](v.clone()) for k, v in net.state_dict().items()}
+        if name == "D":
+            assert {k.split(".")[0] for k in written} == {"model_0", "model_1"}
+        if name == "D1":
+            assert {k.split(".")[0] for k in written} == {"model"}
+        if name == "G":
+            assert "model.submodule.down.1.bias" in written and "model.submodule.down.2.running_var" in written
+        torch.save(written, tmp_path / f"{name}.pth")
+        fresh = type(net)(**net.net_config["kwargs"])
+        loaded = map_state_dict(fresh, torch.load(tmp_path / f"{name}.pth", weights_only=True), mapping_fn(fresh), name)
+        assert loaded.keys() == net.state_dict().keys()
+        assert all(torch.equal(loaded[k], v) for k, v in net.state_dict().items()), name

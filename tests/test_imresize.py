@@ -79,3 +79,26 @@ def test_size_batch_dtype_and_the_step_between_scales():
     assert torch.equal(upsample_to(x, 0.75, (26, 35)), up[..., :26, :35])
     with pytest.raises(ValueError, match="scale or a size"):
         imresize(x)
+
+
+@pytest.mark.reference
+def test_singan_apps_resize_their_input_as_the_reference_apps(reference):
+    """harmonization.py, editing.py and paint2image.py take the given image to the training image's size with
+    `imresize_to_shape` (the fixture's `size` output of the reference), then to scale n - 1 by
+    imresize(scale_factor ** (N - n + 1)) and to scale n by imresize(1 / scale_factor), each cropped top-left:
+    scale n's G gets that as its previous image."""
+    from PIL import Image
+
+    from tests.test_singan import tiny_model
+
+    ref, meta = reference
+    model = tiny_model(pyramid=[[13, 26], [16, 32], list(meta["size"])], scale_factor=0.8).inference_model()
+    levels = ref["balloons_23x17/levels"]
+    ours = model._reference(Image.fromarray(levels.numpy()), 3)
+    assert torch.equal(ours, ref["balloons_23x17/size"])
+    prevs = []
+    model.netG[1].register_forward_hook(lambda net, args, out: prevs.append(args[1]))
+    model.inject(Image.fromarray(levels.numpy()), inject_scale=1, output_type="tensor")
+    expected = upsample_to(imresize(ref["balloons_23x17/size"], 0.8**2)[..., :13, :26], 0.8, (16, 32))
+    pad = model.pad
+    assert torch.equal(prevs[0][..., pad:-pad, pad:-pad], expected)

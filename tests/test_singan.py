@@ -11,7 +11,6 @@ import lightning.pytorch as L
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
@@ -23,6 +22,7 @@ from ganforge.cli.train import train
 from ganforge.data.single_image import SingleImageDataModule, pyramid_sizes
 from ganforge.gans.singan import SinGAN
 from ganforge.models.loading import read_checkpoint
+from ganforge.nets.imresize import imresize
 from ganforge.utils.errors import ConfigError, ImageFileError
 from ganforge.utils.imageio import tensor_to_image
 from tests.conftest import (
@@ -301,8 +301,9 @@ def test_sr_pyramid_rounds_the_scale_count_down():
 
 def test_sr_app_follows_the_reference_sr_func(tmp_path):
     """SR.py + SinGAN_generate: k = round(log(1/f) / log(2 ** (-1/3))) applications of the finest G
-    with the finest noise amp, each on the last output upsampled to ceil(side * f ** (1/k)); the
-    first draws one-channel noise; the result is cropped to int(f * side)."""
+    with the finest noise amp, each on the last output upsampled by the reference's imresize by
+    1 / opt.scale_factor = 1 / (1 / f ** (1/k)) (to ceil(side * that)); the first draws one-channel noise;
+    the result is cropped to int(f * side)."""
     model = tiny_model(pyramid=[[18, 24], [22, 30], [27, 40]])
     model.real(2).copy_(torch.rand(1, 3, 27, 40) * 2 - 1)
     model.noise_amp.copy_(torch.tensor([1.0, 0.3, 0.2]))
@@ -312,16 +313,15 @@ def test_sr_app_follows_the_reference_sr_func(tmp_path):
         net.register_forward_hook(lambda *a: pytest.fail("SR uses only the finest G"))
     (path,) = run_singan_app({"app": "sr", "sr_factor": 4.0, "seed": 3}, model.inference_model(), tmp_path)
     assert len(calls) == 6  # round(log(1/4) / log(2 ** (-1/3))) = 6
-    step, h, w = 4 ** (1 / 6), 27, 40
+    step, h, w = 1 / (1 / 4 ** (1 / 6)), 27, 40
     for k, (noisy, prev, out) in enumerate(calls):
-        h, w = math.ceil(h * step - 1e-6), math.ceil(w * step - 1e-6)
+        h, w = math.ceil(h * step), math.ceil(w * step)
         assert prev.shape[-2:] == (h + 10, w + 10) and out.shape[-2:] == (h, w)
         z = (noisy - prev)[..., 5:-5, 5:-5] / 0.2  # noise amp of the finest scale
         assert torch.allclose(z.std(), torch.tensor(1.0), atol=0.15)
         assert torch.allclose(z[:, 0], z[:, 1], atol=1e-5) == (k == 0), "one-channel noise at the first step only"
-        if k:  # the previous output, upsampled (bicubic), is the next input
-            expected = F.interpolate(calls[k - 1][2], size=(h, w), mode="bicubic", align_corners=False)
-            assert torch.allclose(prev[..., 5:-5, 5:-5], expected, atol=1e-5)
+        if k:  # the previous output, upsampled (the reference's imresize), is the next input
+            assert torch.equal(prev[..., 5:-5, 5:-5], imresize(calls[k - 1][2], step))
     assert (h, w) == (115, 167)  # 27 -> 35 -> 45 -> 57 -> 72 -> 91 -> 115, 40 -> 51 -> ... -> 167
     out = Image.open(path)
     assert out.size == (int(4 * 40), int(4 * 27)) == (160, 108)

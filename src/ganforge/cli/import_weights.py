@@ -1,15 +1,20 @@
-"""`ganforge-import model=<pix2pix|cyclegan|bicyclegan|spade> data=<its data> G=<.pth> [G_B=<.pth>] [E=<.pth>] output=<folder>`.
+"""`ganforge-import model=<pix2pix|cyclegan|bicyclegan|spade> data=<its data> G=<.pth> [G_B=<.pth>] [E=<.pth>]
+[D=<.pth> D2=<.pth>] output=<folder>`.
 
 Loads the official generators of the reference repos into ganforge's nets and writes
 `<output>/imported.ckpt`, a checkpoint of weights and run config that ganforge-predict, -eval and
--export read and that `init_from=` fine-tunes from (the discriminators keep their fresh init):
+-export read and that `init_from=` fine-tunes from (the discriminators keep their fresh init unless a
+BicycleGAN's D= and D2= are given):
 
 * pytorch-CycleGAN-and-pix2pix (`models/networks.py`): pix2pix `unet_256` (UnetGenerator nesting
   `model.model.1.model.3...`) and CycleGAN `resnet_9blocks` (ResnetGenerator `model.N...`). ganforge's
   U-Net and ResNet keep those module layouts, so the names map one to one.
-* BicycleGAN (`models/networks.py`): G `G_Unet_add_all` (UnetBlock_with_z: `down`, `submodule`, `up`)
-  and E `E_ResNet` (`fc.0`, `fcVar.0`). The reference concatenates [up path, skip] where ganforge
+* BicycleGAN (`models/networks.py`): G `G_Unet_add_all` (UnetBlock_with_z: `down`, `submodule`, `up`),
+  E `E_ResNet` (`fc.0`, `fcVar.0`) and, optionally, D and D2 `D_NLayersMulti` (`model_<i>.<n>` with
+  `--num_Ds 2`, `model.<n>` with 1). The reference concatenates [up path, skip] where ganforge
   concatenates [skip, up path], so the in-channel halves of every up-conv above the innermost level swap.
+  Its convs keep their bias before a BatchNorm (`norm=batch`): ganforge's BicycleGAN nets do too
+  (`bias_before_batchnorm`, set in conf/model/bicyclegan.yaml).
 * NVlabs/SPADE (`models/networks/generator.py`): SPADEGenerator (G). Its spectral norm is the hook API
   (`weight_orig`, `weight_u`, `weight_v`: torch's parametrization names here); the rest has the same names.
   Its ADE20K models read raw ids (channel 0 'other'), as `data=ade20k`; with `data=ade20k_shifted`
@@ -35,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganforge.cli.app import entry_point
+from ganforge.nets.discriminators import MultiscaleDiscriminator
 from ganforge.nets.encoders import BasicBlock, ResnetEncoder
 from ganforge.nets.generators import ResnetGenerator, UnetGenerator, UnetSkipBlock
 from ganforge.utils.errors import CheckpointError, ConfigError
@@ -47,7 +53,7 @@ Net = TypeVar("Net", bound=nn.Module)
 SOURCES = {
     "pix2pix": "pytorch-CycleGAN-and-pix2pix unet_256/unet_128 (UnetGenerator)",
     "cyclegan": "pytorch-CycleGAN-and-pix2pix resnet_9blocks/resnet_6blocks (ResnetGenerator)",
-    "bicyclegan": "BicycleGAN G_Unet_add_all (G) and E_ResNet (E)",
+    "bicyclegan": "BicycleGAN G_Unet_add_all (G), E_ResNet (E) and D_NLayersMulti (D, D2)",
     "spade": "NVlabs/SPADE SPADEGenerator (G)",
 }
 
@@ -180,6 +186,13 @@ def spade_reference_mapping(net: nn.Module) -> Mapping_:
     return mapping
 
 
+def multiscale_discriminator_mapping(net: MultiscaleDiscriminator) -> Mapping_:
+    """ganforge MultiscaleDiscriminator names <- BicycleGAN D_NLayersMulti names: scale i's layer n is
+    `model_i.n` with num_D >= 2, and `model.n` for the one scale of num_D 1 (the same Sequential layout)."""
+    one = len(net.scales) == 1
+    return {k: (re.sub(r"^scales\.(\d+)\.model\.", "model." if one else r"model_\1.", k), _same) for k in net.state_dict()}
+
+
 def _label_channels_shifted(label_nc: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """In-channels of a conv on the label map, raw ids -> `label_shift=1` ids: our channel j < label_nc is
     their id j + 1, our don't-care channel (label_nc) their id 0; channels after those (instance edges) stay."""
@@ -209,6 +222,8 @@ def spade_generator_mapping(net: nn.Module, label_nc: int, label_shift: int) -> 
 FIT_HINTS = {
     "spade": "the label channels (data.label_nc, data.contain_dontcare_label, data.use_instance), model.netG.ngf, "
     "model.netG.num_upsampling_layers, data.crop_size",
+    "bicyclegan": "model.netG.num_downs, ngf, norm, bias_before_batchnorm, use_dropout, nz; model.netE.nef, n_blocks; "
+    "model.netD.ndf, n_layers, num_D (--num_Ds), norm",
 }
 DEFAULT_FIT_HINT = "model.netG.num_downs, ngf, n_blocks, norm, use_dropout, nz"
 
@@ -306,12 +321,27 @@ def import_weights(cfg: DictConfig) -> Path:
                 "CycleGANs ship one file per direction (e.g. horse2zebra and zebra2horse)"
             )
     else:
-        _load(model.netG, cfg.G, "G", unet_with_z_mapping)
+        hint = FIT_HINTS["bicyclegan"]
+        _load(model.netG, cfg.G, "G", unet_with_z_mapping, hint)
         imported["netG"] = str(cfg.G)
         if not cfg.get("E"):
             raise ConfigError("E=<.pth> is required for BicycleGAN: the encoder (latest_net_E.pth) gives the style codes")
-        _load(model.netE, cfg.E, "E", resnet_encoder_mapping)
+        _load(model.netE, cfg.E, "E", resnet_encoder_mapping, hint)
         imported["netE"] = str(cfg.E)
+        for key, attr in (("D", "netD"), ("D2", "netD2")):
+            if not cfg.get(key):
+                continue
+            net = getattr(model, attr)
+            if net is None:
+                raise ConfigError(
+                    f"{key}={cfg[key]}: model.use_same_D=true has no second discriminator; drop {key}= or set use_same_D=false"
+                )
+            if not isinstance(net, MultiscaleDiscriminator):
+                raise ConfigError(
+                    f"{key}= reads D_NLayersMulti files into a MultiscaleDiscriminator; model.{attr} is a {type(net).__name__}"
+                )
+            _load(net, cfg[key], key, multiscale_discriminator_mapping, hint)
+            imported[attr] = str(cfg[key])
     ckpt = model.weights_checkpoint()
     ckpt["ganforge"]["imported"] = imported
     out = Path(cfg.output)

@@ -22,14 +22,15 @@ from ganforge.utils.errors import ConfigError
 
 
 class KerasRMSprop(torch.optim.RMSprop):
-    """`keras.optimizers.RMSprop` (Keras 2, the book's): rho 0.9 and epsilon 1e-7 outside the square
-    root (torch's RMSprop with alpha=rho, eps=epsilon, the same update); each gradient clipped to
+    """`keras.optimizers.RMSprop` of Keras 2.0.8 (the book's notebook ran it): rho 0.9 and epsilon 1e-8
+    outside the square root (torch's RMSprop with alpha=rho, eps=epsilon, the same update; later Keras 2 releases
+    default to 1e-7 there, Keras 3 puts it inside the root); each gradient clipped to
     [-clipvalue, clipvalue] first; the LR of update t (from 0) is lr / (1 + decay * t). The update
     count lives in the param group, so it is in the optimizer's state_dict and survives a resume; an
     LR scheduler still sets `lr`, which the decay divides."""
 
     def __init__(
-        self, params, lr: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7, decay: float = 0.0, clipvalue: float | None = None
+        self, params, lr: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-8, decay: float = 0.0, clipvalue: float | None = None
     ):
         if decay < 0 or (clipvalue is not None and clipvalue <= 0):
             raise ConfigError(f"KerasRMSprop needs decay >= 0 and clipvalue > 0 (or null); got decay={decay}, clipvalue={clipvalue}")

@@ -29,9 +29,9 @@ from ganforge.models.images import (
 from ganforge.models.registry import register_model
 from ganforge.models.spec import MAX_CHANNELS, MAX_SIDE, check_range, setting, short
 from ganforge.nets.export import eval_copy
-from ganforge.nets.imresize import upsample_to
+from ganforge.nets.imresize import imresize, resize_crop, upsample_to
 from ganforge.nets.registry import build_net, check_net_config
-from ganforge.nets.singan import SinGANGenerator, ceil_size, resize
+from ganforge.nets.singan import SinGANGenerator, resize
 from ganforge.utils.errors import CheckpointError, ConfigError
 
 APPS = ("samples", "paint2image", "editing", "harmonization", "sr", "animation")
@@ -305,8 +305,12 @@ class SinGANModel(InferenceModel):
         return [_as(x, output_type) for x in images]
 
     def _reference(self, image: Any, channels: int) -> torch.Tensor:
+        """An app's input image (or mask) at the training image's size: the reference apps (harmonization.py,
+        editing.py, paint2image.py) take it there with `imresize_to_shape`."""
         x, _ = to_tensor_batch(image, channels)
-        return resize(x[:1].to(self.noise_amp.device), self.pyramid[-1])
+        x = x[:1].to(self.noise_amp.device)
+        size = tuple(self.pyramid[-1])
+        return x if tuple(x.shape[-2:]) == size else imresize(x, size=size)
 
     def inject(self, image: Any, inject_scale: int = 1, seed: int | None = 0, output_type: str = "pil") -> Any:
         """paint2image: `image` (a painting or a clip-art), taken down to scale n-1 and up to scale n, replaces
@@ -328,8 +332,10 @@ class SinGANModel(InferenceModel):
         n = self.check_scale(inject_scale, 1, "inject_scale")
         ref = self._reference(image, self.spec.channels)
         with forked_rng(seed, self.noise_amp.device), running(self.netG):
-            injected = resize(resize(ref, self.pyramid[n - 1]), self.pyramid[n])
-            return self.chain(n, self.num_scales - 1, injected, self.noise)
+            # the reference apps: imresize by scale_factor ** (N - n + 1) to scale n - 1, then by 1 / scale_factor to
+            # scale n, each cropped top-left to that scale's size
+            down = resize_crop(ref, self.scale_factor ** (self.num_scales - n), self.pyramid[n - 1])
+            return self.chain(n, self.num_scales - 1, upsample_to(down, self.scale_factor, self.pyramid[n]), self.noise)
 
     def _masked(self, image: Any, mask: Any, inject_scale: int, seed: int | None, radius: int, output_type: str) -> tuple:
         out = self._injected(image, inject_scale, seed)
@@ -339,20 +345,21 @@ class SinGANModel(InferenceModel):
 
     def super_resolution(self, factor: float = 4.0, seed: int | None = 0, output_type: str = "pil") -> Any:
         """The training image upscaled by `factor` as the reference `SR.py`: k = round(log(1/f) / log(2**(-1/3)))
-        steps of f**(1/k) (`calc_init_scale`). Each step upsamples the last output (bicubic, ceil(side * step)) and
-        applies the finest G with the finest noise amp and fresh noise; the result is cropped to int(f * side).
-        Train with experiment=singan_sr."""
+        steps of f**(1/k) (`calc_init_scale`). Each step upsamples the last output by that factor (its imresize,
+        ceil(side * step)) and applies the finest G with the finest noise amp and fresh noise; the result is
+        cropped to int(f * side). Train with experiment=singan_sr."""
         if not 1 < factor <= 64:
             raise ConfigError(f"the super-resolution factor must be in (1, 64], got {factor}")
         iter_num = max(1, round(math.log(1 / factor, 0.5 ** (1 / 3))))
-        step = factor ** (1 / iter_num)
+        # SR.py sets opt.scale_factor = 1 / in_scale and resizes by 1 / opt.scale_factor, which need not be in_scale
+        step = 1 / (1 / factor ** (1 / iter_num))
         top = self.num_scales - 1
         x = self.real(top)
         h, w = x.shape[-2:]
         with forked_rng(seed, self.noise_amp.device), running(self.netG):
             for k in range(iter_num):
-                size = (ceil_size(x.shape[-2] * step), ceil_size(x.shape[-1] * step))
-                x = resize(x, size)
+                x = imresize(x, step)
+                size = tuple(x.shape[-2:])
                 # `SinGAN_generate` counts these steps from 0, so its first one draws the coarsest
                 # scale's noise (one channel shared by all) while using the finest G and amp.
                 x = self.scale_forward(top, self.noise(0 if k == 0 else top, size), x)

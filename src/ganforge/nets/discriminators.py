@@ -20,7 +20,9 @@ class NLayerDiscriminator(nn.Module):
 
     n_layers=3 gives the 70x70 receptive field of pix2pix/CycleGAN (256 px in -> 30x30 out).
     Channels grow as ndf * min(2**n, 8); the first conv has no norm. `padding=2` with
-    `n_layers=3` is SPADE's discriminator with its `n_layers_D=4`.
+    `n_layers=3` is SPADE's discriminator with its `n_layers_D=4`. With `norm="batch"` the convs before a
+    BatchNorm have no bias (pytorch-CycleGAN-and-pix2pix), unless `bias_before_batchnorm` (BicycleGAN's
+    D_NLayers / D_NLayersMulti keep every conv bias).
     """
 
     def __init__(
@@ -32,11 +34,12 @@ class NLayerDiscriminator(nn.Module):
         padding: int = 1,
         init_type: str = "normal",
         init_gain: float = 0.02,
+        bias_before_batchnorm: bool = False,
     ):
         super().__init__()
         if n_layers < 1:
             raise ConfigError(f"NLayerDiscriminator needs n_layers >= 1, got {n_layers} (a 1x1 PatchGAN is PixelDiscriminator)")
-        norm_layer, wrap, bias = get_norm_layer(norm), conv_wrapper(norm), use_bias(norm)
+        norm_layer, wrap, bias = get_norm_layer(norm), conv_wrapper(norm), use_bias(norm) or bias_before_batchnorm
 
         def conv(cin: int, cout: int, stride: int, has_bias: bool = True) -> nn.Module:
             return wrap(nn.Conv2d(cin, cout, kernel_size=4, stride=stride, padding=padding, bias=has_bias))
@@ -98,7 +101,8 @@ class MultiscaleDiscriminator(nn.Module):
     """`num_D` PatchGANs; scale i sees the input average-pooled i times.
 
     Scale i has `round(ndf * ndf_scale**i)` filters: 0.5 is BicycleGAN's `basic_256_multi`
-    (D_NLayersMulti halves ndf per scale), 1.0 is SPADE's. forward returns one score map per scale
+    (D_NLayersMulti halves ndf per scale), 1.0 is SPADE's. `bias_before_batchnorm` is NLayerDiscriminator's.
+    forward returns one score map per scale
     or, with `get_intermediate`, one list of features per scale with the score map last.
     Defaults are BicycleGAN's (instance norm, xavier init).
     """
@@ -115,11 +119,13 @@ class MultiscaleDiscriminator(nn.Module):
         get_intermediate: bool = False,
         init_type: str = "xavier",
         init_gain: float = 0.02,
+        bias_before_batchnorm: bool = False,
     ):
         super().__init__()
         self.get_intermediate = get_intermediate
         self.scales = nn.ModuleList(
-            NLayerDiscriminator(input_nc, round(ndf * ndf_scale**i), n_layers, norm, padding, init_type, init_gain) for i in range(num_D)
+            NLayerDiscriminator(input_nc, round(ndf * ndf_scale**i), n_layers, norm, padding, init_type, init_gain, bias_before_batchnorm)
+            for i in range(num_D)
         )
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 

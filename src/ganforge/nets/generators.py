@@ -46,6 +46,8 @@ class UnetSkipBlock(nn.Module):
       |-- downsampling -- |submodule| -- upsampling --|
 
     `nz > 0` concatenates a tiled z to this level's input before downsampling (BicycleGAN).
+    `bias_before_batchnorm` keeps the biases of the convs before a BatchNorm, as BicycleGAN's
+    UnetBlock_with_z does (pytorch-CycleGAN-and-pix2pix drops them: BatchNorm's shift makes them redundant).
     The down path's LeakyReLU is not in place: the reference's in-place one rewrites the skip
     tensor too, but the parent's up path starts with a ReLU and ReLU(LeakyReLU(x)) == ReLU(x),
     so the result is the same.
@@ -62,11 +64,12 @@ class UnetSkipBlock(nn.Module):
         norm: str = "batch",
         use_dropout: bool = False,
         nz: int = 0,
+        bias_before_batchnorm: bool = False,
     ):
         super().__init__()
         self.outermost = outermost
         self.nz = nz
-        norm_layer, wrap, bias = get_norm_layer(norm), conv_wrapper(norm), use_bias(norm)
+        norm_layer, wrap, bias = get_norm_layer(norm), conv_wrapper(norm), use_bias(norm) or bias_before_batchnorm
         input_nc = (outer_nc if input_nc is None else input_nc) + nz
         downconv = wrap(nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias))
         downrelu = nn.LeakyReLU(0.2)
@@ -101,6 +104,8 @@ class UnetGenerator(nn.Module):
     With `nz > 0` (BicycleGAN) z is tiled and concatenated to the input (`where_add="input"`,
     G_Unet_add_input) or to the input of every level (`where_add="all"`, G_Unet_add_all).
     Dropout 0.5 sits in the `num_downs - 5` ngf*8 decoder levels next to the innermost one.
+    With `norm="batch"` the convs before a BatchNorm have no bias (pytorch-CycleGAN-and-pix2pix), unless
+    `bias_before_batchnorm` (BicycleGAN's G_Unet_add_all / G_Unet_add_input keep every conv bias).
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class UnetGenerator(nn.Module):
         init_gain: float = 0.02,
         nz: int = 0,
         where_add: str = "input",
+        bias_before_batchnorm: bool = False,
     ):
         super().__init__()
         if num_downs < 5:
@@ -124,14 +130,16 @@ class UnetGenerator(nn.Module):
         self.num_downs = num_downs
         self.nz = nz
         z_inner = nz if where_add == "all" else 0
-        kw = dict(norm=norm, nz=z_inner)
+        kw = dict(norm=norm, nz=z_inner, bias_before_batchnorm=bias_before_batchnorm)
         block = UnetSkipBlock(ngf * 8, ngf * 8, innermost=True, **kw)
         for _ in range(num_downs - 5):
             block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=use_dropout, **kw)
         block = UnetSkipBlock(ngf * 4, ngf * 8, submodule=block, **kw)
         block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block, **kw)
         block = UnetSkipBlock(ngf, ngf * 2, submodule=block, **kw)
-        self.model = UnetSkipBlock(output_nc, ngf, input_nc, block, outermost=True, norm=norm, nz=nz)
+        self.model = UnetSkipBlock(
+            output_nc, ngf, input_nc, block, outermost=True, norm=norm, nz=nz, bias_before_batchnorm=bias_before_batchnorm
+        )
         init_weights(self, init_type, init_gain)
 
     @property

@@ -119,10 +119,15 @@ def reference_layout(x: Tensor, w_outermost: bool = False) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def upsample_to(x: Tensor, scale_factor: float, size: tuple[int, int]) -> Tensor:
-    """The next scale's input (reference `draw_concat`): x resized by 1 / scale_factor, top-left `size` kept.
-    Where that comes out short of `size` (a sample of another shape), it is resized to `size` instead."""
-    up = imresize(x, 1 / scale_factor)
-    if up.shape[-2] < size[0] or up.shape[-1] < size[1]:
+def resize_crop(x: Tensor, scale: float, size: tuple[int, int]) -> Tensor:
+    """x resized by `scale`, top-left `size` kept, as the reference takes an image to a scale's size. Where that
+    comes out short of `size` (a sample of another shape), it is resized to `size` instead."""
+    out = imresize(x, scale)
+    if out.shape[-2] < size[0] or out.shape[-1] < size[1]:
         return imresize(x, size=tuple(size))
-    return up[..., : size[0], : size[1]]
+    return out[..., : size[0], : size[1]]
+
+
+def upsample_to(x: Tensor, scale_factor: float, size: tuple[int, int]) -> Tensor:
+    """The next scale's input (reference `draw_concat`): `resize_crop` by 1 / scale_factor."""
+    return resize_crop(x, 1 / scale_factor, size)
