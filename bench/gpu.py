@@ -14,7 +14,7 @@ torch.utils.flop_counter on the first batch of the eager run (matmuls and convol
 The peak is the device's dense tensor-core rate from PEAKS: TF32 for 32-true (cuDNN runs fp32 convolutions on
 TF32 by default), bf16/fp16 for the mixed precisions; --peak-tflops overrides it (one value, or TF32,16-bit).
 SinGAN trains its whole pyramid for warmup + steps iterations a scale and reports its finest scale; compiled,
-its critics stay eager (EAGER_NETS).
+its critics stay eager (GANModule.eager_nets).
 
 --dry-run runs on the CPU with tiny nets (ngf 8, 32 px, 1 warm-up and 1 timed step) to check the script itself:
 16-mixed is skipped (Lightning has no fp16 autocast on the CPU), and each model is compiled once (32-true, NCHW)
@@ -60,9 +60,6 @@ PEAKS = [
     ("L4", (60.0, 121.0)),
     ("RTX 4090", (82.6, 165.2)),
 ]
-#: nets left eager under compile: SinGAN's WGAN-GP backpropagates through D's input gradient (create_graph=True),
-#: and torch.compile's AOTAutograd "does not currently support double backward"
-EAGER_NETS = {"singan": ("netD",)}
 BENCH_MODELS = ("pix2pix", "bicyclegan", "cyclegan", "spade", "dcgan", "singan")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 BOTH = {"both": (False, True), "no": (False,), "yes": (True,)}
@@ -106,17 +103,6 @@ class StepTimer(L.Callback):
             trainer.should_stop = True
 
 
-def compile_nets(module: torch.nn.Module, backend: str, skip: tuple[str, ...] = ()) -> None:
-    """Compile each net in place (Module.compile keeps the parameter names); SinGAN's per-scale lists one by one."""
-    for name, child in module.named_children():
-        if name in skip:
-            continue
-        if isinstance(child, torch.nn.ModuleList | torch.nn.ModuleDict):
-            compile_nets(child, backend)
-        elif any(True for _ in child.parameters()):
-            child.compile(backend=backend)
-
-
 def to_channels_last(batch):
     return apply_to_collection(batch, torch.Tensor, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
 
@@ -143,7 +129,7 @@ def run(name: str, precision: str, compiled: bool, channels_last: bool, args, wo
         transfer = model.on_after_batch_transfer
         model.on_after_batch_transfer = lambda batch, idx: to_channels_last(transfer(batch, idx))
     if compiled:
-        compile_nets(model, args.compile_backend, skip=EAGER_NETS.get(name, ()))
+        model.compile_nets(backend=args.compile_backend)  # SinGAN's critics stay eager (GANModule.eager_nets)
     cuda = not args.dry_run
     first_epoch = model.max_epochs - 1 if name == "singan" else 0
     timer = StepTimer(steps, first_epoch, torch.cuda.synchronize if cuda else lambda: None, count_flops=not compiled)

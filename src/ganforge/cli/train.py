@@ -114,6 +114,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         load_weights(model, cfg.init_from)
     datamodule.size_multiple = model.input_size_multiple
     model.precise = bool(cfg.get("precise", False))
+    if cfg.get("compile"):
+        model.compile_nets()
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     model.run_config["command"] = run_command()
 

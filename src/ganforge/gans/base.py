@@ -132,6 +132,9 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     model_name: str = ""
     #: the generator modules, by attribute name: what an EMA copy averages (callbacks.ema)
     generator_names: tuple[str, ...] = ("netG",)
+    #: nets, by attribute name, that stay eager under `compile=true` (a WGAN-GP critic: torch.compile has no
+    #: double backward)
+    eager_nets: tuple[str, ...] = ()
 
     def __init__(self, scheduler: Mapping[str, Any] | None = None):
         super().__init__()
@@ -233,6 +236,15 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         """Restore what `checkpoint_extras` saved."""
 
     # ----- helpers for subclasses ---------------------------------------------------------------
+    def compile_nets(self, **options: Any) -> None:
+        """`compile=true`: torch.compile each net in place (`nn.Module.compile` keeps the parameter names, so
+        checkpoints, EMA and the inference model are unchanged), a per-scale list net by net; `eager_nets` stay."""
+        for name, child in self.named_children():
+            if name in self.eager_nets or not any(True for _ in child.parameters()):
+                continue
+            for net in child if isinstance(child, nn.ModuleList) else (child,):
+                net.compile(**options)
+
     def optimizers_for(self, *optimizers: Optimizer):
         """Pair each optimizer with the configured LR schedule (on the fused kernels unless `precise`)."""
         optimizers = self.fast_optimizers(*optimizers)

@@ -58,6 +58,7 @@ def running_stats_kept(net: nn.Module):
 class SinGAN(GANModule):
     model_name = "singan"
     metric_single_image = True
+    eager_nets = ("netD",)  # the WGAN-GP penalty backpropagates through D's input gradient
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""The fused optimizer kernels ganforge trains with unless `precise` (gans/base.py `fused`)."""
+"""The speed switches of train.yaml: the fused optimizer kernels ganforge trains with unless `precise`
+(gans/base.py `fused`), and `compile` (GANModule.compile_nets)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,20 @@ def test_optimizers_for_fuses_unless_precise():
     model.precise = True
     (opt_g, _), _ = model.configure_optimizers()
     assert opt_g.defaults["fused"] is None  # torch's default: the single-tensor loop on CPU, as the references run it
+
+
+def test_compile_nets_compiles_each_net_in_place_and_leaves_eager_nets():
+    from ganforge.gans.singan import SinGAN
+    from ganforge.nets import SinGANDiscriminator, SinGANGenerator
+
+    model = SinGAN.__new__(SinGAN)
+    torch.nn.Module.__init__(model)
+    model.netG = torch.nn.ModuleList([SinGANGenerator(nfc=8, min_nfc=8, num_layer=3) for _ in range(2)])
+    model.netD = torch.nn.ModuleList([SinGANDiscriminator(nfc=8, min_nfc=8, num_layer=3) for _ in range(2)])
+    names = list(model.state_dict())
+    model.compile_nets(backend="eager")
+    assert all(g._compiled_call_impl is not None for g in model.netG)
+    assert all(d._compiled_call_impl is None for d in model.netD)  # SinGAN.eager_nets: WGAN-GP's double backward
+    assert list(model.state_dict()) == names  # checkpoints keep their keys
+    x = torch.randn(1, 3, 16, 16)
+    torch.testing.assert_close(model.netG[0](x, x), model.netG[0].forward(x, x))  # the compiled call runs the net
