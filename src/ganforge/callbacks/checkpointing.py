@@ -1,7 +1,7 @@
 """Checkpoints inside an epoch, so a killed or preempted run loses at most one interval.
 
 `PeriodicCheckpoint` writes `<dirpath>/last.ckpt` every `every_n_batches` training batches and/or
-every `every_minutes` minutes, through `trainer.save_checkpoint` (Lightning writes to a temporary
+every `every_minutes` minutes, through `trainer.save_checkpoint` (`StreamingCheckpointIO` below writes to a temporary
 file and renames it, so a kill during the write leaves the previous last.ckpt loadable). Resuming
 from it continues the same epoch at the next batch: the data modules' loaders are torchdata
 `StatefulDataLoader`s, whose state (sampler order, batches done) Lightning saves and restores.
