@@ -1,7 +1,7 @@
 """Checkpoints inside an epoch, so a killed or preempted run loses at most one interval.
 
 `PeriodicCheckpoint` writes `<dirpath>/last.ckpt` every `every_n_batches` training batches and/or
-every `every_minutes` minutes, through `trainer.save_checkpoint` (Lightning writes to a temporary
+every `every_minutes` minutes, through `trainer.save_checkpoint` (`StreamingCheckpointIO` below writes to a temporary
 file and renames it, so a kill during the write leaves the previous last.ckpt loadable). Resuming
 from it continues the same epoch at the next batch: the data modules' loaders are torchdata
 `StatefulDataLoader`s, whose state (sampler order, batches done) Lightning saves and restores.
@@ -17,12 +17,15 @@ delete x.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -48,6 +51,27 @@ class PeriodicCheckpoint(L.Callback):
         if due:
             trainer.save_checkpoint(self.path)
             self._last_save = time.monotonic()
+
+
+class StreamingCheckpointIO(TorchCheckpointIO):
+    """Lightning's TorchCheckpointIO, but a local checkpoint is written by `torch.save` into a temporary file
+    beside it, tensor by tensor, and renamed over the old one when complete (as atomic as Lightning's write,
+    without its in-memory copy of the whole file). Remote paths (s3://, ...) go through Lightning's."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not _is_local_file_protocol(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def path_inside(path: Any, folder: Any) -> bool:

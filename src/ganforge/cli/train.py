@@ -25,6 +25,7 @@ from ganforge.gans.checkpoint import check_resumable, load_weights
 from ganforge.models import load
 from ganforge.utils.errors import ConfigError
 from ganforge.utils.instantiate import instantiate_all
+from ganforge.utils.memory import release_free_heap
 from ganforge.utils.print_config import print_config
 
 if TYPE_CHECKING:
@@ -156,6 +157,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             None,
         )
         if cfg.get("train", True) and trainer.is_global_zero and last is not None:
+            # Nothing reads the last step's gradients after fit: freed and handed back, they make room for the
+            # generator weights that writing the model folder maps in from the checkpoint (docs/benchmarks.md, "Peak memory").
+            model.zero_grad(set_to_none=True)
+            release_free_heap()
             folder = last.parent / "model"
             load(last).save_pretrained(folder)
             log.info("Model folder (ganforge.load, ganforge-predict ckpt_path=...): %s", folder)
