@@ -273,6 +273,8 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         else:
             self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         opt.step()
+        # Nothing reads a gradient after its step: freed now, D's no longer sit beside G's backward (peak RSS).
+        opt.zero_grad(set_to_none=True)
 
     def nonfinite_loss_seen(self) -> bool:
         """Whether a loss so far was NaN or Inf (one host sync)."""
