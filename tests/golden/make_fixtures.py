@@ -138,6 +138,22 @@ def fixed_images(n: int, c: int, size: int, offset: int) -> torch.Tensor:
     return (0.7 * base + 0.3 * pattern).clamp(-1, 1).view(n, c, size, size)
 
 
+def fixture(out: dict[str, torch.Tensor], opt, option_keys: tuple[str, ...], extra: dict, iterations: int, patches: list[str]) -> dict:
+    """What a maker returns: the tensors, all float64 but the 8-bit data and ids, and the metadata: the reference's
+    `option_keys` plus `extra` (settings it has no option for), the iteration count and the patches."""
+    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
+    options = {k: getattr(opt, k) for k in option_keys}
+    return {
+        "tensors": out,
+        "meta": {
+            "options": json.dumps({**options, **extra}),
+            "iterations": str(iterations),
+            "patches": json.dumps(patches),
+            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
+        },
+    }
+
+
 # ---------------------------------------------------------------- SPADE
 SPADE_ARGS = dict(label_nc=3, ngf=1, ndf=4, n_layers_D=3, num_D=2, crop_size=32, batch=2, nhidden=8, iterations=2)
 SPADE_PATCHES = [
@@ -269,10 +285,10 @@ def make_spade(ref: Path) -> dict:
         for name, net in nets.items():
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: v.detach().reshape(()) for k, v in trainer.get_latest_losses().items()})
-    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {
-        k: getattr(opt, k)
-        for k in (
+    return fixture(
+        out,
+        opt,
+        (
             "label_nc",
             "contain_dontcare_label",
             "no_instance",
@@ -292,17 +308,11 @@ def make_spade(ref: Path) -> dict:
             "gan_mode",
             "lambda_feat",
             "lambda_vgg",
-        )
-    }
-    return {
-        "tensors": out,
-        "meta": {
-            "options": json.dumps({**options, "nhidden": a["nhidden"], "batch": a["batch"]}),
-            "iterations": str(a["iterations"]),
-            "patches": json.dumps(SPADE_PATCHES),
-            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
-        },
-    }
+        ),
+        {"nhidden": a["nhidden"], "batch": a["batch"]},
+        a["iterations"],
+        SPADE_PATCHES,
+    )
 
 
 # ---------------------------------------------------------------- pytorch-CycleGAN-and-pix2pix
@@ -320,6 +330,35 @@ def cyclegan_repo_options(ref: Path, argv: list[str]):
     opt.isTrain = True
     opt.device = torch.device("cpu")
     return opt
+
+
+def train_ab_model(opt, a: dict, net_names: tuple[str, ...], offset: int) -> dict[str, torch.Tensor]:
+    """The model `create_model(opt)` builds from seed 0, trained a["iterations"] steps on fixed A/B batches (the
+    images of offsets `offset` + i and `offset` + 10 + i), seed 1000 + i before step i: the fixture's tensors."""
+    from models import create_model
+
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    model = create_model(opt)
+    model.setup(opt)
+    out: dict[str, torch.Tensor] = {}
+    nets = {name: getattr(model, "net" + name) for name in net_names}
+    for name, net in nets.items():
+        put(out, f"init/{name}", state(net))
+    for i in range(a["iterations"]):
+        images = {d: to_uint8(fixed_images(a["batch"], 3, a["size"], offset + k + i)) for d, k in (("A", 0), ("B", 10))}
+        put(out, f"data/{i}", images)
+        batch = fixture_batch(out, i)
+        model.set_input({**batch, "A_paths": ["a"] * a["batch"], "B_paths": ["b"] * a["batch"]})
+        # BicycleGAN's train.py skips the batches its is_train() refuses; the other repository's models have none
+        assert getattr(model, "is_train", lambda: True)()
+        torch.manual_seed(1000 + i)
+        model.optimize_parameters()
+        for name, net in nets.items():
+            put(out, f"step{i}/{name}", state(net))
+        # BicycleGAN sets the losses its lambdas switch off to 0, a number
+        put(out, f"step{i}/loss", {k: torch.as_tensor(getattr(model, "loss_" + k)).detach() for k in model.loss_names})
+    return out
 
 
 def unet_32(networks):
@@ -359,34 +398,12 @@ def make_pix2pix(ref: Path) -> dict:
         ],
     )
     import models.networks as networks
-    from models import create_model
 
     networks.define_G = unet_32(networks)
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    model = create_model(opt)
-    model.setup(opt)
-    out: dict[str, torch.Tensor] = {}
-    nets = {"G": model.netG, "D": model.netD}
-    for name, net in nets.items():
-        put(out, f"init/{name}", state(net))
-    for i in range(a["iterations"]):
-        put(
-            out,
-            f"data/{i}",
-            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 10 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 20 + i))},
-        )
-        batch = fixture_batch(out, i)
-        model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
-        torch.manual_seed(1000 + i)
-        model.optimize_parameters()
-        for name, net in nets.items():
-            put(out, f"step{i}/{name}", state(net))
-        put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
-    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {
-        k: getattr(opt, k)
-        for k in (
+    return fixture(
+        train_ab_model(opt, a, ("G", "D"), 10),
+        opt,
+        (
             "ngf",
             "ndf",
             "n_layers_D",
@@ -400,17 +417,11 @@ def make_pix2pix(ref: Path) -> dict:
             "lambda_L1",
             "batch_size",
             "direction",
-        )
-    }
-    return {
-        "tensors": out,
-        "meta": {
-            "options": json.dumps({**options, "num_downs": a["num_downs"]}),
-            "iterations": str(a["iterations"]),
-            "patches": json.dumps(PIX2PIX_PATCHES),
-            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
-        },
-    }
+        ),
+        {"num_downs": a["num_downs"]},
+        a["iterations"],
+        PIX2PIX_PATCHES,
+    )
 
 
 CYCLEGAN_ARGS = dict(ngf=2, ndf=4, n_layers_D=2, n_blocks=6, size=32, batch=1, iterations=3)
@@ -445,34 +456,11 @@ def make_cyclegan(ref: Path) -> dict:
             str(a["size"]),
         ],
     )
-    from models import create_model
-
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    model = create_model(opt)
-    model.setup(opt)
-    out: dict[str, torch.Tensor] = {}
-    nets = {name: getattr(model, "net" + name) for name in ("G_A", "G_B", "D_A", "D_B")}
-    for name, net in nets.items():
-        put(out, f"init/{name}", state(net))
-    for i in range(a["iterations"]):
-        # Fewer iterations than pool_size images: the pools only store, and draw nothing from `random`.
-        put(
-            out,
-            f"data/{i}",
-            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 30 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 40 + i))},
-        )
-        batch = fixture_batch(out, i)
-        model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
-        torch.manual_seed(1000 + i)
-        model.optimize_parameters()
-        for name, net in nets.items():
-            put(out, f"step{i}/{name}", state(net))
-        put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
-    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {
-        k: getattr(opt, k)
-        for k in (
+    # Fewer iterations than pool_size images: the pools only store, and draw nothing from `random`.
+    return fixture(
+        train_ab_model(opt, a, ("G_A", "G_B", "D_A", "D_B"), 30),
+        opt,
+        (
             "ngf",
             "ndf",
             "n_layers_D",
@@ -488,17 +476,11 @@ def make_cyclegan(ref: Path) -> dict:
             "lambda_identity",
             "pool_size",
             "batch_size",
-        )
-    }
-    return {
-        "tensors": out,
-        "meta": {
-            "options": json.dumps({**options, "n_blocks": a["n_blocks"]}),
-            "iterations": str(a["iterations"]),
-            "patches": json.dumps(CYCLEGAN_PATCHES),
-            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
-        },
-    }
+        ),
+        {"n_blocks": a["n_blocks"]},
+        a["iterations"],
+        CYCLEGAN_PATCHES,
+    )
 
 
 # ---------------------------------------------------------------- BicycleGAN
@@ -598,35 +580,12 @@ def make_bicyclegan(ref: Path) -> dict:
     )
     opt.isTrain, opt.gpu_ids = True, []
     import models.networks as networks
-    from models import create_model
 
     networks.define_G, networks.define_E = tiny_bicyclegan_nets(networks)
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    model = create_model(opt)
-    model.setup(opt)
-    out: dict[str, torch.Tensor] = {}
-    nets = {name: getattr(model, "net" + name) for name in ("G", "E", "D", "D2")}
-    for name, net in nets.items():
-        put(out, f"init/{name}", state(net))
-    for i in range(a["iterations"]):
-        put(
-            out,
-            f"data/{i}",
-            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 50 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 60 + i))},
-        )
-        batch = fixture_batch(out, i)
-        model.set_input({**batch, "A_paths": ["a"] * a["batch"], "B_paths": ["b"] * a["batch"]})
-        assert model.is_train()
-        torch.manual_seed(1000 + i)
-        model.optimize_parameters()
-        for name, net in nets.items():
-            put(out, f"step{i}/{name}", state(net))
-        put(out, f"step{i}/loss", {k: torch.as_tensor(getattr(model, "loss_" + k)).detach() for k in model.loss_names})
-    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {
-        k: getattr(opt, k)
-        for k in (
+    return fixture(
+        train_ab_model(opt, a, ("G", "E", "D", "D2"), 50),
+        opt,
+        (
             "ngf",
             "nef",
             "ndf",
@@ -650,17 +609,11 @@ def make_bicyclegan(ref: Path) -> dict:
             "batch_size",
             "upsample",
             "nl",
-        )
-    }
-    return {
-        "tensors": out,
-        "meta": {
-            "options": json.dumps({**options, "num_downs": a["num_downs"], "e_blocks": a["e_blocks"], "n_layers_D": 2}),
-            "iterations": str(a["iterations"]),
-            "patches": json.dumps(BICYCLEGAN_PATCHES),
-            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
-        },
-    }
+        ),
+        {"num_downs": a["num_downs"], "e_blocks": a["e_blocks"], "n_layers_D": 2},
+        a["iterations"],
+        BICYCLEGAN_PATCHES,
+    )
 
 
 MAKERS = {"spade": make_spade, "pix2pix": make_pix2pix, "cyclegan": make_cyclegan, "bicyclegan": make_bicyclegan}
