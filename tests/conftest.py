@@ -54,6 +54,18 @@ def compose_train(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
 
 
 TINY = ["debug=tiny", "logger=csv", f"data.root={PAIRED_MINI}", "data.direction=BtoA"]
+#: SPADE on the COCO-Stuff sample at 32 px
+SPADE_COCO = [
+    "model=spade",
+    "data=coco_stuff",
+    f"data.root={SHARED_DATA / 'coco_stuff_sample'}",
+    "debug=tiny",
+    "logger=csv",
+    "data.load_size=36",
+    "data.crop_size=32",
+]
+#: and with tiny nets
+SPADE_TINY = [*SPADE_COCO, "model.netG.ngf=4", "model.netD.ndf=4"]
 
 
 @pytest.fixture
