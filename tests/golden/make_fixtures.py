@@ -110,6 +110,11 @@ def check_tree(model: str, ref: Path) -> None:
         )
 
 
+def options(**values) -> list[str]:
+    """Command-line options, in order: options(ngf=2, batch_size=1) is ["--ngf", "2", "--batch_size", "1"]."""
+    return [arg for name, value in values.items() for arg in (f"--{name}", str(value))]
+
+
 def import_reference(ref: Path, argv: list[str]):
     """Put the reference tree first on sys.path and parse its TrainOptions from `argv` (gather_options:
     the options parse() computes, without the files it writes)."""
@@ -206,31 +211,10 @@ def make_spade(ref: Path) -> dict:
     opt = import_reference(
         ref,
         [
-            "--dataset_mode",
-            "custom",
-            "--label_dir",
-            "unused",
-            "--image_dir",
-            "unused",
-            "--gpu_ids",
-            "0",
-            "--label_nc",
-            str(a["label_nc"]),
+            *options(dataset_mode="custom", label_dir="unused", image_dir="unused", gpu_ids=0, label_nc=a["label_nc"]),
             "--contain_dontcare_label",
-            "--ngf",
-            str(a["ngf"]),
-            "--ndf",
-            str(a["ndf"]),
-            "--n_layers_D",
-            str(a["n_layers_D"]),
-            "--num_D",
-            str(a["num_D"]),
-            "--crop_size",
-            str(a["crop_size"]),
-            "--load_size",
-            str(a["crop_size"]),
-            "--batchSize",
-            str(a["batch"]),
+            *options(ngf=a["ngf"], ndf=a["ndf"], n_layers_D=a["n_layers_D"], num_D=a["num_D"]),
+            *options(crop_size=a["crop_size"], load_size=a["crop_size"], batchSize=a["batch"]),
         ],
     )
     import models.networks.architecture as architecture
@@ -325,8 +309,13 @@ PIX2PIX_PATCHES = [
 ]
 
 
+def size_options(a: dict) -> dict:
+    """The batch and image size options of the junyanz repositories: load_size = crop_size, no random crop."""
+    return {"batch_size": a["batch"], "load_size": a["size"], "crop_size": a["size"]}
+
+
 def cyclegan_repo_options(ref: Path, argv: list[str]):
-    opt = import_reference(ref, ["--dataroot", "unused", "--checkpoints_dir", "unused", *argv])
+    opt = import_reference(ref, [*options(dataroot="unused", checkpoints_dir="unused"), *argv])
     opt.isTrain = True
     opt.device = torch.device("cpu")
     return opt
@@ -378,24 +367,7 @@ def make_pix2pix(ref: Path) -> dict:
     a = PIX2PIX_ARGS
     opt = cyclegan_repo_options(
         ref,
-        [
-            "--model",
-            "pix2pix",
-            "--netG",
-            "unet_32",
-            "--ngf",
-            str(a["ngf"]),
-            "--ndf",
-            str(a["ndf"]),
-            "--n_layers_D",
-            str(a["n_layers_D"]),
-            "--batch_size",
-            str(a["batch"]),
-            "--load_size",
-            str(a["size"]),
-            "--crop_size",
-            str(a["size"]),
-        ],
+        options(model="pix2pix", netG="unet_32", ngf=a["ngf"], ndf=a["ndf"], n_layers_D=a["n_layers_D"], **size_options(a)),
     )
     import models.networks as networks
 
@@ -435,26 +407,15 @@ def make_cyclegan(ref: Path) -> dict:
     a = CYCLEGAN_ARGS
     opt = cyclegan_repo_options(
         ref,
-        [
-            "--model",
-            "cycle_gan",
-            "--netG",
-            f"resnet_{a['n_blocks']}blocks",
-            "--ngf",
-            str(a["ngf"]),
-            "--ndf",
-            str(a["ndf"]),
-            "--netD",
-            "n_layers",
-            "--n_layers_D",
-            str(a["n_layers_D"]),
-            "--batch_size",
-            str(a["batch"]),
-            "--load_size",
-            str(a["size"]),
-            "--crop_size",
-            str(a["size"]),
-        ],
+        options(
+            model="cycle_gan",
+            netG=f"resnet_{a['n_blocks']}blocks",
+            ngf=a["ngf"],
+            ndf=a["ndf"],
+            netD="n_layers",
+            n_layers_D=a["n_layers_D"],
+            **size_options(a),
+        ),
     )
     # Fewer iterations than pool_size images: the pools only store, and draw nothing from `random`.
     return fixture(
@@ -547,36 +508,20 @@ def make_bicyclegan(ref: Path) -> dict:
     a = BICYCLEGAN_ARGS
     opt = import_reference(
         ref,
-        [
-            "--dataroot",
-            "unused",
-            "--checkpoints_dir",
-            "unused",
-            "--gpu_ids",
-            "-1",
-            "--netG",
-            "unet_64",
-            "--netE",
-            "resnet_64",
-            "--netD",
-            "basic_128_multi",
-            "--netD2",
-            "basic_128_multi",
-            "--ngf",
-            str(a["ngf"]),
-            "--nef",
-            str(a["nef"]),
-            "--ndf",
-            str(a["ndf"]),
-            "--nz",
-            str(a["nz"]),
-            "--batch_size",
-            str(a["batch"]),
-            "--load_size",
-            str(a["size"]),
-            "--crop_size",
-            str(a["size"]),
-        ],
+        options(
+            dataroot="unused",
+            checkpoints_dir="unused",
+            gpu_ids=-1,
+            netG="unet_64",
+            netE="resnet_64",
+            netD="basic_128_multi",
+            netD2="basic_128_multi",
+            ngf=a["ngf"],
+            nef=a["nef"],
+            ndf=a["ndf"],
+            nz=a["nz"],
+            **size_options(a),
+        ),
     )
     opt.isTrain, opt.gpu_ids = True, []
     import models.networks as networks
