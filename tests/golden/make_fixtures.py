@@ -314,6 +314,10 @@ def size_options(a: dict) -> dict:
     return {"batch_size": a["batch"], "load_size": a["size"], "crop_size": a["size"]}
 
 
+#: the options of pytorch-CycleGAN-and-pix2pix that the pix2pix and the CycleGAN fixture both record
+CYCLEGAN_REPO_OPTIONS = ("ngf", "ndf", "n_layers_D", "norm", "no_dropout", "init_type", "init_gain", "lr", "beta1", "gan_mode")
+
+
 def cyclegan_repo_options(ref: Path, argv: list[str]):
     opt = import_reference(ref, [*options(dataroot="unused", checkpoints_dir="unused"), *argv])
     opt.isTrain = True
@@ -375,21 +379,7 @@ def make_pix2pix(ref: Path) -> dict:
     return fixture(
         train_ab_model(opt, a, ("G", "D"), 10),
         opt,
-        (
-            "ngf",
-            "ndf",
-            "n_layers_D",
-            "norm",
-            "no_dropout",
-            "init_type",
-            "init_gain",
-            "lr",
-            "beta1",
-            "gan_mode",
-            "lambda_L1",
-            "batch_size",
-            "direction",
-        ),
+        (*CYCLEGAN_REPO_OPTIONS, "lambda_L1", "batch_size", "direction"),
         {"num_downs": a["num_downs"]},
         a["iterations"],
         PIX2PIX_PATCHES,
@@ -421,23 +411,7 @@ def make_cyclegan(ref: Path) -> dict:
     return fixture(
         train_ab_model(opt, a, ("G_A", "G_B", "D_A", "D_B"), 30),
         opt,
-        (
-            "ngf",
-            "ndf",
-            "n_layers_D",
-            "norm",
-            "no_dropout",
-            "init_type",
-            "init_gain",
-            "lr",
-            "beta1",
-            "gan_mode",
-            "lambda_A",
-            "lambda_B",
-            "lambda_identity",
-            "pool_size",
-            "batch_size",
-        ),
+        (*CYCLEGAN_REPO_OPTIONS, "lambda_A", "lambda_B", "lambda_identity", "pool_size", "batch_size"),
         {"n_blocks": a["n_blocks"]},
         a["iterations"],
         CYCLEGAN_PATCHES,
