@@ -56,6 +56,42 @@ def compose_train(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
 TINY = ["debug=tiny", "logger=csv", f"data.root={PAIRED_MINI}", "data.direction=BtoA"]
 
 
+#: SPADE on the COCO-Stuff sample at 32 px
+SPADE_COCO = [
+    "model=spade",
+    "data=coco_stuff",
+    f"data.root={SHARED_DATA / 'coco_stuff_sample'}",
+    "debug=tiny",
+    "logger=csv",
+    "data.load_size=36",
+    "data.crop_size=32",
+]
+#: and with tiny nets
+SPADE_TINY = [*SPADE_COCO, "model.netG.ngf=4", "model.netD.ndf=4"]
+
+
+def quiet_trainer(**kwargs):
+    """A Lightning Trainer that writes and prints nothing: no logger, checkpoints, progress bar or model
+    summary. `kwargs`: the rest (max_epochs, limit_train_batches, ...)."""
+    import lightning as L
+
+    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **kwargs)
+
+
+def record_stepped_nets(model, nets=("netG", "netD")) -> list[list[str]]:
+    """Wrap `model.step`: each optimizer step appends to the returned list which of `nets` it changed."""
+    steps: list[list[str]] = []
+    step = model.step
+
+    def recording(opt, *losses):
+        before = {n: [p.detach().clone() for p in getattr(model, n).parameters()] for n in nets}
+        step(opt, *losses)
+        steps.append([n for n, ps in before.items() if any(not torch.equal(a, b) for a, b in zip(ps, getattr(model, n).parameters()))])
+
+    model.step = recording
+    return steps
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     return lambda *extra: compose_train(tmp_path, [*TINY, *extra])

@@ -24,6 +24,7 @@ from tests.conftest import (
     SHARED_DATA,
     TINY,
     compose_train,
+    quiet_trainer,
     run_cli,
     train_checkpoint,
 )
@@ -60,15 +61,7 @@ class OneBatch(L.LightningDataModule):
 
 
 def fit_one_batch(model: BicycleGAN, callbacks=()) -> None:
-    L.Trainer(
-        max_epochs=1,
-        limit_train_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        callbacks=list(callbacks),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(model, datamodule=OneBatch())
+    quiet_trainer(max_epochs=1, limit_train_batches=1, callbacks=list(callbacks)).fit(model, datamodule=OneBatch())
 
 
 @pytest.mark.slow
@@ -216,9 +209,7 @@ def test_a_short_last_batch_is_skipped_even_when_its_size_is_even():
     trained = []
     forward = model.forward_halves
     model.forward_halves = lambda A, B: trained.append(len(A)) or forward(A, B)
-    L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(
-        model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=4)
-    )
+    quiet_trainer(max_epochs=1).fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=4))
     assert trained == [4]
 
 

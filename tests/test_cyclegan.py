@@ -31,6 +31,7 @@ from tests.conftest import (
     PREDICT,
     SHARED_DATA,
     compose_train,
+    quiet_trainer,
     run_cli,
     train_checkpoint,
 )
@@ -126,14 +127,7 @@ def record_phases(model, n_batches=1, batch_size=1) -> list[tuple[str, bool, boo
 
     cls.step = recording_step
     try:
-        L.Trainer(
-            max_epochs=1,
-            limit_train_batches=n_batches,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        ).fit(model, datamodule=Batches(n_batches, batch_size))
+        quiet_trainer(max_epochs=1, limit_train_batches=n_batches).fit(model, datamodule=Batches(n_batches, batch_size))
     finally:
         cls.step = real_step
     return events

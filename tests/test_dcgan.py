@@ -7,7 +7,6 @@ import csv
 import functools
 import math
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -22,7 +21,7 @@ from ganforge.metrics.swd import patch_swd
 from ganforge.models.dcgan import slerp
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.utils.errors import ConfigError
-from tests.conftest import SHARED_DATA, compose_train, train_from_untrained
+from tests.conftest import SHARED_DATA, compose_train, quiet_trainer, record_stepped_nets, train_from_untrained
 
 FROGS = SHARED_DATA / "cifar10_frog"
 UNCOND = [
@@ -86,26 +85,9 @@ def test_losses_are_bce_summed_for_d_and_non_saturating_for_g():
 @pytest.mark.slow
 def test_d_then_g_and_each_step_touches_only_its_own_net(tmp_path):
     m = tiny_model()
-    steps = []
-    step = m.step
-
-    def recording(opt, *losses):
-        before = {n: [p.detach().clone() for p in getattr(m, n).parameters()] for n in ("netG", "netD")}
-        step(opt, *losses)
-        changed = [n for n, ps in before.items() if any(not torch.equal(a, b) for a, b in zip(ps, getattr(m, n).parameters()))]
-        steps.append(changed)
-
-    m.step = recording
+    steps = record_stepped_nets(m)
     data = torch.utils.data.DataLoader([{"real": torch.rand(3, 32, 32) * 2 - 1} for _ in range(4)], batch_size=4)
-    L.Trainer(
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    ).fit(m, train_dataloaders=data)
+    quiet_trainer(max_epochs=1, limit_val_batches=0, default_root_dir=tmp_path).fit(m, train_dataloaders=data)
     assert steps == [["netD"], ["netG"]]
 
 

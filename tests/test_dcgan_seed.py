@@ -7,14 +7,13 @@ import copy
 import functools
 
 import hydra
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 
 from ganforge.gans.dcgan_seed import KerasDCGAN, KerasRMSprop
 from ganforge.nets.dcgan import ConvDropoutDiscriminator, DenseConvGenerator
-from tests.conftest import SHARED_DATA, compose_train
+from tests.conftest import SHARED_DATA, compose_train, quiet_trainer, record_stepped_nets
 
 FROGS = SHARED_DATA / "cifar10_frog"
 
@@ -109,29 +108,14 @@ def test_g_targets_are_zeros_the_misleading_real_label():
 @pytest.mark.parametrize("seed_range", [False, True])
 def test_the_update_rule_one_concatenated_d_batch_then_g_on_new_latents(tmp_path, seed_range):
     m = tiny_model(seed_data_range=seed_range)
-    d_inputs, latents, steps = [], [], []
+    d_inputs, latents = [], []
     m.netD.register_forward_pre_hook(lambda mod, args: d_inputs.append((args[0].detach().clone(), mod.training)))
     noise = m.noise
     m.noise = lambda n, generator=None: latents.append(noise(n, generator)) or latents[-1]
-    step = m.step
-
-    def recording(opt, loss):
-        before = {n: [p.detach().clone() for p in getattr(m, n).parameters()] for n in ("netG", "netD")}
-        step(opt, loss)
-        steps.append([n for n, ps in before.items() if any(not torch.equal(a, b) for a, b in zip(ps, getattr(m, n).parameters()))])
-
-    m.step = recording
+    steps = record_stepped_nets(m)
     reals = torch.rand(4, 3, 32, 32) * 2 - 1
     data = torch.utils.data.DataLoader([{"real": r} for r in reals], batch_size=4)
-    L.Trainer(
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    ).fit(m, train_dataloaders=data)
+    quiet_trainer(max_epochs=1, limit_val_batches=0, default_root_dir=tmp_path).fit(m, train_dataloaders=data)
     assert steps == [["netD"], ["netG"]]
     (d_batch, d_train), (g_batch, g_train) = d_inputs
     assert d_batch.shape[0] == 8 and g_batch.shape[0] == 4 and d_train and g_train  # dropout on in both steps

@@ -37,7 +37,7 @@ from ganforge.cli.demo.ui import ids_from_colours  # noqa: E402
 from ganforge.cli.predict import predict  # noqa: E402
 from ganforge.cli.train import train  # noqa: E402
 from ganforge.utils.errors import ConfigError  # noqa: E402
-from tests.conftest import PAIRED_MINI, REPO, SHARED_DATA, TINY, compose_train  # noqa: E402
+from tests.conftest import PAIRED_MINI, REPO, SHARED_DATA, SPADE_TINY, TINY, compose_train  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -49,19 +49,7 @@ FAMILIES = {
     "pix2pix": TINY,
     "bicyclegan": [*TINY, "model=bicyclegan"],
     "cyclegan": ["debug=tiny", "logger=csv", "data=cat2dog", "model=cyclegan", "data.load_size=32", "data.crop_size=32"],
-    "spade": [
-        "model=spade",
-        "data=coco_stuff",
-        f"data.root={COCO}",
-        "debug=tiny",
-        "logger=csv",
-        "data.load_size=36",
-        "data.crop_size=32",
-        "model.netG.ngf=4",
-        "model.netD.ndf=4",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
-    ],
+    "spade": [*SPADE_TINY, "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"],
     "dcgan": [
         "model=dcgan",
         "data=image_folder",

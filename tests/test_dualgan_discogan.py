@@ -23,7 +23,7 @@ from ganforge.nets.dualgan import (
 )
 from ganforge.nets.simple import ConvDiscriminator, EncoderDecoderGenerator
 from ganforge.utils.errors import ConfigError
-from tests.conftest import compose_train
+from tests.conftest import compose_train, quiet_trainer
 
 SCHED = {"policy": "linear", "n_epochs": 1, "n_epochs_decay": 1}
 
@@ -44,14 +44,7 @@ class Batches(L.LightningDataModule):
 
 
 def fit(model, n_batches=1, batch_size=2):
-    L.Trainer(
-        max_epochs=1,
-        limit_train_batches=n_batches,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(model, datamodule=Batches(n_batches, batch_size))
+    quiet_trainer(max_epochs=1, limit_train_batches=n_batches).fit(model, datamodule=Batches(n_batches, batch_size))
 
 
 def kernels(net: nn.Module, kind: type) -> list[int]:

@@ -14,11 +14,9 @@ import torch
 from ganforge.cli.import_weights import multiscale_discriminator_mapping, resnet_encoder_mapping, unet_with_z_mapping
 from ganforge.gans.bicyclegan import BicycleGAN
 from ganforge.nets import MultiscaleDiscriminator, ResnetEncoder, UnetGenerator
-from tests.golden import batch, biases_before_instance_norm, compare, load_fixture, recording, section, train_iterations
+from tests.golden import biases_before_instance_norm, compare_iteration, fixture_batches, load_fixture, recording, section, train_iterations
 
 pytestmark = pytest.mark.reference
-
-NETS = ("G", "E", "D", "D2")
 
 
 def to_reference(net, mapping) -> dict[str, torch.Tensor]:
@@ -69,23 +67,12 @@ def test_two_iterations_match_the_reference(tmp_path):
     model.encoder_generator_losses = recording(model.encoder_generator_losses, eg_losses)
     model.backward_latent = recording(model.backward_latent, z_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
-    iterations = int(meta["iterations"])
     snaps = train_iterations(
-        model,
-        [batch(tensors, i) for i in range(iterations)],
-        lambda: {n: to_reference(net, mappings[n]) for n, net in nets.items()},
-        tmp_path,
+        model, fixture_batches(tensors, meta), lambda: {n: to_reference(net, mappings[n]) for n, net in nets.items()}, tmp_path
     )
 
+    noise_only = {name: {mappings[name][k][0] for k in biases_before_instance_norm(net)} for name, net in nets.items()}
     for i, snap in enumerate(snaps):
-        for name in NETS:
-            compare(
-                snap[name],
-                section(tensors, f"step{i}/{name}"),
-                f"iteration {i + 1}, {name}",
-                exact=False,
-                noise_only={mappings[name][k][0] for k in biases_before_instance_norm(nets[name])},
-            )
         eg, d, d2 = eg_losses[i], d_losses[2 * i], d_losses[2 * i + 1]
         losses = {
             "G_GAN": eg["loss_G_GAN"],
@@ -96,4 +83,4 @@ def test_two_iterations_match_the_reference(tmp_path):
             "D": d["loss_D"],
             "D2": d2["loss_D"],
         }
-        compare(losses, section(tensors, f"step{i}/loss"), f"iteration {i + 1}, losses", exact=False)
+        compare_iteration(i, snap, losses, tensors, exact=False, noise_only=noise_only)

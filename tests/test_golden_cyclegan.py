@@ -12,11 +12,9 @@ import torch
 
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.nets import NLayerDiscriminator, ResnetGenerator
-from tests.golden import batch, biases_before_instance_norm, compare, load_fixture, recording, section, train_iterations
+from tests.golden import biases_before_instance_norm, compare_iteration, fixture_batches, load_fixture, recording, section, train_iterations
 
 pytestmark = pytest.mark.reference
-
-NETS = ("G_A", "G_B", "D_A", "D_B")
 #: ganforge's loss names -> the reference's (cycle_gan_model.py loss_names)
 LOSSES = {
     "loss_G_A": "G_A",
@@ -59,10 +57,9 @@ def test_three_iterations_match_the_reference(tmp_path):
     g_losses, d_losses = [], []
     model.generator_losses = recording(model.generator_losses, g_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
-    iterations = int(meta["iterations"])
     snaps = train_iterations(
         model,
-        [batch(tensors, i) for i in range(iterations)],
+        fixture_batches(tensors, meta),
         lambda: {n: {k: v.detach().clone() for k, v in net.state_dict().items()} for n, net in nets.items()},
         tmp_path,
     )
@@ -71,14 +68,7 @@ def test_three_iterations_match_the_reference(tmp_path):
     # ganforge the other way round, so autograd adds the same gradient terms in another order. In float64 that
     # rounding stays below 1e-10 (in float32 Adam amplifies it, tests/golden/__init__.py), except in the conv
     # biases before an InstanceNorm, whose gradient is that rounding alone (biases_before_instance_norm).
+    noise_only = {name: biases_before_instance_norm(net) for name, net in nets.items()}
     for i, snap in enumerate(snaps):
-        for name in NETS:
-            compare(
-                snap[name],
-                section(tensors, f"step{i}/{name}"),
-                f"iteration {i + 1}, {name}",
-                exact=False,
-                noise_only=biases_before_instance_norm(nets[name]),
-            )
         losses = {LOSSES[k]: v for k, v in {**g_losses[i], **d_losses[i]}.items() if k in LOSSES}
-        compare(losses, section(tensors, f"step{i}/loss"), f"iteration {i + 1}, losses", exact=False)
+        compare_iteration(i, snap, losses, tensors, exact=False, noise_only=noise_only)

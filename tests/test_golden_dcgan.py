@@ -32,6 +32,7 @@ from ganforge.data.torchvision_sets import TorchvisionDataModule
 from ganforge.gans.dcgan import DCGAN
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.utils.errors import ConfigError
+from tests.golden import float64_trainer
 
 pytestmark = pytest.mark.reference
 
@@ -116,17 +117,7 @@ def test_dcgan_trains_as_main_py_step_for_step():
         model.fixed_noise.copy_(ref["fixed_noise"])
     batches = [{"real": real_from_levels(ref[f"step{i}/real"])} for i in range(meta["steps"])]
     golden = Golden(ref)
-    L.Trainer(
-        precision="64-true",
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_epochs=1,
-        limit_val_batches=0,
-        callbacks=[golden],
-    ).fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    float64_trainer(max_epochs=1, callbacks=[golden]).fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     assert golden.checked == meta["steps"] == 3
 
 

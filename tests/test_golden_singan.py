@@ -31,6 +31,7 @@ from safetensors import safe_open
 
 from ganforge.data.single_image import SingleImageDataModule
 from ganforge.gans.singan import SinGAN
+from tests.golden import float64_trainer
 
 pytestmark = pytest.mark.reference
 
@@ -136,17 +137,7 @@ def test_singan_trains_as_the_reference_step_for_step():
                 for _, ours, theirs in by_position(ref, f"s{n}/init/{key}/", nets[n].state_dict()):
                     ours.copy_(theirs)
     golden = Golden(ref)
-    L.Trainer(
-        precision="64-true",
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        max_epochs=model.max_epochs,
-        callbacks=[golden],
-    ).fit(model, datamodule=dm)
+    float64_trainer(max_epochs=model.max_epochs, callbacks=[golden]).fit(model, datamodule=dm)
     assert golden.checked == model.num_scales * s["niter"]
     # the coarsest scale's reconstruction noise is the last of its per-iteration draws (Zs[0], padded by 5 there)
     assert torch.equal(model.z_opt, ref["s0/z_opt"][..., 5:-5, 5:-5])

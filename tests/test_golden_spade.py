@@ -17,7 +17,7 @@ from ganforge.cli.import_weights import map_state_dict, spade_reference_mapping
 from ganforge.gans.losses import VGGLoss
 from ganforge.gans.spade import SPADEModel
 from ganforge.nets import SPADEDiscriminator, SPADEGenerator
-from tests.golden import batch, compare, is_fixture_machine, load_fixture, recording, section, train_iterations, vgg19_features
+from tests.golden import compare, fixture_batches, is_fixture_machine, load_fixture, recording, section, train_iterations, vgg19_features
 
 pytestmark = pytest.mark.reference
 
@@ -76,9 +76,7 @@ def run_ganforge(fixture, root, precise: bool = True, **net_options) -> tuple[li
     g_losses, d_losses = [], []
     model.generator_losses = recording(model.generator_losses, g_losses)
     model.discriminator_losses = recording(model.discriminator_losses, d_losses)
-    iterations = int(meta["iterations"])
-    batches = [batch(tensors, i) for i in range(iterations)]
-    snaps = train_iterations(model, batches, lambda: {"G": reference_state(g), "D": reference_state(d)}, root)
+    snaps = train_iterations(model, fixture_batches(tensors, meta), lambda: {"G": reference_state(g), "D": reference_state(d)}, root)
     losses = [{LOSSES[k]: v for k, v in {**gl, **dl}.items() if k in LOSSES} for gl, dl in zip(g_losses, d_losses)]
     return snaps, losses
 

@@ -16,7 +16,7 @@ import torch
 from ganforge.callbacks.checkpointing import ModelCheckpoint
 from ganforge.callbacks.resume_checks import check_resume_state
 from ganforge.utils.errors import CheckpointError
-from tests.conftest import TINY, run_cli, train_checkpoint
+from tests.conftest import TINY, quiet_trainer, run_cli, train_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +156,7 @@ def good_checkpoint(tiny_run) -> dict:
 
 @pytest.fixture(scope="module")
 def trainer() -> L.Trainer:
-    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return quiet_trainer()
 
 
 def test_a_checkpoint_ganforge_wrote_passes(good_checkpoint, trainer):

@@ -24,6 +24,15 @@ from tests.conftest import PAIRED_MINI, SHARED_DATA, compose_train
 COCO = SHARED_DATA / "coco_stuff_sample"
 H2Z = SHARED_DATA / "horse2zebra_mini"
 GOLDEN = Path(__file__).parent / "fixtures" / "predict_golden"
+SPADE = [
+    "model=spade",
+    "data=coco_stuff",
+    f"data.root={COCO}",
+    "data.load_size=36",
+    "data.crop_size=32",
+    "model.netG.ngf=4",
+    "model.netD.ndf=4",
+]
 #: tiny models of every family, as `debug=tiny` builds them (the goldens were written from these, seeded 0)
 TINY = {
     "pix2pix": ["model=pix2pix", f"data.root={PAIRED_MINI}", "data.direction=BtoA"],
@@ -31,25 +40,8 @@ TINY = {
     "cyclegan": ["model=cyclegan", "data=horse2zebra", f"data.root={H2Z}"],
     "discogan": ["model=discogan", "data=horse2zebra", f"data.root={H2Z}"],
     "dualgan": ["model=dualgan", "data=horse2zebra", f"data.root={H2Z}"],
-    "spade": [
-        "model=spade",
-        "data=coco_stuff",
-        f"data.root={COCO}",
-        "data.load_size=36",
-        "data.crop_size=32",
-        "model.netG.ngf=4",
-        "model.netD.ndf=4",
-    ],
-    "spade_vae": [
-        "model=spade",
-        "data=coco_stuff",
-        f"data.root={COCO}",
-        "data.load_size=36",
-        "data.crop_size=32",
-        "model.netG.ngf=4",
-        "model.netD.ndf=4",
-        "model.use_vae=true",
-    ],
+    "spade": SPADE,
+    "spade_vae": [*SPADE, "model.use_vae=true"],
     "dcgan": [
         "model=dcgan",
         "data=image_folder",

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ganforge.gans.base import build_scheduler
 from ganforge.gans.pix2pix import Pix2Pix
 from ganforge.nets import NLayerDiscriminator, UnetGenerator
+from tests.conftest import quiet_trainer
 
 
 def tiny_pix2pix(**kw) -> Pix2Pix:
@@ -48,14 +49,7 @@ def test_d_step_then_g_step_each_touching_only_its_net():
 
     Pix2Pix.step = recording_step
     try:
-        L.Trainer(
-            max_epochs=1,
-            limit_train_batches=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        ).fit(model, datamodule=OneBatch())
+        quiet_trainer(max_epochs=1, limit_train_batches=1).fit(model, datamodule=OneBatch())
     finally:
         Pix2Pix.step = real_step
     # reference order: D first (G untouched), then G (D untouched)
@@ -158,9 +152,7 @@ def test_validation_leaves_batchnorm_running_statistics_untouched():
     before = {k: v.clone() for k, v in model.netG.state_dict().items() if "running" in k or "num_batches" in k}
     assert before
     data = [{"A": a, "B": b} for a, b in zip(eight_images(), eight_images().flip(0))]
-    L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).validate(
-        model, dataloaders=torch.utils.data.DataLoader(data, batch_size=4)
-    )
+    quiet_trainer().validate(model, dataloaders=torch.utils.data.DataLoader(data, batch_size=4))
     after = model.netG.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert model.netG.training  # back in the mode training left it in

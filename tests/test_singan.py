@@ -29,6 +29,7 @@ from tests.conftest import (
     PREDICT,
     SHARED_DATA,
     compose_train,
+    quiet_trainer,
     run_cli,
     train_checkpoint,
 )
@@ -124,15 +125,7 @@ def tiny_model(**kw) -> SinGAN:
 def fit_tiny(dm: SingleImageDataModule, callbacks=(), **kw) -> SinGAN:
     """A tiny SinGAN on `dm`'s image, built and trained as the CLI does (pyramid from the data)."""
     model = tiny_model(**dm.model_settings(), **kw)
-    L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-        limit_val_batches=0,
-        max_epochs=model.max_epochs,
-    ).fit(model, datamodule=dm)
+    quiet_trainer(callbacks=list(callbacks), limit_val_batches=0, max_epochs=model.max_epochs).fit(model, datamodule=dm)
     return model
 
 

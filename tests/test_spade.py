@@ -20,7 +20,7 @@ from ganforge.metrics.weights import WEIGHTS, PretrainedWeightsError
 from ganforge.nets import SPADEDiscriminator, SPADEEncoder, SPADEGenerator
 from ganforge.nets.spade import label_edges
 from ganforge.utils.errors import ConfigError
-from tests.conftest import PREDICT, SHARED_DATA, compose_train, run_cli
+from tests.conftest import PREDICT, SHARED_DATA, SPADE_COCO, SPADE_TINY, compose_train, quiet_trainer, run_cli
 
 COCO = SHARED_DATA / "coco_stuff_sample"
 NC = 5  # label ids 0..4, + don't-care + instance edges
@@ -269,7 +269,6 @@ def test_semantic_input_has_dontcare_and_instance_edge_channels():
 
 @pytest.mark.slow
 def test_g_step_leaves_d_unchanged_then_d_steps_on_a_fake_without_grad(tmp_path):
-    import lightning as L
     from torch.utils.data import DataLoader
 
     m = tiny_model()
@@ -291,15 +290,7 @@ def test_g_step_leaves_d_unchanged_then_d_steps_on_a_fake_without_grad(tmp_path)
 
     m.discriminator_losses = spy
     items = [{k: v[0] for k, v in batch(1, s).items()} for s in range(4)]
-    trainer = L.Trainer(
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(max_steps=2, default_root_dir=tmp_path, limit_val_batches=0)
     trainer.fit(m, DataLoader(items, batch_size=2))
     assert seen == {"d_params_unchanged": True, "g_stepped": True, "fake_grad_fn": True}
     assert any(not torch.equal(p, d_before[k]) for k, p in m.netD.state_dict().items() if "original" in k)
@@ -307,15 +298,7 @@ def test_g_step_leaves_d_unchanged_then_d_steps_on_a_fake_without_grad(tmp_path)
 
 # ----- the real config on the COCO-Stuff sample -----------------------------------------------------
 SAMPLE = [
-    "model=spade",
-    "data=coco_stuff",
-    f"data.root={COCO}",
-    "debug=tiny",
-    "logger=csv",
-    "data.load_size=36",
-    "data.crop_size=32",
-    "model.netG.ngf=4",
-    "model.netD.ndf=4",
+    *SPADE_TINY,
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
     "callbacks.rich_progress_bar=null",
@@ -439,13 +422,7 @@ def test_a_short_run_lowers_the_patch_swd_of_val_outputs_against_val_photos(tmp_
     cfg = compose_train(
         tmp_path,
         [
-            "model=spade",
-            "data=coco_stuff",
-            f"data.root={COCO}",
-            "debug=tiny",
-            "logger=csv",
-            "data.load_size=36",
-            "data.crop_size=32",
+            *SPADE_COCO,
             "model.scheduler.n_epochs=25",
             "model.scheduler.n_epochs_decay=0",
             "trainer.limit_train_batches=1.0",

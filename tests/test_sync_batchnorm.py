@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from ganforge.nets.norms import CrossProcessBatchNorm, synchronize_batchnorm
-from tests.conftest import SHARED_DATA, train_checkpoint
+from tests.conftest import SPADE_TINY, train_checkpoint
 
 
 def free_port() -> int:
@@ -74,15 +74,7 @@ def test_spade_trains_with_ddp_on_two_cpu_processes(tmp_path_factory):
         tmp_path_factory,
         "spade_ddp",
         [
-            "model=spade",
-            "data=coco_stuff",
-            f"data.root={SHARED_DATA / 'coco_stuff_sample'}",
-            "debug=tiny",
-            "logger=csv",
-            "data.load_size=36",
-            "data.crop_size=32",
-            "model.netG.ngf=4",
-            "model.netD.ndf=4",
+            *SPADE_TINY,
             "trainer=ddp_cpu",
             "data.batch_size=2",
             "callbacks.rich_progress_bar=null",

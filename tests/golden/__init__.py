@@ -170,6 +170,22 @@ def compare(
     return worst
 
 
+def compare_iteration(
+    i: int,
+    snap: dict[str, dict[str, torch.Tensor]],
+    losses: dict[str, torch.Tensor],
+    tensors: dict[str, torch.Tensor],
+    exact: bool,
+    noise_only: dict[str, set[str]] | None = None,
+) -> None:
+    """`compare` iteration `i` (from 0) with the fixture: each net's state in `snap` with `step<i>/<net>`,
+    `losses` with `step<i>/loss`; `noise_only` per net."""
+    for name, state in snap.items():
+        expected = section(tensors, f"step{i}/{name}")
+        compare(state, expected, f"iteration {i + 1}, {name}", exact, noise_only=(noise_only or {}).get(name, frozenset()))
+    compare(losses, section(tensors, f"step{i}/loss"), f"iteration {i + 1}, losses", exact)
+
+
 def is_fixture_machine(meta: dict[str, str]) -> bool:
     """Whether this run has the kernels the fixture was made with (so bit-identity can be asked)."""
     return meta.get("machine") == MACHINE
@@ -192,22 +208,32 @@ def train_iterations(module, batches: list[dict[str, torch.Tensor]], snapshot, r
 
     size = len(next(iter(batches[0].values())))
     items = [{k: v[j] for k, v in b.items()} for b in batches for j in range(size)]
-    trainer = L.Trainer(
+    trainer = float64_trainer(max_epochs=1, devices=1, callbacks=[Iterations()], default_root_dir=root)
+    trainer.fit(module, DataLoader(items, batch_size=size, shuffle=False))
+    assert len(snaps) == len(batches)
+    return snaps
+
+
+def fixture_batches(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> list[dict[str, torch.Tensor]]:
+    """The fixture's batches, one an iteration (`batch`)."""
+    return [batch(tensors, i) for i in range(int(meta["iterations"]))]
+
+
+def float64_trainer(**kwargs):
+    """A Lightning Trainer on CPU in float64 that trains only: no logger, checkpoints, progress bar,
+    summary or validation. `kwargs`: the rest (max_epochs, callbacks, ...)."""
+    import lightning as L
+
+    return L.Trainer(
         precision="64-true",
-        max_epochs=1,
         accelerator="cpu",
-        devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
-        callbacks=[Iterations()],
-        default_root_dir=root,
+        **kwargs,
     )
-    trainer.fit(module, DataLoader(items, batch_size=size, shuffle=False))
-    assert len(snaps) == len(batches)
-    return snaps
 
 
 def recording(method, into: list):

@@ -110,6 +110,11 @@ def check_tree(model: str, ref: Path) -> None:
         )
 
 
+def options(**values) -> list[str]:
+    """Command-line options, in order: options(ngf=2, batch_size=1) is ["--ngf", "2", "--batch_size", "1"]."""
+    return [arg for name, value in values.items() for arg in (f"--{name}", str(value))]
+
+
 def import_reference(ref: Path, argv: list[str]):
     """Put the reference tree first on sys.path and parse its TrainOptions from `argv` (gather_options:
     the options parse() computes, without the files it writes)."""
@@ -136,6 +141,22 @@ def fixed_images(n: int, c: int, size: int, offset: int) -> torch.Tensor:
     base = torch.stack([torch.sin(2.0 * xx + k + offset) * torch.cos(1.5 * yy - k) for k in range(n * c)])
     pattern = fixed_uniform(n * c * size * size, offset).view(n * c, size, size)
     return (0.7 * base + 0.3 * pattern).clamp(-1, 1).view(n, c, size, size)
+
+
+def fixture(out: dict[str, torch.Tensor], opt, option_keys: tuple[str, ...], extra: dict, iterations: int, patches: list[str]) -> dict:
+    """What a maker returns: the tensors, all float64 but the 8-bit data and ids, and the metadata: the reference's
+    `option_keys` plus `extra` (settings it has no option for), the iteration count and the patches."""
+    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
+    options = {k: getattr(opt, k) for k in option_keys}
+    return {
+        "tensors": out,
+        "meta": {
+            "options": json.dumps({**options, **extra}),
+            "iterations": str(iterations),
+            "patches": json.dumps(patches),
+            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
+        },
+    }
 
 
 # ---------------------------------------------------------------- SPADE
@@ -190,31 +211,10 @@ def make_spade(ref: Path) -> dict:
     opt = import_reference(
         ref,
         [
-            "--dataset_mode",
-            "custom",
-            "--label_dir",
-            "unused",
-            "--image_dir",
-            "unused",
-            "--gpu_ids",
-            "0",
-            "--label_nc",
-            str(a["label_nc"]),
+            *options(dataset_mode="custom", label_dir="unused", image_dir="unused", gpu_ids=0, label_nc=a["label_nc"]),
             "--contain_dontcare_label",
-            "--ngf",
-            str(a["ngf"]),
-            "--ndf",
-            str(a["ndf"]),
-            "--n_layers_D",
-            str(a["n_layers_D"]),
-            "--num_D",
-            str(a["num_D"]),
-            "--crop_size",
-            str(a["crop_size"]),
-            "--load_size",
-            str(a["crop_size"]),
-            "--batchSize",
-            str(a["batch"]),
+            *options(ngf=a["ngf"], ndf=a["ndf"], n_layers_D=a["n_layers_D"], num_D=a["num_D"]),
+            *options(crop_size=a["crop_size"], load_size=a["crop_size"], batchSize=a["batch"]),
         ],
     )
     import models.networks.architecture as architecture
@@ -269,10 +269,10 @@ def make_spade(ref: Path) -> dict:
         for name, net in nets.items():
             put(out, f"step{i}/{name}", state(net))
         put(out, f"step{i}/loss", {k: v.detach().reshape(()) for k, v in trainer.get_latest_losses().items()})
-    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {
-        k: getattr(opt, k)
-        for k in (
+    return fixture(
+        out,
+        opt,
+        (
             "label_nc",
             "contain_dontcare_label",
             "no_instance",
@@ -292,17 +292,11 @@ def make_spade(ref: Path) -> dict:
             "gan_mode",
             "lambda_feat",
             "lambda_vgg",
-        )
-    }
-    return {
-        "tensors": out,
-        "meta": {
-            "options": json.dumps({**options, "nhidden": a["nhidden"], "batch": a["batch"]}),
-            "iterations": str(a["iterations"]),
-            "patches": json.dumps(SPADE_PATCHES),
-            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
-        },
-    }
+        ),
+        {"nhidden": a["nhidden"], "batch": a["batch"]},
+        a["iterations"],
+        SPADE_PATCHES,
+    )
 
 
 # ---------------------------------------------------------------- pytorch-CycleGAN-and-pix2pix
@@ -315,11 +309,49 @@ PIX2PIX_PATCHES = [
 ]
 
 
+def size_options(a: dict) -> dict:
+    """The batch and image size options of the junyanz repositories: load_size = crop_size, no random crop."""
+    return {"batch_size": a["batch"], "load_size": a["size"], "crop_size": a["size"]}
+
+
+#: the options of pytorch-CycleGAN-and-pix2pix that the pix2pix and the CycleGAN fixture both record
+CYCLEGAN_REPO_OPTIONS = ("ngf", "ndf", "n_layers_D", "norm", "no_dropout", "init_type", "init_gain", "lr", "beta1", "gan_mode")
+
+
 def cyclegan_repo_options(ref: Path, argv: list[str]):
-    opt = import_reference(ref, ["--dataroot", "unused", "--checkpoints_dir", "unused", *argv])
+    opt = import_reference(ref, [*options(dataroot="unused", checkpoints_dir="unused"), *argv])
     opt.isTrain = True
     opt.device = torch.device("cpu")
     return opt
+
+
+def train_ab_model(opt, a: dict, net_names: tuple[str, ...], offset: int) -> dict[str, torch.Tensor]:
+    """The model `create_model(opt)` builds from seed 0, trained a["iterations"] steps on fixed A/B batches (the
+    images of offsets `offset` + i and `offset` + 10 + i), seed 1000 + i before step i: the fixture's tensors."""
+    from models import create_model
+
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    model = create_model(opt)
+    model.setup(opt)
+    out: dict[str, torch.Tensor] = {}
+    nets = {name: getattr(model, "net" + name) for name in net_names}
+    for name, net in nets.items():
+        put(out, f"init/{name}", state(net))
+    for i in range(a["iterations"]):
+        images = {d: to_uint8(fixed_images(a["batch"], 3, a["size"], offset + k + i)) for d, k in (("A", 0), ("B", 10))}
+        put(out, f"data/{i}", images)
+        batch = fixture_batch(out, i)
+        model.set_input({**batch, "A_paths": ["a"] * a["batch"], "B_paths": ["b"] * a["batch"]})
+        # BicycleGAN's train.py skips the batches its is_train() refuses; the other repository's models have none
+        assert getattr(model, "is_train", lambda: True)()
+        torch.manual_seed(1000 + i)
+        model.optimize_parameters()
+        for name, net in nets.items():
+            put(out, f"step{i}/{name}", state(net))
+        # BicycleGAN sets the losses its lambdas switch off to 0, a number
+        put(out, f"step{i}/loss", {k: torch.as_tensor(getattr(model, "loss_" + k)).detach() for k in model.loss_names})
+    return out
 
 
 def unet_32(networks):
@@ -339,78 +371,19 @@ def make_pix2pix(ref: Path) -> dict:
     a = PIX2PIX_ARGS
     opt = cyclegan_repo_options(
         ref,
-        [
-            "--model",
-            "pix2pix",
-            "--netG",
-            "unet_32",
-            "--ngf",
-            str(a["ngf"]),
-            "--ndf",
-            str(a["ndf"]),
-            "--n_layers_D",
-            str(a["n_layers_D"]),
-            "--batch_size",
-            str(a["batch"]),
-            "--load_size",
-            str(a["size"]),
-            "--crop_size",
-            str(a["size"]),
-        ],
+        options(model="pix2pix", netG="unet_32", ngf=a["ngf"], ndf=a["ndf"], n_layers_D=a["n_layers_D"], **size_options(a)),
     )
     import models.networks as networks
-    from models import create_model
 
     networks.define_G = unet_32(networks)
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    model = create_model(opt)
-    model.setup(opt)
-    out: dict[str, torch.Tensor] = {}
-    nets = {"G": model.netG, "D": model.netD}
-    for name, net in nets.items():
-        put(out, f"init/{name}", state(net))
-    for i in range(a["iterations"]):
-        put(
-            out,
-            f"data/{i}",
-            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 10 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 20 + i))},
-        )
-        batch = fixture_batch(out, i)
-        model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
-        torch.manual_seed(1000 + i)
-        model.optimize_parameters()
-        for name, net in nets.items():
-            put(out, f"step{i}/{name}", state(net))
-        put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
-    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {
-        k: getattr(opt, k)
-        for k in (
-            "ngf",
-            "ndf",
-            "n_layers_D",
-            "norm",
-            "no_dropout",
-            "init_type",
-            "init_gain",
-            "lr",
-            "beta1",
-            "gan_mode",
-            "lambda_L1",
-            "batch_size",
-            "direction",
-        )
-    }
-    return {
-        "tensors": out,
-        "meta": {
-            "options": json.dumps({**options, "num_downs": a["num_downs"]}),
-            "iterations": str(a["iterations"]),
-            "patches": json.dumps(PIX2PIX_PATCHES),
-            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
-        },
-    }
+    return fixture(
+        train_ab_model(opt, a, ("G", "D"), 10),
+        opt,
+        (*CYCLEGAN_REPO_OPTIONS, "lambda_L1", "batch_size", "direction"),
+        {"num_downs": a["num_downs"]},
+        a["iterations"],
+        PIX2PIX_PATCHES,
+    )
 
 
 CYCLEGAN_ARGS = dict(ngf=2, ndf=4, n_layers_D=2, n_blocks=6, size=32, batch=1, iterations=3)
@@ -424,81 +397,25 @@ def make_cyclegan(ref: Path) -> dict:
     a = CYCLEGAN_ARGS
     opt = cyclegan_repo_options(
         ref,
-        [
-            "--model",
-            "cycle_gan",
-            "--netG",
-            f"resnet_{a['n_blocks']}blocks",
-            "--ngf",
-            str(a["ngf"]),
-            "--ndf",
-            str(a["ndf"]),
-            "--netD",
-            "n_layers",
-            "--n_layers_D",
-            str(a["n_layers_D"]),
-            "--batch_size",
-            str(a["batch"]),
-            "--load_size",
-            str(a["size"]),
-            "--crop_size",
-            str(a["size"]),
-        ],
+        options(
+            model="cycle_gan",
+            netG=f"resnet_{a['n_blocks']}blocks",
+            ngf=a["ngf"],
+            ndf=a["ndf"],
+            netD="n_layers",
+            n_layers_D=a["n_layers_D"],
+            **size_options(a),
+        ),
     )
-    from models import create_model
-
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    model = create_model(opt)
-    model.setup(opt)
-    out: dict[str, torch.Tensor] = {}
-    nets = {name: getattr(model, "net" + name) for name in ("G_A", "G_B", "D_A", "D_B")}
-    for name, net in nets.items():
-        put(out, f"init/{name}", state(net))
-    for i in range(a["iterations"]):
-        # Fewer iterations than pool_size images: the pools only store, and draw nothing from `random`.
-        put(
-            out,
-            f"data/{i}",
-            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 30 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 40 + i))},
-        )
-        batch = fixture_batch(out, i)
-        model.set_input({**batch, "A_paths": ["a"], "B_paths": ["b"]})
-        torch.manual_seed(1000 + i)
-        model.optimize_parameters()
-        for name, net in nets.items():
-            put(out, f"step{i}/{name}", state(net))
-        put(out, f"step{i}/loss", {k: getattr(model, "loss_" + k).detach() for k in model.loss_names})
-    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {
-        k: getattr(opt, k)
-        for k in (
-            "ngf",
-            "ndf",
-            "n_layers_D",
-            "norm",
-            "no_dropout",
-            "init_type",
-            "init_gain",
-            "lr",
-            "beta1",
-            "gan_mode",
-            "lambda_A",
-            "lambda_B",
-            "lambda_identity",
-            "pool_size",
-            "batch_size",
-        )
-    }
-    return {
-        "tensors": out,
-        "meta": {
-            "options": json.dumps({**options, "n_blocks": a["n_blocks"]}),
-            "iterations": str(a["iterations"]),
-            "patches": json.dumps(CYCLEGAN_PATCHES),
-            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
-        },
-    }
+    # Fewer iterations than pool_size images: the pools only store, and draw nothing from `random`.
+    return fixture(
+        train_ab_model(opt, a, ("G_A", "G_B", "D_A", "D_B"), 30),
+        opt,
+        (*CYCLEGAN_REPO_OPTIONS, "lambda_A", "lambda_B", "lambda_identity", "pool_size", "batch_size"),
+        {"n_blocks": a["n_blocks"]},
+        a["iterations"],
+        CYCLEGAN_PATCHES,
+    )
 
 
 # ---------------------------------------------------------------- BicycleGAN
@@ -565,68 +482,29 @@ def make_bicyclegan(ref: Path) -> dict:
     a = BICYCLEGAN_ARGS
     opt = import_reference(
         ref,
-        [
-            "--dataroot",
-            "unused",
-            "--checkpoints_dir",
-            "unused",
-            "--gpu_ids",
-            "-1",
-            "--netG",
-            "unet_64",
-            "--netE",
-            "resnet_64",
-            "--netD",
-            "basic_128_multi",
-            "--netD2",
-            "basic_128_multi",
-            "--ngf",
-            str(a["ngf"]),
-            "--nef",
-            str(a["nef"]),
-            "--ndf",
-            str(a["ndf"]),
-            "--nz",
-            str(a["nz"]),
-            "--batch_size",
-            str(a["batch"]),
-            "--load_size",
-            str(a["size"]),
-            "--crop_size",
-            str(a["size"]),
-        ],
+        options(
+            dataroot="unused",
+            checkpoints_dir="unused",
+            gpu_ids=-1,
+            netG="unet_64",
+            netE="resnet_64",
+            netD="basic_128_multi",
+            netD2="basic_128_multi",
+            ngf=a["ngf"],
+            nef=a["nef"],
+            ndf=a["ndf"],
+            nz=a["nz"],
+            **size_options(a),
+        ),
     )
     opt.isTrain, opt.gpu_ids = True, []
     import models.networks as networks
-    from models import create_model
 
     networks.define_G, networks.define_E = tiny_bicyclegan_nets(networks)
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    model = create_model(opt)
-    model.setup(opt)
-    out: dict[str, torch.Tensor] = {}
-    nets = {name: getattr(model, "net" + name) for name in ("G", "E", "D", "D2")}
-    for name, net in nets.items():
-        put(out, f"init/{name}", state(net))
-    for i in range(a["iterations"]):
-        put(
-            out,
-            f"data/{i}",
-            {"A": to_uint8(fixed_images(a["batch"], 3, a["size"], 50 + i)), "B": to_uint8(fixed_images(a["batch"], 3, a["size"], 60 + i))},
-        )
-        batch = fixture_batch(out, i)
-        model.set_input({**batch, "A_paths": ["a"] * a["batch"], "B_paths": ["b"] * a["batch"]})
-        assert model.is_train()
-        torch.manual_seed(1000 + i)
-        model.optimize_parameters()
-        for name, net in nets.items():
-            put(out, f"step{i}/{name}", state(net))
-        put(out, f"step{i}/loss", {k: torch.as_tensor(getattr(model, "loss_" + k)).detach() for k in model.loss_names})
-    assert all(v.dtype in (torch.float64, torch.int64, torch.uint8) for v in out.values()), "a float32 tensor in the float64 run"
-    options = {
-        k: getattr(opt, k)
-        for k in (
+    return fixture(
+        train_ab_model(opt, a, ("G", "E", "D", "D2"), 50),
+        opt,
+        (
             "ngf",
             "nef",
             "ndf",
@@ -650,17 +528,11 @@ def make_bicyclegan(ref: Path) -> dict:
             "batch_size",
             "upsample",
             "nl",
-        )
-    }
-    return {
-        "tensors": out,
-        "meta": {
-            "options": json.dumps({**options, "num_downs": a["num_downs"], "e_blocks": a["e_blocks"], "n_layers_D": 2}),
-            "iterations": str(a["iterations"]),
-            "patches": json.dumps(BICYCLEGAN_PATCHES),
-            "iteration_seeds": "torch.manual_seed(1000 + i) before iteration i",
-        },
-    }
+        ),
+        {"num_downs": a["num_downs"], "e_blocks": a["e_blocks"], "n_layers_D": 2},
+        a["iterations"],
+        BICYCLEGAN_PATCHES,
+    )
 
 
 MAKERS = {"spade": make_spade, "pix2pix": make_pix2pix, "cyclegan": make_cyclegan, "bicyclegan": make_bicyclegan}

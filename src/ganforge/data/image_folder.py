@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule
 from ganforge.data.prescan import FileCheck, PreScan
@@ -185,13 +185,6 @@ class UnconditionalDataModule(GANDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.val_dataloader()
-
-    def fixed_val_batch(self, n: int) -> dict:
-        if self.val_set is None:
-            self.setup("validate")
-        val = self.val_set
-        assert val is not None, "setup('validate') builds it"
-        return default_collate([val[i] for i in range(min(n, len(val)))])  # type: ignore[arg-type]  # torch's Dataset declares no __len__; map-style datasets have one
 
 
 class ImageFolderDataModule(UnconditionalDataModule):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ganforge.data.module import BAD_FILE_CHOICES, GANDataModule, item_or_next_good
 from ganforge.data.prescan import FileCheck, PreScan
@@ -462,10 +462,3 @@ class LabelMapDataModule(GANDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
-
-    def fixed_val_batch(self, n: int) -> dict:
-        if self.val_set is None:
-            self.setup("validate")
-        val = self.val_set
-        assert val is not None, "setup('validate') builds it"
-        return default_collate([val[i] for i in range(min(n, len(val)))])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,11 +53,13 @@ def item_or_next_good(ds, index: int, example) -> dict:
     raise DataLayoutError(f"Every file in this split is unreadable ({len(ds)} files, e.g. {example})")
 
 
-class GANDataModule(L.LightningDataModule, metaclass=ABCMeta):
+class GANDataModule(L.LightningDataModule):
     """What the framework asks of every ganforge data module, besides Lightning's loaders."""
 
     #: input sides must be multiples of this; the trainer sets it from the model before `setup`
     size_multiple: int = 1
+    #: the validation items, built by `setup`; None until then (and in SinGAN's module, which samples instead)
+    val_set: Dataset | None = None
 
     if TYPE_CHECKING:
         # save_hyperparameters stores the config as an AttributeDict (keys read as attributes); Lightning's
@@ -71,9 +72,14 @@ class GANDataModule(L.LightningDataModule, metaclass=ABCMeta):
         trainer writes them into the run config before it builds the model."""
         return {}
 
-    @abstractmethod
     def fixed_val_batch(self, n: int) -> dict:
-        """The same `n` validation items at every call: the inputs of the sample grids."""
+        """The same `n` validation items at every call: the inputs of the sample grids. Here the first `n`
+        of `val_set`, collated; a module without one overrides this."""
+        if self.val_set is None:
+            self.setup("validate")
+        val = self.val_set
+        assert val is not None, "setup('validate') builds it"
+        return default_collate([val[i] for i in range(min(n, len(val)))])  # type: ignore[arg-type]  # torch's Dataset declares no __len__; map-style datasets have one
 
 
 class FolderDataModule(GANDataModule):
@@ -231,14 +237,6 @@ class FolderDataModule(GANDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
-
-    def fixed_val_batch(self, n: int) -> dict:
-        """The first n validation samples, collated: a fixed batch for image grids."""
-        if self.val_set is None:
-            self.setup("validate")
-        val = self.val_set
-        assert val is not None, "setup('validate') builds it"
-        return default_collate([val[i] for i in range(min(n, len(val)))])  # type: ignore[arg-type]  # torch's Dataset declares no __len__; map-style datasets have one
 
 
 def split_name(split: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,15 @@ class _Checker:
             raise self.fail(key, f"must be true or false, got {_kind(value)}")
         return value
 
+    def named_entries(self, entries: list, key: str, check: Callable[[_Checker, Any, str], None], why: str = "") -> None:
+        """`check(self, entry, "<key>[i].")` for each entry, then that no two entries share a "name"."""
+        names: set[str] = set()
+        for i, entry in enumerate(entries):
+            check(self, entry, f"{key}[{i}].")
+            if entry["name"] in names:
+                raise self.fail(f"{key}[{i}].name", f"repeats {entry['name']!r}{why}")
+            names.add(entry["name"])
+
     def optional(self, entry: dict, prefix: str, checks: dict) -> None:
         for name, check in checks.items():
             if name in entry:
@@ -161,12 +170,7 @@ def validate_manifest(manifest: Any, where: str) -> dict:
             if side in channels:
                 c.choice(channels[side], f"channels.{side}", CHANNELS)
     graphs = c.sequence(m.get("graphs"), "graphs", 1, MAX_GRAPHS)
-    names = set()
-    for i, graph in enumerate(graphs):
-        _validate_graph(c, graph, f"graphs[{i}].")
-        if graph["name"] in names:
-            raise c.fail(f"graphs[{i}].name", f"repeats {graph['name']!r}; graph names must be unique")
-        names.add(graph["name"])
+    c.named_entries(graphs, "graphs", _validate_graph, "; graph names must be unique")
     firsts = [g["inputs"][0]["kind"] for g in graphs]
     if not any(k in ("image", "label") for k in firsts):
         # an export that needs no input image samples from its first graph: every input must be random
@@ -185,14 +189,8 @@ def _validate_graph(c: _Checker, graph: Any, p: str) -> None:
     c.text(g.get("name"), f"{p}name")
     c.text(g.get("file"), f"{p}file")
     inputs = c.sequence(g.get("inputs"), f"{p}inputs", 1, MAX_INPUTS)
-    symbols: set[str] = set()
-    seen = set()
-    for k, spec in enumerate(inputs):
-        _validate_input(c, spec, f"{p}inputs[{k}].")
-        if spec["name"] in seen:
-            raise c.fail(f"{p}inputs[{k}].name", f"repeats {spec['name']!r}")
-        seen.add(spec["name"])
-        symbols |= {d for d in spec["shape"] if isinstance(d, str)}
+    c.named_entries(inputs, f"{p}inputs", _validate_input)
+    symbols = {d for spec in inputs for d in spec["shape"] if isinstance(d, str)}
     _validate_output(c, g.get("output"), f"{p}output.", symbols)
     c.optional(
         g,

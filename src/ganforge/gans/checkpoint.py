@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from ganforge.models.folder import state_differences
 from ganforge.models.loading import read_checkpoint
 from ganforge.utils.errors import CheckpointError
 
@@ -47,13 +48,7 @@ def check_state_dict_matches(expected: Mapping[str, torch.Tensor], found: Mappin
     """Compare parameter names and shapes, so a config mismatch reads as one sentence, not a traceback."""
     if not isinstance(found, Mapping):
         raise CheckpointError(f"the checkpoint's state_dict is a {type(found).__name__}, not a mapping of tensors")
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    shapes = [
-        f"{k}: checkpoint {tuple(found[k].shape)} vs config {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in found and torch.is_tensor(found[k]) and tuple(found[k].shape) != tuple(v.shape)
-    ]
+    missing, unexpected, shapes = state_differences(expected, found, "checkpoint", "config")
     if not (missing or unexpected or shapes):
         return
     parts = []

@@ -137,19 +137,28 @@ def _load_safetensors(model: InferenceModel, path: Path) -> None:
     load_state(model, state, str(path))
 
 
+def state_differences(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, Any], found_as: str, expected_as: str
+) -> tuple[list[str], list[str], list[str]]:
+    """What keeps `found` from loading where `expected` is: the names it lacks, the names it has beyond them, and
+    each tensor of another shape, as "name: <found_as> (shape) vs <expected_as> (shape)"."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [
+        f"{k}: {found_as} {tuple(found[k].shape)} vs {expected_as} {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and torch.is_tensor(found[k]) and tuple(found[k].shape) != tuple(v.shape)
+    ]
+    return missing, unexpected, shapes
+
+
 def load_state(model: InferenceModel, state: Mapping[str, Any], where: str) -> None:
     """Weights into `model`, every name and shape checked first (one CheckpointError saying what differs)."""
     expected = model.state_dict()
     bad = [k for k, v in state.items() if not torch.is_tensor(v)]
     if bad:
         raise CheckpointError(f"{where}: {len(bad)} weight(s) are not tensors (e.g. {bad[:3]})")
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
+    missing, unexpected, shapes = state_differences(expected, state, "file", "model")
     if missing or unexpected or shapes:
         parts = (
             ([f"{len(missing)} missing (e.g. {', '.join(missing[:3])})"] if missing else [])
