@@ -309,8 +309,8 @@ class SinGANModel(InferenceModel):
         editing.py, paint2image.py) take it there with `imresize_to_shape`."""
         x, _ = to_tensor_batch(image, channels)
         x = x[:1].to(self.noise_amp.device)
-        size = tuple(self.pyramid[-1])
-        return x if tuple(x.shape[-2:]) == size else imresize(x, size=size)
+        h, w = self.pyramid[-1]
+        return x if tuple(x.shape[-2:]) == (h, w) else imresize(x, size=(h, w))
 
     def inject(self, image: Any, inject_scale: int = 1, seed: int | None = 0, output_type: str = "pil") -> Any:
         """paint2image: `image` (a painting or a clip-art), taken down to scale n-1 and up to scale n, replaces
@@ -359,7 +359,7 @@ class SinGANModel(InferenceModel):
         with forked_rng(seed, self.noise_amp.device), running(self.netG):
             for k in range(iter_num):
                 x = imresize(x, step)
-                size = tuple(x.shape[-2:])
+                size = (x.shape[-2], x.shape[-1])
                 # `SinGAN_generate` counts these steps from 0, so its first one draws the coarsest
                 # scale's noise (one channel shared by all) while using the finest G and amp.
                 x = self.scale_forward(top, self.noise(0 if k == 0 else top, size), x)
