@@ -185,9 +185,13 @@ def fetch(name: str, cache: Path, sources: dict[str, str]) -> Path:
         subprocess.run([sys.executable, "-c", check + f"check_files(Path({str(src)!r}), FILES, {sha!r})"], cwd=REPO, check=True)
         shutil.copytree(src, dest)
     else:
-        subprocess.run(["git", "clone", "-q", "--no-checkout", src, str(dest)], check=True)
-        subprocess.run(["git", "-C", str(dest), "reset", "-q", sha], check=True)
-        subprocess.run(["git", "-C", str(dest), "checkout", "-q", "--", "*.py"], check=True)
+        for git in (
+            ["clone", "-q", "--no-checkout", src, str(dest)],
+            ["-C", str(dest), "reset", "-q", sha],
+            ["-C", str(dest), "checkout", "-q", "--", "*.py"],
+        ):
+            if subprocess.run(["git", *git]).returncode:
+                sys.exit(f"git {' '.join(git)} failed: give --ref-source {name}=<a local clone of {url} holding {sha}>")
     if name == "spade":  # SPADE's README: copy Synchronized-BatchNorm-PyTorch's sync_batchnorm into models/networks/
         shutil.copytree(fetch("sync_batchnorm", cache, sources) / "sync_batchnorm", dest / "models" / "networks" / "sync_batchnorm")
     (dest / ".pinned").write_text(sha + "\n")
@@ -304,7 +308,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps a run (SinGAN: iterations a scale)")
     ap.add_argument("--warmup", type=int, default=2, help="steps left out at the start of each run (and scale)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--images", type=int, default=8, help="images of the N-image inference runs")
+    ap.add_argument("--images", type=int, default=16, help="images of the N-image inference runs")
     ap.add_argument("--ref-cache", default=os.path.expanduser("~/.cache/ganforge/references"))
     ap.add_argument("--ref-source", action="append", default=[], metavar="NAME=PATH", help=f"NAME: {', '.join(PINNED)}")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 1 timed step, 2 images: checks that everything runs")
