@@ -33,11 +33,12 @@ typecheck: venv        ## mypy on the public API: ganforge.load and the models, 
 docs: venv             ## the docs site into site/ (mkdocs-material); a broken link or a missing page fails it
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-bench: venv            ## the benchmarks of docs/benchmarks.md (each prints its own table)
+bench: venv            ## the benchmarks of docs/benchmarks.md (each prints its own table; vs_reference.py: GANFORGE_REF_SOURCES, VS_REF_ARGS)
 	$(PY) bench/step_time.py model=pix2pix precision=32-true
 	$(PY) bench/step_time.py model=pix2pix precision=bf16-mixed
 	$(PY) bench/fid_throughput.py
 	$(PY) bench/inference.py $(if $(OLD_SRC),--old-src $(OLD_SRC))
+	$(PY) bench/vs_reference.py $(VS_REF_ARGS)
 
 clean:
 	rm -rf logs .pytest_cache .mypy_cache site
