@@ -157,9 +157,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             None,
         )
         if cfg.get("train", True) and trainer.is_global_zero and last is not None:
-            # Nothing reads the last step's gradients after fit: freed and handed back, they make room for the
-            # generator weights that writing the model folder maps in from the checkpoint (docs/benchmarks.md, "Peak memory").
-            model.zero_grad(set_to_none=True)
+            # The gradients were freed after each optimizer step (GANModule.step): the heap they held goes back
+            # to the OS before the model folder maps the generator weights in (docs/benchmarks.md, "Peak memory").
             release_free_heap()
             folder = last.parent / "model"
             load(last).save_pretrained(folder)

@@ -172,6 +172,9 @@ class BicycleGAN(PairedGAN):
             z = self.backward_latent(f)
             opt_e.step()
             opt_g.step()
+            # freed as GANModule.step frees the others': E's and G's gradients do not sit beside D's backward
+            opt_e.zero_grad(set_to_none=True)
+            opt_g.zero_grad(set_to_none=True)
 
         with self.toggled_optimizer(opt_d):
             d = self.discriminator_losses(self.netD, f["real_B_encoded"], f["fake_B_encoded"])

@@ -218,8 +218,6 @@ class SinGAN(GANModule):
         self.n_frozen = n
         frozen = [*self.netG[:n], *self.netD[:n]]
         set_requires_grad(frozen, False)
-        for p in (p for net in frozen for p in net.parameters()):
-            p.grad = None  # the last step's gradient, no longer needed
         self.train(self.training)
 
     def train(self, mode: bool = True):

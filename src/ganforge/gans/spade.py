@@ -112,13 +112,14 @@ class SPADEModel(GANModule):
         lr_g, lr_d = (hp.lr, hp.lr) if hp.no_ttur else (hp.lr / 2, hp.lr * 2)
         betas = tuple(hp.betas) if hp.betas is not None else ((0.5, 0.999) if hp.no_ttur else (0.0, 0.9))
         g_params = list(self.netG.parameters()) + (list(self.netE.parameters()) if self.netE is not None else [])
-        opts = self.fast_optimizers(
+        opts = (
             self.hparams.optimizer_g(params=g_params, lr=lr_g, betas=betas),
             self.hparams.optimizer_d(params=self.netD.parameters(), lr=lr_d, betas=betas),
         )
         cfg = self.scheduler_cfg
         if cfg.get("policy", "linear") != "linear":
             return self.optimizers_for(*opts)
+        opts = self.fast_optimizers(*opts)
         scheds = [
             {"scheduler": ReferenceLinearDecay(o, hp.lr, cfg.get("n_epochs", 100), cfg.get("n_epochs_decay", 100)), "interval": "epoch"}
             for o in opts
