@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -266,6 +266,11 @@ def test_bomb_limit_follows_pil_setting(monkeypatch):
 def test_ab_splitter_halves_even_widths_and_names_odd_ones(combo, w, h, seed):
     mode, fmt = combo
     path = write(encoded(mode, fmt, w, h, seed), f"ab.{fmt.lower()}")
+    try:  # a valid file to split: PIL writes 1-row YCbCr TIFFs it cannot read back (chroma subsampled by 2)
+        with Image.open(path) as img:
+            img.load()
+    except OSError:
+        assume(False)
     ds = PairedDataset(path.parent, None, preprocess="none", flip=False, train=False)
     if w % 2:
         with pytest.raises(ImageFileError, match=rf"ab\.{fmt.lower()}: width {w} is odd"):
