@@ -116,13 +116,12 @@ class SPADEModel(GANModule):
             self.hparams.optimizer_g(params=g_params, lr=lr_g, betas=betas),
             self.hparams.optimizer_d(params=self.netD.parameters(), lr=lr_d, betas=betas),
         )
-        cfg = self.scheduler_cfg
-        if cfg.get("policy", "linear") != "linear":
+        schedule = self.lr_schedule
+        if schedule.policy != "linear":
             return self.optimizers_for(*opts)
         opts = self.fast_optimizers(*opts)
         scheds = [
-            {"scheduler": ReferenceLinearDecay(o, hp.lr, cfg.get("n_epochs", 100), cfg.get("n_epochs_decay", 100)), "interval": "epoch"}
-            for o in opts
+            {"scheduler": ReferenceLinearDecay(o, hp.lr, schedule.n_epochs, schedule.n_epochs_decay), "interval": "epoch"} for o in opts
         ]
         return list(opts), scheds
 
