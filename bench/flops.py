@@ -39,6 +39,22 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not DATA.is_dir():
     DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+
+def training_only_trainer(**settings) -> L.Trainer:
+    """A Trainer on one device that only trains: no logger, checkpoints, progress bar, model summary or
+    validation, so what a benchmark counts or times is the training steps alone."""
+    return L.Trainer(
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        **settings,
+    )
+
+
 #: model -> (overrides at the reference size, the reference per-GPU batch the doc scales to, where it comes from)
 MODELS: dict[str, tuple[list[str], int, str]] = {
     "pix2pix": (["model=pix2pix", "data=paired", f"data.root={DATA}/pix2pix_paired_mini"], 1, "256 px, batch 1 (train_options.py)"),
@@ -180,18 +196,7 @@ def measure(name: str, work: str) -> dict:
     limits = {} if name == "singan" else {"limit_train_batches": MEASURE_STEPS.get(name, 1), "max_epochs": 1}
     if model.max_epochs is not None:
         limits["max_epochs"] = model.max_epochs
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[counter],
-        **limits,
-    )
+    trainer = training_only_trainer(accelerator="cpu", callbacks=[counter], **limits)
     trainer.fit(model, datamodule=datamodule)
     per_image = [s["flops"] / batch for s in counter.steps]
     out = {

@@ -39,7 +39,7 @@ import hydra
 import lightning.pytorch as L
 import torch
 import torchvision
-from flops import DATA, MODELS, GlobalOnly
+from flops import DATA, MODELS, GlobalOnly, training_only_trainer
 from hydra import compose, initialize_config_dir
 from lightning.fabric.utilities.apply_func import apply_to_collection
 from omegaconf import open_dict
@@ -133,16 +133,9 @@ def run(name: str, precision: str, compiled: bool, channels_last: bool, args, wo
     cuda = not args.dry_run
     first_epoch = model.max_epochs - 1 if name == "singan" else 0
     timer = StepTimer(steps, first_epoch, torch.cuda.synchronize if cuda else lambda: None, count_flops=not compiled)
-    trainer = L.Trainer(
+    trainer = training_only_trainer(
         accelerator="cuda" if cuda else "cpu",
-        devices=1,
         precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
         callbacks=[timer],
         max_epochs=model.max_epochs if name == "singan" else 10**6,
     )
