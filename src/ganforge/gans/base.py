@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABCMeta, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +101,15 @@ def fused(optimizer: Optimizer) -> Optimizer:
     accepted = inspect.signature(type(optimizer)).parameters  # AdamW's defaults hold a key its constructor fixes
     settings = {k: v for k, v in settings.items() if k in accepted}
     return type(optimizer)([{**g, "fused": True} for g in groups], **{**settings, "fused": True})
+
+
+def closure_loss(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """What an optimizer's `step(closure)` returns: the closure's loss, computed with gradients on (a
+    torch optimizer's step runs under no_grad)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:

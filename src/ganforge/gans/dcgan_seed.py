@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ganforge.gans.base import closure_loss
 from ganforge.gans.dcgan import DCGAN
 from ganforge.utils.errors import ConfigError
 
@@ -40,10 +41,7 @@ class KerasRMSprop(torch.optim.RMSprop):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         lrs = []
         for group in self.param_groups:
             if group["clipvalue"] is not None:
