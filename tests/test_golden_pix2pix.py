@@ -36,7 +36,7 @@ def test_two_iterations_match_the_reference(tmp_path, precise):
     for net, name in ((g, "G"), (d, "D")):
         net.double().load_state_dict(section(tensors, f"init/{name}"))
     adam = reference_adam(o)
-    model = Pix2Pix(g, d, adam, adam, **module_options(o, "gan_mode", lambda_l1="lambda_L1"))
+    model = Pix2Pix(netG=g, netD=d, optimizer_g=adam, optimizer_d=adam, **module_options(o, "gan_mode", lambda_l1="lambda_L1"))
     model.precise = precise
     g_losses, d_losses = [], []
     model.generator_losses = recording(model.generator_losses, g_losses)

@@ -60,9 +60,8 @@ class KerasRMSprop(torch.optim.RMSprop):
 class KerasDCGAN(DCGAN):
     model_name = "dcgan_seed"  # seed_data_range: G draws in [0, 1] (the inference model's unit_output)
 
-    def __init__(self, *args, label_noise: float = 0.05, seed_data_range: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
+    def __init__(self, label_noise: float = 0.05, seed_data_range: bool = False, **dcgan_options):
+        super().__init__(**dcgan_options)
 
     def to_model_range(self, real: torch.Tensor) -> torch.Tensor:
         """ganforge's [-1, 1] images as D sees them: as they are, or the book's [0, 1]."""
