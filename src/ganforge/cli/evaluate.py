@@ -48,9 +48,10 @@ def keyword_arguments(cls: type) -> set[str] | None:
 
     names: set[str] = set()
     for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
+        init = vars(klass).get("__init__")
+        if init is None:
             continue
-        params = inspect.signature(klass.__init__).parameters.values()
+        params = inspect.signature(init).parameters.values()
         names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
         if all(p.kind != p.VAR_KEYWORD for p in params):
             return names

@@ -124,8 +124,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model.precise = bool(cfg.get("precise", False))
     if cfg.get("compile"):
         model.compile_nets()
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
-    model.run_config["command"] = run_command()
+    model.run_config = {**cast(dict, OmegaConf.to_container(cfg, resolve=True)), "command": run_command()}
 
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class UnpairedDataset(TwoDomainDataset):
         serial_batches: bool = False,
         epoch_length: str = "max",
         batch_size: int = 1,
-        files: dict[str, Sequence] | None = None,
+        files: Mapping[str, Sequence] | None = None,
         **options: Any,
     ):
         """`files`: each domain's files, when they are not found in `root` (shards)."""
