@@ -21,6 +21,7 @@ from functools import partial
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
+from flops import training_only_trainer
 
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.nets import NLayerDiscriminator, ResnetGenerator
@@ -101,7 +102,8 @@ def main() -> None:
     ]
     plain = PlainCycleGAN(*copy.deepcopy(nets), bf16=args.precision == "bf16-mixed")
     adam = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
-    model = CycleGAN(*nets, optimizer_g=adam, optimizer_d=adam, scheduler={"n_epochs": 100, "n_epochs_decay": 100})
+    named = dict(zip(("netG_A", "netG_B", "netD_A", "netD_B"), nets))  # CycleGAN takes its nets by name only
+    model = CycleGAN(**named, optimizer_g=adam, optimizer_d=adam, scheduler={"n_epochs": 100, "n_epochs_decay": 100})
 
     n = args.warmup + args.steps
     g = torch.Generator().manual_seed(1)
@@ -110,19 +112,7 @@ def main() -> None:
         for _ in range(n)
     ]
     timer = Alternate(plain)
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=n,
-        limit_val_batches=0,
-        precision=args.precision,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
+    trainer = training_only_trainer(accelerator="cpu", max_epochs=1, limit_train_batches=n, precision=args.precision, callbacks=[timer])
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=1))
 
     gf, pl = statistics.median(timer.ganforge_s[args.warmup :]), statistics.median(timer.plain_s[args.warmup :])

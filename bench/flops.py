@@ -23,21 +23,38 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import hydra
 import lightning.pytorch as L
 import torch
 import torchvision
 from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganforge.cli.app import CONF_DIR
+from ganforge.cli.train import build_data_and_model
 from ganforge.metrics.weights import WEIGHTS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not DATA.is_dir():
     DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+#: Trainer settings for a run that only trains: no logger, checkpoints, progress bar, model summary or
+#: validation, so what a benchmark counts or times is the training steps alone
+TRAINING_ONLY = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "limit_val_batches": 0,
+    "num_sanity_val_steps": 0,
+}
+
+
+def training_only_trainer(**settings) -> L.Trainer:
+    """A Trainer on one device with the TRAINING_ONLY settings."""
+    return L.Trainer(devices=1, **TRAINING_ONLY, **settings)
+
 
 #: model -> (overrides at the reference size, the reference per-GPU batch the doc scales to, where it comes from)
 MODELS: dict[str, tuple[list[str], int, str]] = {
@@ -171,27 +188,12 @@ def measure(name: str, work: str) -> dict:
             overrides=[*overrides, *batch_override, f"paths.output_dir={work}", "data.num_workers=0", "callbacks=none", "logger=[]"],
         )
     L.seed_everything(0, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    with open_dict(cfg):
-        cfg.model.update(datamodule.model_settings())
-    model = hydra.utils.instantiate(cfg.model)
-    datamodule.size_multiple = model.input_size_multiple
+    datamodule, model = build_data_and_model(cfg)
     counter = CountFlops()
     limits = {} if name == "singan" else {"limit_train_batches": MEASURE_STEPS.get(name, 1), "max_epochs": 1}
     if model.max_epochs is not None:
         limits["max_epochs"] = model.max_epochs
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[counter],
-        **limits,
-    )
+    trainer = training_only_trainer(accelerator="cpu", callbacks=[counter], **limits)
     trainer.fit(model, datamodule=datamodule)
     per_image = [s["flops"] / batch for s in counter.steps]
     out = {

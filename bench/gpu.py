@@ -35,17 +35,16 @@ import tempfile
 import time
 import warnings
 
-import hydra
 import lightning.pytorch as L
 import torch
 import torchvision
-from flops import DATA, MODELS, GlobalOnly
+from flops import DATA, MODELS, GlobalOnly, training_only_trainer
 from hydra import compose, initialize_config_dir
 from lightning.fabric.utilities.apply_func import apply_to_collection
-from omegaconf import open_dict
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganforge.cli.app import CONF_DIR
+from ganforge.cli.train import build_data_and_model
 from ganforge.metrics.weights import WEIGHTS
 
 #: device name contains -> dense (TF32, bf16/fp16) tensor-core TFLOP/s from the vendors' data sheets (no sparsity).
@@ -119,11 +118,7 @@ def run(name: str, precision: str, compiled: bool, channels_last: bool, args, wo
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     L.seed_everything(0, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    with open_dict(cfg):
-        cfg.model.update(datamodule.model_settings())
-    model = hydra.utils.instantiate(cfg.model)
-    datamodule.size_multiple = model.input_size_multiple
+    datamodule, model = build_data_and_model(cfg)
     if channels_last:
         model.to(memory_format=torch.channels_last)
         transfer = model.on_after_batch_transfer
@@ -133,16 +128,9 @@ def run(name: str, precision: str, compiled: bool, channels_last: bool, args, wo
     cuda = not args.dry_run
     first_epoch = model.max_epochs - 1 if name == "singan" else 0
     timer = StepTimer(steps, first_epoch, torch.cuda.synchronize if cuda else lambda: None, count_flops=not compiled)
-    trainer = L.Trainer(
+    trainer = training_only_trainer(
         accelerator="cuda" if cuda else "cpu",
-        devices=1,
         precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
         callbacks=[timer],
         max_epochs=model.max_epochs if name == "singan" else 10**6,
     )

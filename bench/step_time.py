@@ -34,6 +34,7 @@ import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 import torchvision
+from flops import TRAINING_ONLY
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
@@ -304,17 +305,7 @@ def main(argv: list[str]) -> None:
 
     load0 = os.getloadavg()[0]
     timer = StepTimer(plain, warmup, steps)
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        callbacks=[timer],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_epochs=1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[timer], max_epochs=1, **TRAINING_ONLY)
     trainer.fit(model, train_dataloaders=DataLoader(data, batch_size=batch_size))
     shutil.rmtree(out_dir, ignore_errors=True)  # nothing is written there: no logger or checkpoints
 

@@ -54,47 +54,25 @@ def tiny_cyclegan(in_nc=3, out_nc=3, **kw) -> CycleGAN:
     )
 
 
+def twin_nets_gan(cls, make_g, make_d, optimizer=ADAM, **kw):
+    """A tiny `cls` whose two generators are alike (`make_g()`) and whose two critics are alike (`make_d()`)."""
+    nets = {"netG_A": make_g(), "netG_B": make_g(), "netD_A": make_d(), "netD_B": make_d()}
+    return cls(**nets, optimizer_g=optimizer, optimizer_d=optimizer, scheduler=SCHED, **kw)
+
+
 def tiny_seed() -> CycleGAN:
-    return CycleGAN(
-        netG_A=ConvResGenerator(conv_dim=4, n_blocks=1),
-        netG_B=ConvResGenerator(conv_dim=4, n_blocks=1),
-        netD_A=ConvDiscriminator(ndf=4),
-        netD_B=ConvDiscriminator(ndf=4),
-        optimizer_g=ADAM,
-        optimizer_d=ADAM,
-        scheduler=SCHED,
-        lambda_identity=0.0,
-        pool_size=0,
-        order="d_first",
-    )
+    g, d = partial(ConvResGenerator, conv_dim=4, n_blocks=1), partial(ConvDiscriminator, ndf=4)
+    return twin_nets_gan(CycleGAN, g, d, lambda_identity=0.0, pool_size=0, order="d_first")
 
 
 def tiny_discogan(**kw) -> DiscoGAN:
     adam = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), weight_decay=1e-5)
-    return DiscoGAN(
-        netG_A=EncoderDecoderGenerator(ngf=4, nz=8),
-        netG_B=EncoderDecoderGenerator(ngf=4, nz=8),
-        netD_A=ConvDiscriminator(ndf=4),
-        netD_B=ConvDiscriminator(ndf=4),
-        optimizer_g=adam,
-        optimizer_d=adam,
-        scheduler=SCHED,
-        **kw,
-    )
+    return twin_nets_gan(DiscoGAN, partial(EncoderDecoderGenerator, ngf=4, nz=8), partial(ConvDiscriminator, ndf=4), adam, **kw)
 
 
 def tiny_dualgan(**kw) -> DualGAN:
-    rms = partial(torch.optim.RMSprop, lr=5e-5)
-    return DualGAN(
-        netG_A=UnetGenerator(num_downs=5, ngf=4),
-        netG_B=UnetGenerator(num_downs=5, ngf=4),
-        netD_A=NLayerDiscriminator(3, ndf=4, n_layers=2, norm="instance"),
-        netD_B=NLayerDiscriminator(3, ndf=4, n_layers=2, norm="instance"),
-        optimizer_g=rms,
-        optimizer_d=rms,
-        scheduler=SCHED,
-        **kw,
-    )
+    d = partial(NLayerDiscriminator, 3, ndf=4, n_layers=2, norm="instance")
+    return twin_nets_gan(DualGAN, partial(UnetGenerator, num_downs=5, ngf=4), d, partial(torch.optim.RMSprop, lr=5e-5), **kw)
 
 
 def images(n=2, size=64, nc=3, seed=0):

@@ -249,8 +249,8 @@ def test_mini_val_falls_back_to_test_and_logs_it(caplog):
 
 
 def test_direction_swaps_halves():
-    a_to_b = PairedDataset(MINI, "train", "AtoB", 64, 64, train=False)
-    b_to_a = PairedDataset(MINI, "train", "BtoA", 64, 64, train=False)
+    a_to_b = PairedDataset(MINI, "train", "AtoB", load_size=64, crop_size=64, train=False)
+    b_to_a = PairedDataset(MINI, "train", "BtoA", load_size=64, crop_size=64, train=False)
     x, y = a_to_b[0], b_to_a[0]
     assert torch.equal(x["A"], y["B"]) and torch.equal(x["B"], y["A"]) and not torch.equal(x["A"], x["B"])
 

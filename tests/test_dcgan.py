@@ -36,7 +36,12 @@ UNCOND = [
 
 def tiny_model(ngf: int = 8, image_size: int = 32) -> DCGAN:
     adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
-    return DCGAN(DCGANGenerator(ngf=ngf, image_size=image_size), DCGANDiscriminator(ndf=ngf, image_size=image_size), adam, adam)
+    return DCGAN(
+        netG=DCGANGenerator(ngf=ngf, image_size=image_size),
+        netD=DCGANDiscriminator(ndf=ngf, image_size=image_size),
+        optimizer_g=adam,
+        optimizer_d=adam,
+    )
 
 
 @pytest.mark.parametrize("size, blocks", [(64, 3), (32, 2)])

@@ -20,7 +20,9 @@ FROGS = SHARED_DATA / "cifar10_frog"
 
 def tiny_model(**kwargs) -> KerasDCGAN:
     rms = functools.partial(KerasRMSprop, lr=4e-4, clipvalue=1.0, decay=1e-8)
-    return KerasDCGAN(DenseConvGenerator(width=8, ngf=8), ConvDropoutDiscriminator(ndf=8), rms, rms, **kwargs)
+    return KerasDCGAN(
+        netG=DenseConvGenerator(width=8, ngf=8), netD=ConvDropoutDiscriminator(ndf=8), optimizer_g=rms, optimizer_d=rms, **kwargs
+    )
 
 
 def test_the_nets_have_the_books_layers_and_parameter_counts():

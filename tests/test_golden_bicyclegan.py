@@ -5,7 +5,6 @@ of ganforge's BicycleGAN give every parameter, buffer and loss of G, E, D and D2
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
@@ -15,6 +14,7 @@ from ganforge.cli.import_weights import multiscale_discriminator_mapping, resnet
 from ganforge.gans.bicyclegan import BicycleGAN
 from ganforge.nets import MultiscaleDiscriminator, ResnetEncoder, UnetGenerator
 from tests.golden import biases_before_instance_norm, compare_iteration, fixture_batches, load_fixture, recording, section, train_iterations
+from tests.golden.options import module_options, reference_adam
 
 pytestmark = pytest.mark.reference
 
@@ -44,24 +44,11 @@ def test_two_iterations_match_the_reference(tmp_path):
     for name, net in nets.items():
         init = section(tensors, f"init/{name}")
         net.double().load_state_dict({k: fn(init[src]) for k, (src, fn) in mappings[name].items()})
-    adam = functools.partial(torch.optim.Adam, lr=o["lr"], betas=(o["beta1"], 0.999))
     model = BicycleGAN(
-        nets["G"],
-        nets["E"],
-        nets["D"],
-        nets["D2"],
-        adam,
-        adam,
-        adam,
-        adam,
-        nz=o["nz"],
-        gan_mode=o["gan_mode"],
+        *nets.values(),  # netG, netE, netD, netD2
+        *[reference_adam(o)] * 4,  # optimizer_g, _e, _d, _d2
+        **module_options(o, "nz", "gan_mode", "lambda_z", "lambda_kl", "use_same_D", lambda_gan="lambda_GAN", lambda_gan2="lambda_GAN2"),
         lambda_l1=o["lambda_L1"],
-        lambda_gan=o["lambda_GAN"],
-        lambda_gan2=o["lambda_GAN2"],
-        lambda_z=o["lambda_z"],
-        lambda_kl=o["lambda_kl"],
-        use_same_D=o["use_same_D"],
     )
     eg_losses, z_losses, d_losses = [], [], []
     model.encoder_generator_losses = recording(model.encoder_generator_losses, eg_losses)

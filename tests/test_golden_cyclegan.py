@@ -4,15 +4,14 @@ iterations of ganforge's CycleGAN give every parameter, buffer and loss the refe
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
-import torch
 
 from ganforge.gans.cyclegan import CycleGAN
 from ganforge.nets import NLayerDiscriminator, ResnetGenerator
 from tests.golden import biases_before_instance_norm, compare_iteration, fixture_batches, load_fixture, recording, section, train_iterations
+from tests.golden.options import module_options, reference_adam
 
 pytestmark = pytest.mark.reference
 #: ganforge's loss names -> the reference's (cycle_gan_model.py loss_names)
@@ -40,19 +39,12 @@ def test_three_iterations_match_the_reference(tmp_path):
     nets = {**g, **d}
     for name, net in nets.items():  # ganforge's ResNet and PatchGAN keep the reference's names
         net.double().load_state_dict(section(tensors, f"init/{name}"))
-    adam = functools.partial(torch.optim.Adam, lr=o["lr"], betas=(o["beta1"], 0.999))
+    adam = reference_adam(o)
     model = CycleGAN(
-        gan_mode=o["gan_mode"],
-        lambda_A=o["lambda_A"],
-        lambda_B=o["lambda_B"],
-        lambda_identity=o["lambda_identity"],
-        pool_size=o["pool_size"],
-        netG_A=g["G_A"],
-        netG_B=g["G_B"],
-        netD_A=d["D_A"],
-        netD_B=d["D_B"],
+        **{f"net{name}": net for name, net in nets.items()},
         optimizer_g=adam,
         optimizer_d=adam,
+        **module_options(o, "gan_mode", "lambda_A", "lambda_B", "lambda_identity", "pool_size"),
     )
     g_losses, d_losses = [], []
     model.generator_losses = recording(model.generator_losses, g_losses)

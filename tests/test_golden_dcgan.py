@@ -104,10 +104,10 @@ def test_dcgan_trains_as_main_py_step_for_step():
     a = meta["args"]
     adam = partial(torch.optim.Adam, lr=0.0002, betas=(0.5, 0.999))  # main.py --lr 0.0002 --beta1 0.5
     model = DCGAN(
-        DCGANGenerator(nz=a["nz"], ngf=a["ngf"], image_size=a["imageSize"]),
-        DCGANDiscriminator(ndf=a["ndf"], image_size=a["imageSize"]),
-        adam,
-        adam,
+        netG=DCGANGenerator(nz=a["nz"], ngf=a["ngf"], image_size=a["imageSize"]),
+        netD=DCGANDiscriminator(ndf=a["ndf"], image_size=a["imageSize"]),
+        optimizer_g=adam,
+        optimizer_d=adam,
         num_fixed_noise=a["batchSize"],
     ).double()
     with torch.no_grad():

@@ -99,7 +99,7 @@ def test_three_iterations_match_the_keras_model(tmp_path, monkeypatch):
 
     rms_d = functools.partial(KerasRMSprop, **opts["D"])
     rms_g = functools.partial(KerasRMSprop, **opts["GAN"])
-    model = KerasDCGAN(g, d, rms_g, rms_d, label_noise=0.05, seed_data_range=True)
+    model = KerasDCGAN(netG=g, netD=d, optimizer_g=rms_g, optimizer_d=rms_d, label_noise=0.05, seed_data_range=True)
     # the notebook's np.random draws, in its order: the latents of generator.predict, then the GAN step's
     latents = [tensors[f"step{i}/{k}"] for i in range(iterations) for k in ("z_d", "z_g")]
     model.noise = lambda n, generator=None: latents.pop(0).reshape(n, -1, 1, 1)

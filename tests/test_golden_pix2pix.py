@@ -6,7 +6,6 @@ parameter, buffer and loss the reference gave: bit for bit on the machine that m
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
@@ -15,6 +14,7 @@ import torch
 from ganforge.gans.pix2pix import Pix2Pix
 from ganforge.nets import NLayerDiscriminator, UnetGenerator
 from tests.golden import compare_iteration, fixture_batches, is_fixture_machine, load_fixture, recording, section, train_iterations
+from tests.golden.options import module_options, reference_adam
 
 pytestmark = pytest.mark.reference
 
@@ -35,8 +35,8 @@ def test_two_iterations_match_the_reference(tmp_path, precise):
     d = NLayerDiscriminator(6, ndf=o["ndf"], n_layers=o["n_layers_D"], norm=o["norm"])
     for net, name in ((g, "G"), (d, "D")):
         net.double().load_state_dict(section(tensors, f"init/{name}"))
-    adam = functools.partial(torch.optim.Adam, lr=o["lr"], betas=(o["beta1"], 0.999))
-    model = Pix2Pix(g, d, adam, adam, gan_mode=o["gan_mode"], lambda_l1=o["lambda_L1"])
+    adam = reference_adam(o)
+    model = Pix2Pix(netG=g, netD=d, optimizer_g=adam, optimizer_d=adam, **module_options(o, "gan_mode", lambda_l1="lambda_L1"))
     model.precise = precise
     g_losses, d_losses = [], []
     model.generator_losses = recording(model.generator_losses, g_losses)

@@ -57,10 +57,10 @@ def run_ganforge(fixture, root, precise: bool = True, **net_options) -> tuple[li
         net.load_state_dict(map_state_dict(net, init, spade_reference_mapping(net), f"the fixture's init/{name}"))
     adam = functools.partial(torch.optim.Adam)
     model = SPADEModel(
-        g,
-        d,
-        adam,
-        adam,
+        netG=g,
+        netD=d,
+        optimizer_g=adam,
+        optimizer_d=adam,
         label_nc=o["label_nc"],
         contain_dontcare_label=o["contain_dontcare_label"],
         use_instance=not o["no_instance"],

@@ -141,6 +141,23 @@ def test_malformed_checkpoints_are_one_checkpoint_error(change, message, good, t
         ganforge.load(_tampered(good, tmp_path, change))
 
 
+@pytest.mark.parametrize("module", ["paired.PairedDataModule", "unpaired.UnpairedDataModule", "image_folder.ImageFolderDataModule"])
+def test_a_stored_data_key_no_data_module_takes_is_one_checkpoint_error(module):
+    """The data modules pass the keys they share on to their base class (**options): the check reads both."""
+    from ganforge.cli.evaluate import build_datamodule
+
+    with pytest.raises(CheckpointError, match=r"DataModule takes no argument\(s\) \['evil'\]"):
+        build_datamodule({"_target_": f"ganforge.data.{module}", "root": "x", "evil": 1}, "run.ckpt")
+
+
+def test_a_stored_data_config_builds_with_its_own_and_its_base_class_keys():
+    from ganforge.cli.evaluate import build_datamodule
+
+    stored = {"_target_": "ganforge.data.paired.PairedDataModule", "root": "x", "direction": "BtoA", "load_size": 64}
+    datamodule = build_datamodule(stored, "run.ckpt", crop_size=64, num_workers=0)
+    assert (datamodule.hparams.direction, datamodule.hparams.load_size, datamodule.hparams.crop_size) == ("BtoA", 64, 64)
+
+
 def test_non_finite_weights_load_with_a_warning_naming_them(good, tmp_path, caplog):
     def nan(c):
         c["state_dict"]["netG.model.model.0.weight"] = torch.full_like(c["state_dict"]["netG.model.model.0.weight"], float("nan"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.gans.base import build_scheduler
+from ganforge.gans.base import LRSchedule
 from ganforge.gans.pix2pix import Pix2Pix
 from ganforge.nets import NLayerDiscriminator, UnetGenerator
 from tests.conftest import quiet_trainer
@@ -74,7 +74,7 @@ def test_generator_loss_weights_and_detached_fake_for_d():
 
 def test_linear_decay_matches_reference_formula():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_scheduler(opt, "linear", n_epochs=100, n_epochs_decay=100)["scheduler"]
+    sched = LRSchedule("linear", n_epochs=100, n_epochs_decay=100).build(opt)["scheduler"]
     lrs = []
     for _ in range(200):
         lrs.append(opt.param_groups[0]["lr"])
@@ -83,6 +83,13 @@ def test_linear_decay_matches_reference_formula():
     # 1-based epoch e: 1 - max(0, e - 100) / 101
     expected = [1.0 - max(0, e - 100) / 101 for e in range(1, 201)]
     assert lrs == pytest.approx(expected)
+
+
+def test_an_unknown_schedule_policy_stops_the_module_being_built():
+    from ganforge.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.scheduler.policy='cosin' is unknown"):
+        Pix2Pix(netG=UnetGenerator(3, 3, num_downs=5, ngf=8), netD=None, optimizer_g=None, optimizer_d=None, scheduler={"policy": "cosin"})
 
 
 @pytest.mark.slow

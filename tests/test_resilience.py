@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,16 +121,15 @@ def test_a_kill_at_any_moment_leaves_a_loadable_last_ckpt(tmp_path):
     assert steps == sorted(steps) and steps[-1] > steps[0], f"each relaunch resumed and went on: {steps}"
 
 
+def nan_input_run(five_pairs: Path, max_epochs: int, at: int) -> list[str]:
+    """A tiny pix2pix run on `five_pairs` whose input batch `at` is NaN (tests.faults.NaNInputAt)."""
+    nan = ["+callbacks.nan._target_=tests.faults.NaNInputAt", f"+callbacks.nan.at={at}"]
+    return [*TINY, f"data.root={five_pairs}", f"trainer.max_epochs={max_epochs}", *nan]
+
+
 @pytest.mark.slow
 def test_a_nan_loss_stops_naming_the_loss_the_step_and_the_last_good_checkpoint(tmp_path, five_pairs):
-    args = [
-        *TINY,
-        f"data.root={five_pairs}",
-        "trainer.max_epochs=3",
-        "callbacks.nonfinite.check_every_n_batches=1",
-        "+callbacks.nan._target_=tests.faults.NaNInputAt",
-        "+callbacks.nan.at=5",
-    ]
+    args = [*nan_input_run(five_pairs, max_epochs=3, at=5), "callbacks.nonfinite.check_every_n_batches=1"]
     proc = _run(args, tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     err = proc.stderr
@@ -142,14 +142,7 @@ def test_a_nan_loss_stops_naming_the_loss_the_step_and_the_last_good_checkpoint(
 
 @pytest.mark.slow
 def test_skip_step_skips_a_nan_step_and_stops_after_too_many_in_a_row(tmp_path, five_pairs):
-    base = [
-        *TINY,
-        f"data.root={five_pairs}",
-        "trainer.max_epochs=2",
-        "callbacks.nonfinite.on_nonfinite=skip_step",
-        "+callbacks.nan._target_=tests.faults.NaNInputAt",
-        "+callbacks.nan.at=2",
-    ]
+    base = [*nan_input_run(five_pairs, max_epochs=2, at=2), "callbacks.nonfinite.on_nonfinite=skip_step"]
     once = _run([*base, "+callbacks.nan.until=3"], tmp_path / "once")
     assert once.returncode == 0, once.stderr[-3000:]
     assert "its update was skipped" in once.stderr

@@ -35,7 +35,7 @@ def tiny_model(use_vae=False, **kw) -> SPADEModel:
     adam = functools.partial(torch.optim.Adam)
     args = dict(label_nc=NC, contain_dontcare_label=True, use_instance=True, use_vae=use_vae, lambda_vgg=0.0)
     args.update(kw)
-    return SPADEModel(g, d, adam, adam, netE=e, **args)
+    return SPADEModel(netG=g, netD=d, optimizer_g=adam, optimizer_d=adam, netE=e, **args)
 
 
 def batch(n=2, seed=0):

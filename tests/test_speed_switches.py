@@ -56,7 +56,7 @@ def test_optimizers_for_fuses_unless_precise():
     from ganforge.nets import NLayerDiscriminator, UnetGenerator
 
     adam = torch.optim.Adam
-    model = Pix2Pix(UnetGenerator(3, 3, 5, ngf=8), NLayerDiscriminator(6, ndf=8), adam, adam)
+    model = Pix2Pix(netG=UnetGenerator(3, 3, 5, ngf=8), netD=NLayerDiscriminator(6, ndf=8), optimizer_g=adam, optimizer_d=adam)
     assert model.precise is False
     (opt_g, _), _ = model.configure_optimizers()
     assert opt_g.defaults["fused"] is True

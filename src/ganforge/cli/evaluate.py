@@ -41,11 +41,26 @@ def data_config(stored: dict | None, override: DictConfig | None) -> dict:
     return {**stored, **(cast(dict, OmegaConf.to_container(override, resolve=True)) if override is not None else {})}
 
 
+def keyword_arguments(cls: type) -> set[str] | None:
+    """The argument names `cls(...)` takes: its `__init__`'s and, where that passes `**options` on to its base
+    class, the base's too; None when the chain ends in an `__init__` that takes any keyword."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        if all(p.kind != p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
 def build_datamodule(dcfg: dict, where: str, **overrides):
     """A ganforge data module from a data config, by class name (DATA_MODULES) with its arguments checked against
     the constructor: a `_target_` read from a checkpoint chooses among ganforge's data modules, never what is called."""
-    import inspect
-
     from ganforge.data.registry import DATA_MODULES
 
     target = dcfg.get("_target_")
@@ -53,11 +68,10 @@ def build_datamodule(dcfg: dict, where: str, **overrides):
     if name not in DATA_MODULES:
         raise CheckpointError(f"{where}: data._target_={target!r} is not a ganforge data module; known: {', '.join(sorted(DATA_MODULES))}")
     cls = DATA_MODULES[name]
-    params = inspect.signature(cls.__init__).parameters
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    accepted = keyword_arguments(cls)
     kwargs = {k: v for k, v in dcfg.items() if k != "_target_"} | overrides
-    unknown = sorted(k for k in kwargs if k not in params or k == "self")
-    if unknown and not takes_any:
+    unknown = sorted(k for k in kwargs if accepted is not None and k not in accepted)
+    if unknown:
         raise CheckpointError(f"{where}: {name} takes no argument(s) {unknown}")
     for key, value in kwargs.items():
         if isinstance(value, dict) and "_target_" in value:

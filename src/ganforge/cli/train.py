@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from ganforge.data.module import GANDataModule
+    from ganforge.gans.base import GANModule
 
 log = logging.getLogger("ganforge")
 
@@ -92,6 +93,18 @@ def check_model_fits_data(cfg: DictConfig) -> None:
         ) from None
 
 
+def build_data_and_model(cfg: DictConfig) -> tuple[GANDataModule, GANModule]:
+    """The data module and the model of a run config, the data fitted to the model's input size."""
+    datamodule: GANDataModule = hydra.utils.instantiate(cfg.data)
+    # Settings that follow from the data (SinGAN's pyramid comes from its image), written into the
+    # config so the stored run config rebuilds the same model.
+    with open_dict(cfg):
+        cfg.model.update(datamodule.model_settings())
+    model: GANModule = hydra.utils.instantiate(cfg.model)
+    datamodule.size_multiple = model.input_size_multiple
+    return datamodule, model
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build everything from the config, fit (and optionally test); return metrics and the objects."""
     check_model_fits_data(cfg)
@@ -103,22 +116,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.get("ignore_warnings"):
         warnings.filterwarnings("ignore")
 
-    datamodule: GANDataModule = hydra.utils.instantiate(cfg.data)
-    # Settings that follow from the data (SinGAN's pyramid comes from its image), written into the
-    # config so the stored run config rebuilds the same model.
-    with open_dict(cfg):
-        cfg.model.update(datamodule.model_settings())
-    model = hydra.utils.instantiate(cfg.model)
+    datamodule, model = build_data_and_model(cfg)
     if cfg.get("init_from"):
         if cfg.get("ckpt_path"):
             raise ConfigError("init_from= starts a new run from a checkpoint's weights; ckpt_path= resumes one: give one of them")
         load_weights(model, cfg.init_from)
-    datamodule.size_multiple = model.input_size_multiple
     model.precise = bool(cfg.get("precise", False))
     if cfg.get("compile"):
         model.compile_nets()
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
-    model.run_config["command"] = run_command()
+    model.run_config = {**cast(dict, OmegaConf.to_container(cfg, resolve=True)), "command": run_command()}
 
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import RandomSampler
@@ -18,7 +20,7 @@ from torchdata.stateful_dataloader.sampler import RandomSampler
 from ganforge.data.datasets import Kind, download_and_extract, get_spec
 from ganforge.data.prescan import PreScan
 from ganforge.data.shards import FORMATS, check_shards
-from ganforge.data.transforms import check_preprocess
+from ganforge.data.transforms import Preprocessing, check_preprocess
 
 if TYPE_CHECKING:
     from lightning.fabric.utilities.data import AttributeDict
@@ -53,6 +55,38 @@ def item_or_next_good(ds, index: int, example) -> dict:
     raise DataLayoutError(f"Every file in this split is unreadable ({len(ds)} files, e.g. {example})")
 
 
+class TwoDomainDataset(Dataset):
+    """What the paired and unpaired datasets share: their checked settings and the transform of one image.
+
+    `preprocessing`: the keys of `Preprocessing` (preprocess, load_size, crop_size, flip, size_multiple, fit).
+    train=False applies them as the reference does at test time (`Preprocessing.at_test_time`), with centre crops.
+    """
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        on_bad_file: str = "error",
+        max_dataset_size: int | None = None,
+        train: bool = True,
+        **preprocessing: Any,
+    ):
+        if on_bad_file not in BAD_FILE_CHOICES:
+            raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+        settings = Preprocessing(**preprocessing)
+        self.preprocessing = settings if train else settings.at_test_time()
+        self.channels = {"A": input_nc, "B": output_nc}
+        self.on_bad_file, self.max_dataset_size, self.train = on_bad_file, max_dataset_size, train
+
+    def crop_params(self, size: tuple[int, int]) -> dict:
+        """The crop position and flip for an image of `size` (w, h): random in training, the centre crop otherwise."""
+        return self.preprocessing.params(size, self.train)
+
+    def transform(self, domain: str, img: Image.Image, params: dict) -> torch.Tensor:
+        """`img` of `domain` ("A" | "B") as a tensor in [-1, 1], cropped and flipped as `params` say."""
+        return self.preprocessing(img, params, self.channels[domain])
+
+
 class GANDataModule(L.LightningDataModule):
     """What the framework asks of every ganforge data module, besides Lightning's loaders."""
 
@@ -85,10 +119,11 @@ class GANDataModule(L.LightningDataModule):
 class FolderDataModule(GANDataModule):
     """A named dataset (downloaded when missing) or any folder in the subclass's layout.
 
-    Subclasses set `kind` (the registry's "paired" | "unpaired") and `train_marker` (what a folder with
-    training data holds), and implement `_has_split`, `_dataset` and `_layout_error`; their datasets
-    implement `file_checks()` and `drop(bad_paths)` for the pre-scan. They call
-    `save_hyperparameters()` and then `_check()` in `__init__`.
+    The data config keys both layouts take are this class's arguments; a subclass takes its own and
+    passes the rest on. Subclasses set `kind` (the registry's "paired" | "unpaired") and `train_marker`
+    (what a folder with training data holds), and implement `_has_split`, `_dataset` and `_layout_error`;
+    their datasets (`TwoDomainDataset`s, built with `_dataset_options`) implement `file_checks()` and
+    `drop(bad_paths)` for the pre-scan.
 
     `size_multiple` is a plain attribute: the trainer sets it from the generator after construction
     (e.g. 256 for unet_256), and `setup` reads it.
@@ -96,6 +131,32 @@ class FolderDataModule(GANDataModule):
 
     kind: Kind
     train_marker: str
+
+    def __init__(
+        self,
+        name: str | None = None,
+        root: str | None = None,
+        download: bool = True,
+        load_size: int = 286,
+        crop_size: int = 256,
+        preprocess: str = "resize_and_crop",
+        flip: bool = True,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        size_multiple: int = 1,
+        fit: str = "resize",
+        on_bad_file: str = "error",
+        verify: str = "header",
+        max_dataset_size: int | None = None,
+        val_batch_size: int | None = None,
+        num_val_images: int | None = None,
+        format: str = "folders",
+    ):
+        super().__init__()
+        self.save_hyperparameters()  # with the subclass's own arguments: Lightning reads every __init__ up the call
+        self._check()
 
     def _check(self) -> None:
         hp = self.hparams
@@ -129,6 +190,11 @@ class FolderDataModule(GANDataModule):
 
     def _layout_error(self, wanted: str) -> DataLayoutError:
         raise NotImplementedError
+
+    def _dataset_options(self, train: bool) -> dict[str, Any]:
+        """The `TwoDomainDataset` arguments, from the data config."""
+        keys = ("input_nc", "output_nc", "on_bad_file", "max_dataset_size", *(f.name for f in fields(Preprocessing)))
+        return {**{key: self.hparams[key] for key in keys}, "size_multiple": self.size_multiple, "train": train}
 
     def _no_split(self, wanted: str) -> str | None:
         """What to use when no split folder exists (the paired layout accepts loose images)."""

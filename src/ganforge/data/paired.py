@@ -10,27 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
-from torch.utils.data import Dataset
 
 from ganforge.data.datasets import Kind
-from ganforge.data.module import (
-    BAD_FILE_CHOICES,
-    FolderDataModule,
-    item_or_next_good,
-    split_name,
-)
+from ganforge.data.module import FolderDataModule, TwoDomainDataset, item_or_next_good, split_name
 from ganforge.data.prescan import FileCheck
 from ganforge.data.shards import ShardSplit
 from ganforge.data.shards import has_split as has_shard_split
-from ganforge.data.transforms import (
-    build_transform,
-    center_params,
-    check_preprocess,
-    get_params,
-)
 from ganforge.utils.errors import ConfigError, DataLayoutError, ImageFileError
 from ganforge.utils.imageio import is_image_file, list_images, load_image
 
@@ -81,13 +70,13 @@ def has_loose_images(root: Path) -> bool:
     return root.is_dir() and any(p.is_file() and is_image_file(p) for p in root.iterdir())
 
 
-class PairedDataset(Dataset):
+class PairedDataset(TwoDomainDataset):
     """One split of a paired dataset. Items: {"A": (input_nc,H,W), "B": (output_nc,H,W),
     "A_path", "B_path"}, tensors in [-1, 1], A the generator input after `direction`.
 
     train=True draws a random crop/flip per item (shared by A and B); train=False is the
-    reference's test-time preprocess made deterministic: no flip, load_size = crop_size for
-    resize_and_crop / scale_width_and_crop, and centre crops instead of random ones.
+    reference's test-time preprocess made deterministic (`TwoDomainDataset`). `options`: the
+    `TwoDomainDataset` arguments.
     """
 
     def __init__(
@@ -95,33 +84,15 @@ class PairedDataset(Dataset):
         root: str | Path,
         split: str | None,
         direction: str = "AtoB",
-        load_size: int = 286,
-        crop_size: int = 256,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        size_multiple: int = 1,
-        fit: str = "resize",
-        on_bad_file: str = "error",
-        max_dataset_size: int | None = None,
-        train: bool = True,
         pairs: Sequence[tuple] | None = None,
+        **options: Any,
     ):
         """`pairs`: the (A, B) files, when they are not found in `root`/`split` (shards)."""
-        check_preprocess(preprocess, fit)
+        super().__init__(**options)
         if direction not in DIRECTIONS:
             raise ConfigError(f"direction must be AtoB or BtoA, got {direction!r}")
-        if on_bad_file not in BAD_FILE_CHOICES:
-            raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
-        self.pairs = (pairs if pairs is not None else find_pairs(Path(root), split))[:max_dataset_size]
-        self.direction, self.preprocess, self.crop_size = direction, preprocess, crop_size
-        # The reference tests with load_size = crop_size: resize_and_crop becomes a plain resize
-        # to crop_size, scale_width_and_crop scales the width to crop_size (then a centre crop).
-        resized_crop = preprocess in ("resize_and_crop", "scale_width_and_crop")
-        self.load_size = crop_size if resized_crop and not train else load_size
-        self.flip, self.input_nc, self.output_nc = flip, input_nc, output_nc
-        self.size_multiple, self.fit, self.on_bad_file, self.train = size_multiple, fit, on_bad_file, train
+        self.pairs = (pairs if pairs is not None else find_pairs(Path(root), split))[: self.max_dataset_size]
+        self.direction = direction
         self._bad: set[int] = set()
 
     def __len__(self) -> int:
@@ -158,15 +129,13 @@ class PairedDataset(Dataset):
         a_path, b_path = (str(p) for p in self.pairs[index])
         if self.direction == "BtoA":
             left, right, a_path, b_path = right, left, b_path, a_path
-        args = (self.preprocess, self.load_size, self.crop_size)
-        params = get_params(*args, left.size, self.flip) if self.train else center_params(*args, left.size)
-        out = {}
-        for key, img, nc in (("A", left, self.input_nc), ("B", right, self.output_nc)):
-            out[key] = build_transform(*args, params, nc, self.size_multiple, self.fit)(img)
-        if out["A"].shape[1:] != out["B"].shape[1:]:
+        params = self.crop_params(left.size)
+        out = {"A": self.transform("A", left, params), "B": self.transform("B", right, params)}
+        a_size, b_size = tuple(out["A"].shape[1:]), tuple(out["B"].shape[1:])
+        if a_size != b_size:
             raise ImageFileError(
                 a_path,
-                f"A is {tuple(out['A'].shape[1:])} but B is {tuple(out['B'].shape[1:])} (H, W) after preprocess={self.preprocess}",
+                f"A is {a_size} but B is {b_size} (H, W) after preprocess={self.preprocessing.preprocess}",
                 "give A and B the same size, or use preprocess=resize_and_crop",
             )
         return {**out, "A_path": a_path, "B_path": b_path}
@@ -181,34 +150,11 @@ class PairedDataModule(FolderDataModule):
     kind: Kind = "paired"
     train_marker = "train/ (A|B images), A/train/ + B/train/, or images directly in it"
 
-    def __init__(
-        self,
-        name: str | None = None,
-        root: str | None = None,
-        download: bool = True,
-        direction: str = "AtoB",
-        load_size: int = 286,
-        crop_size: int = 256,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        batch_size: int = 1,
-        num_workers: int = 2,
-        size_multiple: int = 1,
-        fit: str = "resize",
-        on_bad_file: str = "error",
-        verify: str = "header",
-        max_dataset_size: int | None = None,
-        val_batch_size: int | None = None,
-        num_val_images: int | None = None,
-        format: str = "folders",
-    ):
-        super().__init__()
-        self.save_hyperparameters()
+    def __init__(self, direction: str = "AtoB", **options: Any):
+        """`options`: the `FolderDataModule` arguments."""
+        super().__init__(**options)
         if direction not in DIRECTIONS:
             raise ConfigError(f"data.direction must be AtoB or BtoA, got {direction!r}")
-        self._check()
 
     def _has_split(self, split: str) -> bool:
         return has_shard_split(self.root, split) if self.shards else has_split(self.root, split)
@@ -229,24 +175,8 @@ class PairedDataModule(FolderDataModule):
         )
 
     def _dataset(self, split: str | None, train: bool) -> PairedDataset:
-        hp = self.hparams
-        return PairedDataset(
-            self.root,
-            split,
-            hp.direction,
-            hp.load_size,
-            hp.crop_size,
-            hp.preprocess,
-            hp.flip,
-            hp.input_nc,
-            hp.output_nc,
-            self.size_multiple,
-            hp.fit,
-            hp.on_bad_file,
-            hp.max_dataset_size,
-            train,
-            pairs=ShardSplit(self.root, split) if self.shards and split is not None else None,
-        )
+        pairs = ShardSplit(self.root, split) if self.shards and split is not None else None
+        return PairedDataset(self.root, split, self.hparams.direction, pairs, **self._dataset_options(train))
 
     def shard_splits(self) -> dict[str, tuple[list, None]]:
         """What ganforge-prepare writes: each split's (A, B) file pairs."""

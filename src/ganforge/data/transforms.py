@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -142,3 +143,33 @@ def build_transform(
         return t
 
     return transform
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The data config's preprocessing keys (reference `base_dataset.py` options) and what they do to one image."""
+
+    preprocess: str = "resize_and_crop"  # one of PREPROCESS_CHOICES
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    size_multiple: int = 1
+    fit: str = "resize"  # one of FIT_CHOICES
+
+    def __post_init__(self) -> None:
+        check_preprocess(self.preprocess, self.fit)
+
+    def at_test_time(self) -> Preprocessing:
+        """The reference's test-time preprocess, made deterministic: no flip, and load_size = crop_size, so
+        resize_and_crop is a plain resize to crop_size and scale_width_and_crop scales the width to crop_size
+        (then a centre crop: `params(train=False)`)."""
+        resized_crop = self.preprocess in ("resize_and_crop", "scale_width_and_crop")
+        return replace(self, flip=False, load_size=self.crop_size if resized_crop else self.load_size)
+
+    def params(self, size: tuple[int, int], train: bool) -> dict:
+        """A random crop position and flip for an image of `size` (w, h) in training; the centre crop otherwise."""
+        args = (self.preprocess, self.load_size, self.crop_size)
+        return get_params(*args, size, self.flip) if train else center_params(*args, size)
+
+    def __call__(self, img: Image.Image, params: dict, channels: int) -> torch.Tensor:
+        return build_transform(self.preprocess, self.load_size, self.crop_size, params, channels, self.size_multiple, self.fit)(img)

@@ -17,22 +17,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-from torch.utils.data import Dataset
+from typing import Any
 
 from ganforge.data.datasets import Kind
-from ganforge.data.module import BAD_FILE_CHOICES, FolderDataModule, split_name
+from ganforge.data.module import FolderDataModule, TwoDomainDataset, split_name
 from ganforge.data.prescan import FileCheck
 from ganforge.data.shards import ShardSplit
 from ganforge.data.shards import has_split as has_shard_split
-from ganforge.data.transforms import (
-    build_transform,
-    center_params,
-    check_preprocess,
-    get_params,
-)
 from ganforge.utils.errors import ConfigError, DataLayoutError, ImageFileError
 from ganforge.utils.imageio import list_images, load_image
 
@@ -45,45 +38,30 @@ def has_split(root: Path, split: str) -> bool:
     return (root / f"{split}A").is_dir() and (root / f"{split}B").is_dir()
 
 
-class UnpairedDataset(Dataset):
-    """One split. Items: {"A": (input_nc,H,W), "B": (output_nc,H,W), "A_path", "B_path"} in [-1, 1]."""
+class UnpairedDataset(TwoDomainDataset):
+    """One split. Items: {"A": (input_nc,H,W), "B": (output_nc,H,W), "A_path", "B_path"} in [-1, 1].
+    `options`: the `TwoDomainDataset` arguments."""
 
     def __init__(
         self,
         root: str | Path,
         split: str,
-        load_size: int = 286,
-        crop_size: int = 256,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        size_multiple: int = 1,
-        fit: str = "resize",
-        on_bad_file: str = "error",
-        max_dataset_size: int | None = None,
         serial_batches: bool = False,
-        train: bool = True,
         epoch_length: str = "max",
         batch_size: int = 1,
-        files: dict[str, Sequence] | None = None,
+        files: Mapping[str, Sequence] | None = None,
+        **options: Any,
     ):
         """`files`: each domain's files, when they are not found in `root` (shards)."""
-        check_preprocess(preprocess, fit)
-        if on_bad_file not in BAD_FILE_CHOICES:
-            raise ConfigError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+        super().__init__(**options)
         if epoch_length not in EPOCH_LENGTHS:
             raise ConfigError(f"data.epoch_length must be 'max' (CycleGAN) or 'min' (DiscoGAN, DualGAN), got {epoch_length!r}")
         self.folders = {d: Path(root) / f"{split}{d}" for d in "AB"}
-        self.files = {d: (files[d] if files is not None else list_images(folder))[:max_dataset_size] for d, folder in self.folders.items()}
-        self.channels = {"A": input_nc, "B": output_nc}
-        self.preprocess, self.crop_size = preprocess, crop_size
-        # Reference test time: load_size = crop_size, so resize_and_crop is a plain resize.
-        self.load_size = load_size if train or preprocess in ("crop", "scale_width", "none") else crop_size
-        self.flip, self.size_multiple, self.fit = flip and train, size_multiple, fit
-        self.on_bad_file, self.train = on_bad_file, train
+        self.files = {
+            d: (files[d] if files is not None else list_images(folder))[: self.max_dataset_size] for d, folder in self.folders.items()
+        }
         # Evaluation is deterministic; training draws B at random unless serial_batches.
-        self.random_b = train and not serial_batches
+        self.random_b = self.train and not serial_batches
         self.epoch_length, self.batch_size = epoch_length, batch_size
         self._index()
 
@@ -121,10 +99,7 @@ class UnpairedDataset(Dataset):
     def _load(self, domain: str, index: int) -> dict:
         path = self.files[domain][index]
         img = load_image(path, self.channels[domain])
-        args = (self.preprocess, self.load_size, self.crop_size)
-        params = get_params(*args, img.size, self.flip) if self.train else center_params(*args, img.size)
-        t = build_transform(*args, params, self.channels[domain], self.size_multiple, self.fit)(img)
-        return {domain: t, f"{domain}_path": str(path)}
+        return {domain: self.transform(domain, img, self.crop_params(img.size)), f"{domain}_path": str(path)}
 
     def _load_good(self, domain: str, index: int) -> dict:
         """`on_bad_file=skip`: the next readable file of the domain, each bad file reported once."""
@@ -159,35 +134,11 @@ class UnpairedDataModule(FolderDataModule):
     kind: Kind = "unpaired"
     train_marker = "trainA/ and trainB/"
 
-    def __init__(
-        self,
-        name: str | None = None,
-        root: str | None = None,
-        download: bool = True,
-        load_size: int = 286,
-        crop_size: int = 256,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        batch_size: int = 1,
-        num_workers: int = 2,
-        serial_batches: bool = False,
-        size_multiple: int = 1,
-        fit: str = "resize",
-        on_bad_file: str = "error",
-        verify: str = "header",
-        max_dataset_size: int | None = None,
-        val_batch_size: int | None = None,
-        num_val_images: int | None = None,
-        epoch_length: str = "max",
-        format: str = "folders",
-    ):
-        super().__init__()
+    def __init__(self, serial_batches: bool = False, epoch_length: str = "max", **options: Any):
+        """`options`: the `FolderDataModule` arguments."""
         if epoch_length not in EPOCH_LENGTHS:
             raise ConfigError(f"data.epoch_length must be 'max' (CycleGAN) or 'min' (DiscoGAN, DualGAN), got {epoch_length!r}")
-        self.save_hyperparameters()
-        self._check()
+        super().__init__(**options)
 
     def _has_split(self, split: str) -> bool:
         if self.shards:
@@ -199,25 +150,8 @@ class UnpairedDataModule(FolderDataModule):
 
     def _dataset(self, split: str, train: bool) -> UnpairedDataset:  # type: ignore[override]  # _no_split raises: never None
         hp = self.hparams
-        return UnpairedDataset(
-            self.root,
-            split,
-            hp.load_size,
-            hp.crop_size,
-            hp.preprocess,
-            hp.flip,
-            hp.input_nc,
-            hp.output_nc,
-            self.size_multiple,
-            hp.fit,
-            hp.on_bad_file,
-            hp.max_dataset_size,
-            hp.serial_batches,
-            train,
-            hp.epoch_length,
-            hp.batch_size,
-            files={d: ShardSplit(self.root, f"{split}{d}", single=True) for d in "AB"} if self.shards else None,
-        )
+        files = {d: ShardSplit(self.root, f"{split}{d}", single=True) for d in "AB"} if self.shards else None
+        return UnpairedDataset(self.root, split, hp.serial_batches, hp.epoch_length, hp.batch_size, files, **self._dataset_options(train))
 
     def shard_splits(self) -> dict[str, tuple[list, None]]:
         """What ganforge-prepare writes: each split's domains, trainA, trainB, ... (one file an entry)."""

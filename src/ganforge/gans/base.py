@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import inspect
 from abc import ABCMeta, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as L
@@ -41,44 +42,49 @@ SCHEDULER_POLICIES = ("linear", "step", "plateau", "cosine")
 DIRECTIONS = ("AtoB", "BtoA")
 
 
-def build_scheduler(
-    optimizer: Optimizer,
-    policy: str = "linear",
-    n_epochs: int = 100,
-    n_epochs_decay: int = 100,
-    step_size: int = 50,
-    gamma: float = 0.1,
-    plateau_factor: float = 0.2,
-    plateau_patience: int = 5,
-    monitor: str = "val/l1",
-    monitor_mode: str = "min",
-) -> dict:
-    """The reference repos' LR policies (pytorch-CycleGAN-and-pix2pix `models/networks.py`
-    `get_scheduler`), as a Lightning scheduler config.
+@dataclass(frozen=True)
+class LRSchedule:
+    """`model.scheduler`: the reference repos' LR policies (pytorch-CycleGAN-and-pix2pix `models/networks.py`
+    `get_scheduler`); `build` makes one optimizer's Lightning scheduler config.
 
     `linear` keeps the LR for `n_epochs` epochs, then decays it linearly over `n_epochs_decay`:
     factor = 1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1) for the 1-based epoch.
     """
-    if policy == "linear":
 
-        def factor(epoch0: int) -> float:
-            return 1.0 - max(0, epoch0 + 1 - n_epochs) / float(n_epochs_decay + 1)
+    policy: str = "linear"  # one of SCHEDULER_POLICIES
+    n_epochs: int = 100
+    n_epochs_decay: int = 100
+    step_size: int = 50  # step: x gamma every step_size epochs
+    gamma: float = 0.1
+    plateau_factor: float = 0.2
+    plateau_patience: int = 5
+    monitor: str = "val/l1"  # the metric plateau watches
+    monitor_mode: str = "min"
 
-        sched = lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
-    elif policy == "step":
-        sched = lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-    elif policy == "plateau":
-        sched = lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=monitor_mode, factor=plateau_factor, threshold=0.01, patience=plateau_patience
-        )
-    elif policy == "cosine":
-        sched = lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_epochs, eta_min=0)
-    else:
-        raise ConfigError(f"model.scheduler.policy={policy!r} is unknown; choose one of {SCHEDULER_POLICIES}")
-    config = {"scheduler": sched, "interval": "epoch"}
-    if policy == "plateau":
-        config["monitor"] = monitor
-    return config
+    def __post_init__(self) -> None:
+        if self.policy not in SCHEDULER_POLICIES:
+            raise ConfigError(f"model.scheduler.policy={self.policy!r} is unknown; choose one of {SCHEDULER_POLICIES}")
+
+    def build(self, optimizer: Optimizer) -> dict:
+        if self.policy == "linear":
+            n_epochs, n_epochs_decay = self.n_epochs, self.n_epochs_decay
+
+            def factor(epoch0: int) -> float:
+                return 1.0 - max(0, epoch0 + 1 - n_epochs) / float(n_epochs_decay + 1)
+
+            sched: Any = lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
+        elif self.policy == "step":
+            sched = lr_scheduler.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
+        elif self.policy == "plateau":
+            sched = lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=self.monitor_mode, factor=self.plateau_factor, threshold=0.01, patience=self.plateau_patience
+            )
+        else:
+            sched = lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.n_epochs, eta_min=0)
+        config = {"scheduler": sched, "interval": "epoch"}
+        if self.policy == "plateau":
+            config["monitor"] = self.monitor
+        return config
 
 
 def fused(optimizer: Optimizer) -> Optimizer:
@@ -95,6 +101,15 @@ def fused(optimizer: Optimizer) -> Optimizer:
     accepted = inspect.signature(type(optimizer)).parameters  # AdamW's defaults hold a key its constructor fixes
     settings = {k: v for k, v in settings.items() if k in accepted}
     return type(optimizer)([{**g, "fused": True} for g in groups], **{**settings, "fused": True})
+
+
+def closure_loss(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """What an optimizer's `step(closure)` returns: the closure's loss, computed with gradients on (a
+    torch optimizer's step runs under no_grad)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def set_requires_grad(nets: nn.Module | list[nn.Module], flag: bool) -> None:
@@ -141,7 +156,7 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         self._swd_fake: list[torch.Tensor] = []
         self._swd_real: list[torch.Tensor] = []
         self.automatic_optimization = False
-        self.scheduler_cfg = dict(scheduler or {})
+        self.lr_schedule = LRSchedule(**(scheduler or {}))
         #: the resolved run config, stored in checkpoints so predict/eval rebuild the model (set by the CLI)
         self.run_config: dict | None = None
         #: callbacks.nonfinite's policy: skip an optimizer step whose loss is NaN/Inf (a host sync a step)
@@ -248,7 +263,7 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
     def optimizers_for(self, *optimizers: Optimizer):
         """Pair each optimizer with the configured LR schedule (on the fused kernels unless `precise`)."""
         optimizers = self.fast_optimizers(*optimizers)
-        return list(optimizers), [build_scheduler(o, **self.scheduler_cfg) for o in optimizers]
+        return list(optimizers), [self.lr_schedule.build(o) for o in optimizers]
 
     def fast_optimizers(self, *optimizers: Optimizer) -> tuple[Optimizer, ...]:
         """The optimizers on torch's fused kernels (`fused`), or as configured when `precise`."""
@@ -323,7 +338,7 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
             return
         for sched in self._schedulers():
             if isinstance(sched, lr_scheduler.ReduceLROnPlateau):
-                monitor = self.scheduler_cfg.get("monitor", "val/l1")
+                monitor = self.lr_schedule.monitor
                 value = self.trainer.callback_metrics.get(monitor)
                 if value is None:
                     raise ConfigError(

@@ -12,13 +12,11 @@ Batches are {"real": images in [-1, 1]} (ganforge.data.image_folder and torchvis
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
-from ganforge.gans.base import GANModule
+from ganforge.gans.generator_discriminator import GeneratorDiscriminatorGAN
 from ganforge.gans.losses import GANLoss
 from ganforge.utils.errors import ConfigError
 
@@ -29,26 +27,20 @@ PAIRED_ONLY_KEYS = ("val/psnr", "val/ssim", "val/l1")
 GRID_COLUMNS = 4
 
 
-class DCGAN(GANModule):
+class DCGAN(GeneratorDiscriminatorGAN):
     model_name = "dcgan"
 
     def __init__(
         self,
-        netG: nn.Module,
-        netD: nn.Module,
-        optimizer_g: Callable[..., torch.optim.Optimizer],
-        optimizer_d: Callable[..., torch.optim.Optimizer],
-        scheduler: Mapping[str, Any] | None = None,
         gan_mode: str = "vanilla",
         num_fixed_noise: int = 64,
         swd_patch_size: int = 7,
         sample_batch_stats: bool = False,
         fixed_noise_forward_every: int | None = 100,
+        **nets_and_optimizers: Any,  # netG, netD, optimizer_g, optimizer_d, scheduler (GeneratorDiscriminatorGAN)
     ):
-        super().__init__(scheduler=scheduler)
-        self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
-        self.netG, self.netD = netG, netD
-        self.nz = netG.nz
+        super().__init__(**nets_and_optimizers)
+        self.nz = self.netG.nz
         self.criterion_gan = GANLoss(gan_mode)
         # main.py's fixed_noise: the grids show the same latents all run long (and after a resume).
         self.register_buffer("fixed_noise", torch.randn(num_fixed_noise, self.nz, 1, 1))
@@ -61,12 +53,6 @@ class DCGAN(GANModule):
                     f"callbacks.model_checkpoint monitors {cb.monitor}, which {type(self).__name__} cannot log (it has no "
                     "target image). Set callbacks.model_checkpoint.monitor=val/swd (or callbacks=unconditional_metrics for val/fid)"
                 )
-
-    def configure_optimizers(self):
-        return self.optimizers_for(
-            self.hparams.optimizer_g(params=self.netG.parameters()),
-            self.hparams.optimizer_d(params=self.netD.parameters()),
-        )
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.nz, 1, 1, generator=generator).to(self.device)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ganforge.gans.base import closure_loss
 from ganforge.gans.dcgan import DCGAN
 from ganforge.utils.errors import ConfigError
 
@@ -40,10 +41,7 @@ class KerasRMSprop(torch.optim.RMSprop):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         lrs = []
         for group in self.param_groups:
             if group["clipvalue"] is not None:
@@ -62,9 +60,8 @@ class KerasRMSprop(torch.optim.RMSprop):
 class KerasDCGAN(DCGAN):
     model_name = "dcgan_seed"  # seed_data_range: G draws in [0, 1] (the inference model's unit_output)
 
-    def __init__(self, *args, label_noise: float = 0.05, seed_data_range: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
+    def __init__(self, label_noise: float = 0.05, seed_data_range: bool = False, **dcgan_options):
+        super().__init__(**dcgan_options)
 
     def to_model_range(self, real: torch.Tensor) -> torch.Tensor:
         """ganforge's [-1, 1] images as D sees them: as they are, or the book's [0, 1]."""

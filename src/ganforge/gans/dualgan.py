@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ganforge.gans.base import closure_loss
 from ganforge.gans.losses import GANLoss, gradient_penalty
 from ganforge.gans.two_domain import TwoDomainGAN
 from ganforge.utils.errors import ConfigError
@@ -43,10 +44,7 @@ class TFRMSprop(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -4,7 +4,6 @@ has a target, validated by L1, PSNR and SSIM against it."""
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,8 +16,9 @@ from ganforge.gans.base import GANModule
 class PairedGAN(GANModule):
     """Subclasses set `self.netG` and say which output validation compares with the target."""
 
-    def __init__(self, scheduler: Mapping[str, Any] | None = None):
-        super().__init__(scheduler=scheduler)
+    def __init__(self, **nets_and_optimizers: Any):
+        # passed on: to GANModule (the scheduler), or through a base class that also holds the nets (pix2pix)
+        super().__init__(**nets_and_optimizers)
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
 

@@ -6,44 +6,31 @@ Each iteration: forward, then the D step (fake detached, then real), then the G 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ganforge.gans.generator_discriminator import GeneratorDiscriminatorGAN
 from ganforge.gans.losses import GANLoss, gradient_penalty
 from ganforge.gans.paired import PairedGAN
 
 
-class Pix2Pix(PairedGAN):
+class Pix2Pix(PairedGAN, GeneratorDiscriminatorGAN):
     model_name = "pix2pix"
     #: outputs have a ground truth: LPIPS/PSNR/SSIM apply (metric protocol, ganforge.metrics.registry)
     metric_paired = True
 
     def __init__(
         self,
-        netG: nn.Module,
-        netD: nn.Module,
-        optimizer_g: Callable[..., torch.optim.Optimizer],
-        optimizer_d: Callable[..., torch.optim.Optimizer],
-        scheduler: Mapping[str, Any] | None = None,
         gan_mode: str = "vanilla",
         lambda_l1: float = 100.0,
         lambda_gp: float = 0.0,
         test_dropout: bool = True,
+        **nets_and_optimizers: Any,  # netG, netD, optimizer_g, optimizer_d, scheduler (GeneratorDiscriminatorGAN)
     ):
-        super().__init__(scheduler=scheduler)
-        self.save_hyperparameters(ignore=["netG", "netD"], logger=False)
-        self.netG, self.netD = netG, netD
+        super().__init__(**nets_and_optimizers)
         self.criterion_gan = GANLoss(gan_mode)
-
-    def configure_optimizers(self):
-        return self.optimizers_for(
-            self.hparams.optimizer_g(params=self.netG.parameters()),
-            self.hparams.optimizer_d(params=self.netD.parameters()),
-        )
 
     # ----- the paper's objective, one phase a method ----------------------------------------------
     def discriminator_losses(self, real_A, real_B, fake_B) -> dict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ through D as one concatenated batch (NVlabs/SPADE trainers/pix2pix_trainer.py, m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -19,7 +18,7 @@ from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ganforge.gans.base import GANModule
+from ganforge.gans.generator_discriminator import GeneratorDiscriminatorGAN
 from ganforge.gans.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
 from ganforge.nets.norms import synchronize_batchnorm
@@ -54,17 +53,13 @@ class ReferenceLinearDecay(lr_scheduler.LRScheduler):
         return [lr * (base / self.lr) for base in self.base_lrs]
 
 
-class SPADEModel(GANModule):
+class SPADEModel(GeneratorDiscriminatorGAN):
     model_name = "spade"
+    net_arguments = ("netG", "netD", "netE")
 
     def __init__(
         self,
-        netG: nn.Module,
-        netD: nn.Module,
-        optimizer_g: Callable[..., torch.optim.Optimizer],
-        optimizer_d: Callable[..., torch.optim.Optimizer],
         netE: nn.Module | None = None,
-        scheduler: Mapping[str, Any] | None = None,
         label_nc: int = 182,
         contain_dontcare_label: bool = True,
         use_instance: bool = True,
@@ -78,13 +73,12 @@ class SPADEModel(GANModule):
         betas: tuple[float, float] | None = None,
         vgg_weights: str | None = None,
         metric_label_shift: int = 0,
+        **nets_and_optimizers: Any,  # netG, netD, optimizer_g, optimizer_d, scheduler (GeneratorDiscriminatorGAN)
     ):
-        super().__init__(scheduler=scheduler)
-        self.save_hyperparameters(ignore=["netG", "netD", "netE"], logger=False)
-        self.netG, self.netD = netG, netD
+        super().__init__(**nets_and_optimizers)
         if use_vae and netE is None:
             raise ConfigError("model.use_vae=true needs model.netE (the style encoder)")
-        if getattr(netG, "use_vae", False) != use_vae:
+        if getattr(self.netG, "use_vae", False) != use_vae:
             raise ConfigError(f"model.netG.use_vae must equal model.use_vae ({use_vae}): set model.use_vae only")
         # Hydra builds netE whatever use_vae says; without the VAE it is not part of the model.
         self.netE = netE if use_vae else None
@@ -116,13 +110,12 @@ class SPADEModel(GANModule):
             self.hparams.optimizer_g(params=g_params, lr=lr_g, betas=betas),
             self.hparams.optimizer_d(params=self.netD.parameters(), lr=lr_d, betas=betas),
         )
-        cfg = self.scheduler_cfg
-        if cfg.get("policy", "linear") != "linear":
+        schedule = self.lr_schedule
+        if schedule.policy != "linear":
             return self.optimizers_for(*opts)
         opts = self.fast_optimizers(*opts)
         scheds = [
-            {"scheduler": ReferenceLinearDecay(o, hp.lr, cfg.get("n_epochs", 100), cfg.get("n_epochs_decay", 100)), "interval": "epoch"}
-            for o in opts
+            {"scheduler": ReferenceLinearDecay(o, hp.lr, schedule.n_epochs, schedule.n_epochs_decay), "interval": "epoch"} for o in opts
         ]
         return list(opts), scheds
 
