@@ -92,6 +92,13 @@ def test_an_unknown_schedule_policy_stops_the_module_being_built():
         Pix2Pix(netG=UnetGenerator(3, 3, num_downs=5, ngf=8), netD=None, optimizer_g=None, optimizer_d=None, scheduler={"policy": "cosin"})
 
 
+def test_an_unknown_schedule_key_is_named():
+    from ganforge.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.scheduler has no key n_epoch; it takes policy, n_epochs"):
+        Pix2Pix(netG=UnetGenerator(3, 3, num_downs=5, ngf=8), netD=None, optimizer_g=None, optimizer_d=None, scheduler={"n_epoch": 5})
+
+
 @pytest.mark.slow
 def test_test_dropout_keeps_outputs_stochastic_and_eval_does_not():
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ import inspect
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import lightning.pytorch as L
@@ -60,6 +60,13 @@ class LRSchedule:
     plateau_patience: int = 5
     monitor: str = "val/l1"  # the metric plateau watches
     monitor_mode: str = "min"
+
+    @classmethod
+    def from_config(cls, scheduler: Mapping[str, Any]) -> LRSchedule:
+        unknown = sorted(set(scheduler) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"model.scheduler has no key {', '.join(unknown)}; it takes {', '.join(f.name for f in fields(cls))}")
+        return cls(**scheduler)
 
     def __post_init__(self) -> None:
         if self.policy not in SCHEDULER_POLICIES:
@@ -156,7 +163,7 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         self._swd_fake: list[torch.Tensor] = []
         self._swd_real: list[torch.Tensor] = []
         self.automatic_optimization = False
-        self.lr_schedule = LRSchedule(**(scheduler or {}))
+        self.lr_schedule = LRSchedule.from_config(scheduler or {})
         #: the resolved run config, stored in checkpoints so predict/eval rebuild the model (set by the CLI)
         self.run_config: dict | None = None
         #: callbacks.nonfinite's policy: skip an optimizer step whose loss is NaN/Inf (a host sync a step)
