@@ -99,3 +99,54 @@ def test_tiny_models_train_in_bf16(tmp_path, model):
     assert type(objects["trainer"].precision_plugin) is CachedCastBF16
     assert objects["trainer"].global_step > 0
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+
+
+def predict_cfg(ckpt, src, out, **options):
+    from omegaconf import OmegaConf
+
+    from ganforge.cli.app import CONF_DIR
+
+    cfg = OmegaConf.load(f"{CONF_DIR}/predict.yaml")
+    for key in ("defaults", "hydra"):
+        cfg.pop(key)
+    cfg.update(ckpt_path=str(ckpt), input=str(src), output=str(out), **options)
+    return cfg
+
+
+@pytest.mark.slow
+def test_predict_in_bf16_is_close_to_fp32(tmp_path, tiny_checkpoint):
+    import numpy as np
+    from PIL import Image
+
+    from ganforge.cli.predict import predict
+    from tests.conftest import SHARED_DATA
+
+    src = SHARED_DATA / "pix2pix_samples" / "facades_pairs"
+    outs = {}
+    for precision in ("32-true", "bf16-mixed"):
+        report = predict(predict_cfg(tiny_checkpoint, src, tmp_path / precision, precision=precision))
+        assert report["written"] and not report["failed"]
+        outs[precision] = [np.asarray(Image.open(p), dtype=np.int16) for p in sorted(report["written"])]
+    diffs = np.concatenate([np.abs(a - b).ravel() for a, b in zip(outs["32-true"], outs["bf16-mixed"])])
+    assert 0 < diffs.mean() < 2.0  # grey levels: bf16 rounding, not another model
+    assert np.percentile(diffs, 99) <= 8
+
+
+def test_predict_bf16_refused_where_emulated_and_precision_checked(tmp_path, monkeypatch):
+    from ganforge.cli import precision as cpu
+    from ganforge.cli.predict import TorchModel
+    from ganforge.utils.errors import ConfigError
+
+    class Loaded:
+        device = torch.device("cpu")
+
+    model = TorchModel.__new__(TorchModel)
+    model.model = Loaded()
+    monkeypatch.setattr(cpu, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="precision=bf16-mixed on this CPU: it has no bf16 instructions.*allow_slow_bf16=true"):
+        model.precision_context({"precision": "bf16-mixed"})
+    assert isinstance(model.precision_context({"precision": "bf16-mixed", "allow_slow_bf16": True}), torch.autocast)
+    monkeypatch.setattr(cpu, "cpu_has_bf16", lambda: True)
+    assert isinstance(model.precision_context({"precision": "bf16-mixed"}), torch.autocast)
+    with pytest.raises(ConfigError, match="precision=16-mixed is not one of 32-true, bf16-mixed"):
+        model.precision_context({"precision": "16-mixed"})
