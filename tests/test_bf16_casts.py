@@ -4,17 +4,22 @@ before an optimizer step is never used after it, fp32 runs are untouched, and th
 from __future__ import annotations
 
 import lightning.pytorch as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from omegaconf import OmegaConf
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ganforge.cli.app import CONF_DIR
+from ganforge.cli.predict import predict
 from ganforge.cli.train import train
 from ganforge.gans.base import GANModule
 from ganforge.gans.precision import CachedCastBF16
-from tests.conftest import TINY, compose_train, quiet_trainer
+from tests.conftest import SHARED_DATA, TINY, compose_train, quiet_trainer
 
 
 class TwoSteps(GANModule):
@@ -100,31 +105,11 @@ def test_tiny_models_train_in_bf16(tmp_path, model):
     assert objects["trainer"].global_step > 0
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
 
-
-def predict_cfg(ckpt, src, out, **options):
-    from omegaconf import OmegaConf
-
-    from ganforge.cli.app import CONF_DIR
-
-    cfg = OmegaConf.load(f"{CONF_DIR}/predict.yaml")
-    for key in ("defaults", "hydra"):
-        cfg.pop(key)
-    cfg.update(ckpt_path=str(ckpt), input=str(src), output=str(out), **options)
-    return cfg
-
-
-@pytest.mark.slow
-def test_predict_in_bf16_is_close_to_fp32(tmp_path, tiny_checkpoint):
-    import numpy as np
-    from PIL import Image
-
-    from ganforge.cli.predict import predict
-    from tests.conftest import SHARED_DATA
-
+    # ganforge-predict precision=bf16-mixed on the checkpoint: close to fp32, and not fp32 itself
     src = SHARED_DATA / "pix2pix_samples" / "facades_pairs"
     outs = {}
     for precision in ("32-true", "bf16-mixed"):
-        report = predict(predict_cfg(tiny_checkpoint, src, tmp_path / precision, precision=precision))
+        report = predict(predict_cfg(tmp_path / "checkpoints" / "last.ckpt", src, tmp_path / precision, precision=precision))
         assert report["written"] and not report["failed"]
         outs[precision] = [np.asarray(Image.open(p), dtype=np.int16) for p in sorted(report["written"])]
     diffs = np.concatenate([np.abs(a - b).ravel() for a, b in zip(outs["32-true"], outs["bf16-mixed"])])
@@ -132,16 +117,22 @@ def test_predict_in_bf16_is_close_to_fp32(tmp_path, tiny_checkpoint):
     assert np.percentile(diffs, 99) <= 8
 
 
+def predict_cfg(ckpt, src, out, **options):
+    cfg = OmegaConf.load(f"{CONF_DIR}/predict.yaml")
+    for key in ("defaults", "hydra"):
+        cfg.pop(key)
+    cfg.update(ckpt_path=str(ckpt), input=str(src), output=str(out), **options)
+    return cfg
+
+
 def test_predict_bf16_refused_where_emulated_and_precision_checked(tmp_path, monkeypatch):
     from ganforge.cli import precision as cpu
     from ganforge.cli.predict import TorchModel
     from ganforge.utils.errors import ConfigError
 
-    class Loaded:
-        device = torch.device("cpu")
-
     model = TorchModel.__new__(TorchModel)
-    model.model = Loaded()
+    model.model, model.kind = nn.Conv2d(1, 1, 1), "Pix2PixModel"
+    model.model.device = torch.device("cpu")
     monkeypatch.setattr(cpu, "cpu_has_bf16", lambda: False)
     with pytest.raises(ConfigError, match="precision=bf16-mixed on this CPU: it has no bf16 instructions.*allow_slow_bf16=true"):
         model.precision_context({"precision": "bf16-mixed"})
