@@ -6,12 +6,13 @@
 The model is built as `train.py` builds it (pix2pix: `model=pix2pix data=paired`; BicycleGAN:
 `experiment=bicyclegan_edges2shoes`, batch 2; CycleGAN: `experiment=cyclegan_horse2zebra`) and driven by a real
 Trainer on one in-memory batch (no logger, checkpoints, progress bar or validation). Before each batch a callback
-swaps the Trainer's precision plugin: Lightning's fp32 `Precision` and its `MixedPrecision("bf16-mixed")`, what
-`trainer.precision=bf16-mixed` installs, in the order fp32, bf16, bf16, fp32, ... so both see the same
-weights, the same drift of the machine and the same number of first/second positions. Each batch is timed from
-`on_train_batch_start` to `on_train_batch_end` in process CPU time and in wall time. With `profile=N`, N more
-bf16 batches run under torch.profiler and the ops are printed by self CPU time.
-The last line is the ratio of median CPU times, fp32 / bf16.
+installs one of three precision plugins: `fp32` (Lightning's `Precision`), `bf16` (Lightning's
+`MixedPrecision("bf16-mixed")` as it comes: autocast with its weight-cast cache off) and `bf16c` (ganforge's
+`CachedCastBF16`, what `trainer.precision=bf16-mixed` runs on a CPU), in the order fp32, bf16, bf16c, bf16c, bf16,
+fp32, ... so all see the same weights and the same drift of the machine, each as often first as last. Each batch is
+timed from `on_train_batch_start` to `on_train_batch_end` in process CPU time and in wall time. With `profile=N`,
+N more bf16c batches run under torch.profiler and the ops are printed by self CPU time.
+The last lines are the ratios of the medians, fp32 / bf16 and fp32 / bf16c.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def main(argv: list[str]) -> None:
     shutil.rmtree(out_dir, ignore_errors=True)
     print(
         f"{opts['model']} {size}px batch {batch_size}, torch threads {torch.get_num_threads()}, "
-        f"{rounds} rounds (fp32, bf16, bf16, fp32, ...) after {warmup} warm-up rounds; load {load0:.2f} -> {os.getloadavg()[0]:.2f}"
+        f"{rounds} rounds ({', '.join(ORDER)}, ...) after {warmup} warm-up rounds; load {load0:.2f} -> {os.getloadavg()[0]:.2f}"
     )
     med = {}
     for mode, times in timer.times.items():
