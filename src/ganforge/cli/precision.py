@@ -50,6 +50,12 @@ def bf16_conv_slowdown() -> float:
     return best(torch.bfloat16) / best(None)
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively: its flags, or where they cannot be read, the timing probe."""
+    native = cpu_has_bf16()
+    return bf16_conv_slowdown() < EMULATED_SLOWDOWN if native is None else native
+
+
 def runs_on_cpu(accelerator: object) -> bool:
     if str(accelerator) == "auto":  # Lightning's choice: CUDA, then Apple's MPS, then the CPU
         mps = getattr(torch.backends, "mps", None)
@@ -62,10 +68,7 @@ def check_cpu_bf16(cfg: DictConfig) -> None:
     precision = str(cfg.trainer.get("precision", "32-true"))
     if not precision.startswith("bf16") or cfg.get("allow_slow_bf16") or not runs_on_cpu(cfg.trainer.get("accelerator", "auto")):
         return
-    native = cpu_has_bf16()
-    if native is None:
-        native = bf16_conv_slowdown() < EMULATED_SLOWDOWN
-    if not native:
+    if not cpu_native_bf16():
         raise ConfigError(
             f"trainer.precision={precision} on this CPU: it has no bf16 instructions (avx512_bf16 or amx_bf16), so bf16 is "
             "emulated (a pix2pix step measured about 50x slower than fp32); use trainer.precision=32-true, "

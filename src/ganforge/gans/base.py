@@ -33,6 +33,7 @@ from ganforge.gans.checkpoint import (
     set_rng_states,
 )
 from ganforge.gans.losses import GANLoss
+from ganforge.gans.precision import use_cached_casts
 from ganforge.metrics.swd import patch_swd
 from ganforge.models import MODELS, InferenceModel
 from ganforge.nets.registry import net_config
@@ -288,6 +289,9 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         if self.skip_nonfinite:
             if bool(bad):
                 opt.zero_grad(set_to_none=True)
+                # no optimizer step empties the bf16 cast cache here; a forward made under no_grad before this
+                # step (SinGAN's first D steps) must not lend its gradient-less casts to the next one
+                torch.clear_autocast_cache()
                 self.skipped_in_a_row += 1
                 self._batch_skipped = True
                 return
@@ -308,6 +312,11 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         loss_fake = criterion(netD(fake), False)
         loss_real = criterion(netD(real), True)
         return {"loss_D_fake": loss_fake, "loss_D_real": loss_real, "loss_D": (loss_fake + loss_real) * weight}
+
+    # ----- precision ----------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        # bf16-mixed on the CPU: each net's weights cast to bf16 once between optimizer steps (gans/precision.py)
+        use_cached_casts(self.trainer)
 
     # ----- schedules ----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
