@@ -287,12 +287,17 @@ def step_times(out: str, warmup: int) -> dict:
     return {"threads": got["threads"], **{int(g): [b - a for a, b in zip(e[warmup:], e[warmup + 1 :])] for g, e in got["ends"].items()}}
 
 
+def cpu_flags() -> set[str]:
+    info = Path("/proc/cpuinfo").read_text()
+    return set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+
+
 def machine(threads: int) -> str:
     from importlib.metadata import version
 
     info = Path("/proc/cpuinfo").read_text()
     model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown CPU")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    flags = cpu_flags()
     have = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "none of avx2/avx512f/avx512_bf16/amx_bf16"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
@@ -358,18 +363,21 @@ def main() -> None:
                 train.setdefault((model, side), []).append({**m, "times": step_times(out, a.warmup)})
                 print(f"  {model} {side} repeat {r}: {m['wall']:.0f} s", file=sys.stderr)
     infer: dict[tuple[str, str, int], list[float]] = {}
+    # ganforge-predict's opt-in bf16 where the CPU computes bf16 natively (elsewhere predict refuses it)
+    sides = ("reference", "ganforge", *(("ganforge bf16",) if cpu_flags() & {"avx512_bf16", "amx_bf16"} else ()))
     for r in range(a.repeats):
         for model in [m for m in ("pix2pix", "cyclegan") if m in models and m not in failed][:: 1 if r % 2 == 0 else -1]:
-            for side in ("reference", "ganforge") if r % 2 == 0 else ("ganforge", "reference"):
+            for side in sides if r % 2 == 0 else sides[::-1]:
                 for n in (a.images, 1):
-                    src, dst = str(tmp / f"infer_{model}_{'N' if n > 1 else 1}"), str(tmp / f"out_{model}_{side}_{r}_{n}")
+                    src, dst = str(tmp / f"infer_{model}_{'N' if n > 1 else 1}"), str(tmp / f"out_{model}_{side.replace(' ', '_')}_{r}_{n}")
                     if side == "reference":
                         net = ["--netG", "unet_256", "--norm", "batch"] if model == "pix2pix" else ["--no_dropout", "--model_suffix", "_A"]
                         cmd = [sys.executable, str(refs[model] / "test.py"), "--dataroot", src, "--name", "bench", "--model", "test"]
                         cmd += [*net, "--checkpoints_dir", ckpts[model, side], "--results_dir", dst, "--num_test", str(n)]
                     else:
                         cmd = [sys.executable, "-c", "from ganforge.cli.predict import main; main()"]
-                        cmd += [f"ckpt_path={ckpts[model, side]}", f"input={src}", f"output={dst}"]
+                        cmd += [f"ckpt_path={ckpts[model, 'ganforge']}", f"input={src}", f"output={dst}"]
+                        cmd += ["precision=bf16-mixed"] if side == "ganforge bf16" else []
                     infer.setdefault((model, side, n), []).append(measure(cmd, env, str(tmp), log)["wall"])
     print(report(models, train, infer, failed, a, log))
     if not failed:  # else keep the log the table points to
@@ -407,16 +415,19 @@ def report(models: list[str], train: dict, infer: dict, failed: set[str], a, log
         lines += ["", f"| inference, {a.images} images 256x256 | images/s steady, ref / ganforge | ratio | "
                   "whole command s/image, ref / ganforge | ratio |", "|---|---|---|---|---|"]  # fmt: skip
         for model in ("pix2pix", "cyclegan"):
-            if (model, "reference", 1) not in infer:
+            sides = [s for s in ("reference", "ganforge", "ganforge bf16") if (model, s, 1) in infer]
+            if "reference" not in sides:
                 continue
-            t = {(s, n): med(infer[model, s, n]) for s in ("reference", "ganforge") for n in (a.images, 1)}
+            t = {(s, n): med(infer[model, s, n]) for s in sides for n in (a.images, 1)}
             # (a.images - 1) more images cost T_N - T_1; on a noisy machine a tiny N can make it <= 0
             ips = {s: (a.images - 1) / (t[s, a.images] - t[s, 1]) if t[s, a.images] > t[s, 1] else float("nan") for s, _ in t}
-            whole = {s: t[s, a.images] / a.images for s in ("reference", "ganforge")}
-            lines.append(
-                f"| {model} | {ips['reference']:.2f} / {ips['ganforge']:.2f} | **{ips['ganforge'] / ips['reference']:.2f}** | "
-                f"{whole['reference']:.2f} / {whole['ganforge']:.2f} | {whole['reference'] / whole['ganforge']:.2f} |"
-            )
+            whole = {s: t[s, a.images] / a.images for s in sides}
+            for side in sides[1:]:
+                name = model if side == "ganforge" else f"{model}, ganforge `precision=bf16-mixed`"
+                lines.append(
+                    f"| {name} | {ips['reference']:.2f} / {ips[side]:.2f} | **{ips[side] / ips['reference']:.2f}** | "
+                    f"{whole['reference']:.2f} / {whole[side]:.2f} | {whole['reference'] / whole[side]:.2f} |"
+                )
     lines += ["", *(f"- {m}: {NOTES[m]}" for m in models if m in NOTES)]
     return "\n".join(lines)
 
