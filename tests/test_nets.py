@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -19,6 +20,7 @@ from ganforge.nets import (
     init_weights,
 )
 from ganforge.nets.generators import ResnetBlock
+from ganforge.nets.norms import InstanceNorm2d
 from ganforge.utils.errors import ConfigError
 
 CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
@@ -44,6 +46,53 @@ def test_norm_layers():
     assert isinstance(get_norm_layer("none")(4), nn.Identity)
     assert isinstance(get_norm_layer("spectral")(4), nn.Identity)
     assert isinstance(get_norm_layer("spectralinstance")(4), nn.InstanceNorm2d)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_instance_norm_on_the_group_norm_kernel_matches_torchs_instance_norm(affine, dtype, tol):
+    norm = InstanceNorm2d(5, affine=affine).to(dtype)
+    if affine:
+        with torch.no_grad():
+            norm.weight.normal_()
+            norm.bias.normal_()
+    x = (torch.randn(3, 5, 9, 7, dtype=dtype) * 4 + 2).requires_grad_()
+    g = torch.randn(3, 5, 9, 7, dtype=dtype)
+    expected = F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=norm.eps)
+    (dx_expected,) = torch.autograd.grad(expected, x, g)
+    y = norm(x)
+    assert y._base is None  # not a view of a (1, N*C, H, W) BatchNorm output: no CopySlices behind an in-place ReLU
+    (dx,) = torch.autograd.grad(y, x, g)
+    torch.testing.assert_close(y, expected, rtol=tol, atol=tol)
+    torch.testing.assert_close(dx, dx_expected, rtol=tol, atol=tol)
+    norm.reference_kernel = True
+    assert torch.equal(norm(x), expected)  # precise: torch's own instance_norm, bit for bit
+
+
+def test_instance_norm_keeps_torchs_errors_and_its_export_op():
+    norm = get_norm_layer("instance")(4)
+    with pytest.raises(ValueError, match="more than 1 spatial element"):
+        norm(torch.randn(2, 4, 1, 1))
+    graph = torch.jit.trace(nn.Sequential(norm), torch.randn(1, 4, 8, 8)).inlined_graph
+    assert "aten::instance_norm" in str(graph) and "group_norm" not in str(graph)  # ONNX keeps InstanceNormalization
+
+
+def test_precise_runs_the_reference_instance_norm_kernel():
+    from ganforge.gans.cyclegan import CycleGAN
+
+    nets = dict(
+        netG_A=ResnetGenerator(ngf=4, n_blocks=1),
+        netG_B=ResnetGenerator(ngf=4, n_blocks=1),
+        netD_A=NLayerDiscriminator(3, ndf=4, norm="instance"),
+        netD_B=NLayerDiscriminator(3, ndf=4, norm="instance"),
+    )
+    model = CycleGAN(**nets, optimizer_g=torch.optim.Adam, optimizer_d=torch.optim.Adam)
+    norms = [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert norms and all(type(m) is InstanceNorm2d and not m.reference_kernel for m in norms)
+    model.precise = True
+    assert model.precise is True and all(m.reference_kernel for m in norms)
+    model.precise = False
+    assert not any(m.reference_kernel for m in norms)
 
 
 def test_unknown_norm_lists_choices():

@@ -36,6 +36,7 @@ from ganforge.gans.losses import GANLoss
 from ganforge.gans.precision import use_cached_casts
 from ganforge.metrics.swd import patch_swd
 from ganforge.models import MODELS, InferenceModel
+from ganforge.nets.norms import use_reference_kernels
 from ganforge.nets.registry import net_config
 from ganforge.utils.errors import CheckpointError, ConfigError
 
@@ -169,12 +170,21 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         self.run_config: dict | None = None
         #: callbacks.nonfinite's policy: skip an optimizer step whose loss is NaN/Inf (a host sync a step)
         self.skip_nonfinite = False
-        #: train.yaml `precise`: the reference code's float order bit for bit (its single-tensor optimizer
-        #: loop) instead of the fused optimizer kernels; the algorithm is the same either way
-        self.precise = False
+        self._precise = False
         self.skipped_in_a_row = 0
         self._nonfinite: torch.Tensor | None = None  # on the device: did any loss so far fail isfinite?
         self._resume_torch_rng: torch.Tensor | None = None
+
+    @property
+    def precise(self) -> bool:
+        """train.yaml `precise`: the reference code's float order bit for bit (its single-tensor optimizer loop, torch's
+        instance_norm kernel) instead of the fused optimizer and GroupNorm kernels; the algorithm is the same either way."""
+        return self._precise
+
+    @precise.setter
+    def precise(self, flag: bool) -> None:
+        self._precise = bool(flag)
+        use_reference_kernels(self, self._precise)
 
     # ----- required hooks ------------------------------------------------------------------------
     @abstractmethod
