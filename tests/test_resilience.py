@@ -140,6 +140,16 @@ def test_a_nan_loss_stops_naming_the_loss_the_step_and_the_last_good_checkpoint(
         assert all(torch.isfinite(v).all() for v in _weights(path).values() if v.is_floating_point()), path
 
 
+def test_a_nan_loss_is_named_from_the_last_step_even_when_it_was_not_logged():
+    from types import SimpleNamespace
+
+    from ganforge.callbacks.nonfinite import NonFiniteLoss
+
+    module = SimpleNamespace(train_values={"train/loss_D": torch.tensor(float("nan")), "train/scale": 0.0})
+    trainer = SimpleNamespace(callback_metrics={"train/loss_D": torch.tensor(0.5), "val/psnr": torch.tensor(20.0)}, lightning_module=module)
+    assert NonFiniteLoss._culprit(trainer) == "train/loss_D=nan"  # not the logged 0.5 of an earlier step
+
+
 @pytest.mark.slow
 def test_skip_step_skips_a_nan_step_and_stops_after_too_many_in_a_row(tmp_path, five_pairs):
     base = [*nan_input_run(five_pairs, max_epochs=2, at=2), "callbacks.nonfinite.on_nonfinite=skip_step"]

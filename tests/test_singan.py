@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from functools import partial
@@ -153,6 +154,85 @@ def test_frozen_scales_get_no_gradient_and_do_not_change():
     # warm start: scale 1 began as a copy of scale 0 (same width) and then trained away from it
     assert not torch.equal(model.netG[1].head[0].weight, model.netG[0].head[0].weight)
     assert model.noise_amp[0] == 1 and 0 < model.noise_amp[1] < 0.2
+
+
+def record_step_gradients(model: SinGAN) -> list[tuple[str, set[str], set[str]]]:
+    """Wrap `model.step`: each optimizer step appends (which optimizer, e.g. "G1", the parameters that received a
+    gradient during it, the parameters it changed), parameters named as in `model.named_parameters()`."""
+    params = dict(model.named_parameters())
+    got: set[str] = set()
+    for name, p in params.items():
+        p.register_post_accumulate_grad_hook(lambda p, name=name: got.add(name))
+    steps, step = [], model.step
+
+    def recording(opt, *losses):
+        index = next(i for i, o in enumerate(model.trainer.optimizers) if o is opt.optimizer)
+        before = {k: p.detach().clone() for k, p in params.items()}
+        got.clear()
+        step(opt, *losses)
+        changed = {k for k, p in params.items() if not torch.equal(p, before[k])}
+        steps.append((f"{'GD'[index % 2]}{index // 2}", set(got), changed))
+
+    model.step = recording
+    return steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precise", [False, True])
+def test_each_step_reaches_and_updates_exactly_the_net_it_trains(precise):
+    """D steps put gradients into the current scale's D alone, G steps into its G alone (not D, which a G loss
+    runs through), and each step changes only those parameters: earlier scales stay frozen, later ones untouched."""
+    dm = SingleImageDataModule(str(SG / "Images" / "stone.png"), max_size=40, min_size=20, iters_per_epoch=2)
+    model = tiny_model(**dm.model_settings(), iters_per_scale=2, d_steps=2, g_steps=2)
+    model.precise = precise
+    steps = record_step_gradients(model)
+    quiet_trainer(limit_val_batches=0, max_epochs=model.max_epochs).fit(model, datamodule=dm)
+    assert [name for name, _, _ in steps] == [f"{net}{n}" for n in range(3) for _ in range(2) for net in "DDGG"]
+    for name, got, changed in steps:
+        net = f"net{name[0]}.{name[1]}."
+        trained = {k for k, _ in model.named_parameters() if k.startswith(net)}
+        assert got == trained, f"step of {name}: gradients reached {sorted(got ^ trained)} wrongly"
+        # (D's last bias may keep its value: the WGAN loss's gradient for it is -1 + 1 = 0)
+        assert changed <= trained and len(changed) >= len(trained) - 1, f"step of {name}: changed {sorted(changed ^ trained)}"
+
+
+class TrainValues(L.Callback):
+    """The module's `train_values` after every batch, as floats."""
+
+    def __init__(self):
+        self.seen: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer, module, *args):
+        self.seen.append({k: float(v) for k, v in module.train_values.items()})
+
+
+@pytest.mark.slow
+def test_training_values_reach_the_logger_on_the_steps_it_writes(tmp_path):
+    """GANModule.log_train logs only on the steps the logger writes (every log_every_n_steps batches): each written
+    row holds that step's values, and the progress bar shows the last written step's."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    dm = SingleImageDataModule(str(SG / "Images" / "stone.png"), max_size=40, min_size=20, iters_per_epoch=4)
+    model = tiny_model(**dm.model_settings())  # 3 scales x 4 iterations: 12 batches
+    values = TrainValues()
+    trainer = L.Trainer(
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=5,
+        limit_val_batches=0,
+        max_epochs=model.max_epochs,
+        callbacks=[values],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=dm)
+    rows = [r for r in csv.DictReader(open(next(tmp_path.glob("**/metrics.csv")))) if r.get("train/loss_D")]
+    assert [int(r["step"]) for r in rows] == [4, 9]  # Lightning's step column: the batches before the 5th and the 10th
+    for row, batch in zip(rows, (4, 9)):
+        assert values.seen[batch]["train/scale"] == batch // 4
+        for key, value in values.seen[batch].items():
+            assert float(row[key]) == pytest.approx(value, rel=1e-6), f"{key} of batch {batch}"
+    assert float(trainer.progress_bar_metrics["train/loss_G_rec"]) == pytest.approx(values.seen[9]["train/loss_G_rec"])
 
 
 @pytest.mark.slow

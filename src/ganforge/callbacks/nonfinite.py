@@ -65,10 +65,12 @@ class NonFiniteLoss(L.Callback):
 
     @staticmethod
     def _culprit(trainer) -> str:
+        # The module's last step's values: the logged ones (callback_metrics) may be up to log_every_n_steps old.
+        values = {**trainer.callback_metrics, **getattr(trainer.lightning_module, "train_values", {})}
         bad = [
             f"{k}={float(v)}"
-            for k, v in trainer.callback_metrics.items()
-            if k.startswith("train/") and v.numel() == 1 and not math.isfinite(float(v))
+            for k, v in values.items()
+            if k.startswith("train/") and torch.as_tensor(v).numel() == 1 and not math.isfinite(float(v))
         ]
         return ", ".join(bad) or "a loss (not logged yet)"
 

@@ -173,6 +173,8 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         self._precise = False
         self.skipped_in_a_row = 0
         self._nonfinite: torch.Tensor | None = None  # on the device: did any loss so far fail isfinite?
+        #: the last training step's `log_train` values, logged or not (callbacks.nonfinite names the culprit from them)
+        self.train_values: dict[str, torch.Tensor | float] = {}
         self._resume_torch_rng: torch.Tensor | None = None
 
     @property
@@ -311,6 +313,19 @@ class GANModule(L.LightningModule, metaclass=ABCMeta):
         opt.step()
         # Nothing reads a gradient after its step: freed now, D's no longer sit beside G's backward (peak RSS).
         opt.zero_grad(set_to_none=True)
+
+    def log_train(self, values: Mapping[str, torch.Tensor | float], prog_bar: tuple[str, ...] = ()) -> None:
+        """Log a training step's values as `train/<name>` on the steps the logger writes (`trainer.log_every_n_steps`,
+        as Lightning's LearningRateMonitor decides), in one `log_dict` call (two with `prog_bar` names): each
+        `self.log` walks and copies Lightning's result collection, a tenth of a small model's step (SinGAN's coarse
+        scales). The progress bar and `trainer.callback_metrics` hold the values of the last logged step."""
+        self.train_values = {f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in values.items()}
+        if not (self.trainer._logger_connector.should_update_logs or self.trainer.fast_dev_run):
+            return
+        shown = {f"train/{k}" for k in prog_bar}
+        if shown:
+            self.log_dict({k: v for k, v in self.train_values.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in self.train_values.items() if k not in shown})
 
     def nonfinite_loss_seen(self) -> bool:
         """Whether a loss so far was NaN or Inf (one host sync)."""

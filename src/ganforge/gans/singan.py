@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from ganforge.gans.base import GANModule, set_requires_grad
+from ganforge.gans.base import GANModule, frozen, set_requires_grad
 from ganforge.gans.losses import gradient_penalty
 from ganforge.models.singan import SinGANModel, scale_step
 from ganforge.nets.singan import SinGANDiscriminator, SinGANGenerator
@@ -276,11 +276,12 @@ class SinGAN(GANModule):
             # The last D step's fake keeps its graph: the first G step backpropagates through it, as the reference.
             with torch.set_grad_enabled(j == hp.d_steps - 1):
                 fake = self.scale_forward(n, z, prev)
-            with self.toggled_optimizer(opt_d):
-                d = self.critic_losses(netD, real, fake.detach())
-                self.step(opt_d, d["loss_D_real"], d["loss_D_fake"], d["loss_D_gp"])
+            # Only netD[n] gets gradients (the fake is detached, earlier scales are frozen, later ones unused), so no
+            # toggled_optimizer: Lightning's walks the parameters of all the scales' optimizers, twice a step.
+            d = self.critic_losses(netD, real, fake.detach())
+            self.step(opt_d, *self.backward_terms(d["loss_D"], d["loss_D_real"], d["loss_D_fake"], d["loss_D_gp"]))
         for k in range(hp.g_steps):
-            with self.toggled_optimizer(opt_g):
+            with frozen([netD]):
                 if k:
                     # The one intended deviation: a fresh fake from the current weights (the reference reuses the
                     # first step's graph, stale after its update, which current torch refuses). The forward the
@@ -288,16 +289,19 @@ class SinGAN(GANModule):
                     with running_stats_kept(self.netG[n]):
                         fake = self.scale_forward(n, z, prev)
                 g = self.generator_losses(n, netD, fake)
-                self.step(opt_g, g["loss_G_GAN"], g["loss_G_rec"])
+                self.step(opt_g, *self.backward_terms(g["loss_G"], g["loss_G_GAN"], g["loss_G_rec"]))
         if hp.rec_snapshot_every and (it % hp.rec_snapshot_every == 0 or it == hp.iters_per_scale - 1):
             # The reference saves G(z_opt) as an image every 500 iterations and at a scale's last, running G in
             # train mode: BatchNorm's running statistics count that batch, and so do these.
             with torch.no_grad():
                 self.reconstruct(n)
+        self.log_train({**d, **g, "scale": float(n), "noise_amp": self.noise_amp[n]}, prog_bar=("loss_G_rec",))
 
-        self.log("train/loss_G_rec", g["loss_G_rec"].detach(), prog_bar=True)
-        self.log_dict({f"train/{k}": v.detach() for k, v in {**d, **g}.items() if k != "loss_G_rec"})
-        self.log_dict({"train/scale": float(n), "train/noise_amp": self.noise_amp[n]})
+    def backward_terms(self, total: torch.Tensor, *terms: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What `step` backpropagates: `precise`, each term on its own in the reference's order (its gradients add
+        up in that order); otherwise their sum in one backward pass, the same gradient up to float rounding at a
+        third of Lightning's per-backward cost (SinGAN's coarse steps are small enough for it to count)."""
+        return terms if self.precise else (total,)
 
     # ----- validation and grids --------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
