@@ -192,7 +192,9 @@ class SPADE(nn.Module):
 
     def forward(self, x, segmap):
         normalized = self.param_free_norm(x)
-        if segmap.shape[2:] != x.shape[2:]:  # (nearest to the same size is the identity: the generator resizes once a block)
+        # Nearest to the same size is the identity (the generator hands each block the map at its size); an
+        # export's trace always resizes, as a comparison of shapes there would become a constant of the graph.
+        if torch.jit.is_tracing() or segmap.shape[2:] != x.shape[2:]:
             segmap = nn.functional.interpolate(segmap, size=x.shape[2:], mode="nearest")
         actv = self.mlp_shared(segmap)
         return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)

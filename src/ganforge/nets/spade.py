@@ -200,7 +200,10 @@ class SPADEGenerator(nn.Module):
         resized: dict[tuple[int, ...], torch.Tensor] = {tuple(seg.shape[2:]): seg}
 
         def seg_like(t: torch.Tensor) -> torch.Tensor:
-            """The label map at t's size, resized once for all the SPADEs there (each would resize it alike)."""
+            """The label map at t's size, resized once for all the SPADEs there (each would resize it alike).
+            An export's trace hands each SPADE the full map, to resize at the sizes of the graph's input."""
+            if torch.jit.is_tracing():
+                return seg
             size = tuple(t.shape[2:])
             if size not in resized:
                 resized[size] = F.interpolate(seg, size=size, mode="nearest")
