@@ -17,6 +17,7 @@ from ganforge.cli.import_weights import map_state_dict, spade_reference_mapping
 from ganforge.gans.losses import VGGLoss
 from ganforge.gans.spade import SPADEModel
 from ganforge.nets import SPADEDiscriminator, SPADEGenerator
+from ganforge.nets.spade import SPADEResnetBlock
 from tests.golden import compare, fixture_batches, is_fixture_machine, load_fixture, recording, section, train_iterations, vgg19_features
 
 pytestmark = pytest.mark.reference
@@ -44,6 +45,17 @@ def reference_state(net) -> dict[str, torch.Tensor]:
     never read, so it is left out of the comparison."""
     mapping = spade_reference_mapping(net)
     return {mapping[k][0]: v.detach().clone() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def biases_before_batch_norm(g: SPADEGenerator) -> set[str]:
+    """G's conv biases (reference names) whose output reaches nothing but SPADE's batch norms: fc's, and
+    conv_0's and conv_1's of every block but the last (their outputs, and the identity shortcuts they pass
+    through, go only into the next block's norms). Their gradient is 0 but for float64 rounding, which Adam
+    scales up (see tests.golden.biases_before_instance_norm), so they are compared at noise level."""
+    blocks = [name for name, m in g.named_children() if isinstance(m, SPADEResnetBlock)]
+    names = {"fc.bias"} | {f"{b}.conv_0.bias" for b in blocks} | {f"{b}.conv_1.bias" for b in blocks[:-1]}
+    mapping = spade_reference_mapping(g)
+    return {mapping[k][0] for k in names}
 
 
 def run_ganforge(fixture, root, precise: bool = True, **net_options) -> tuple[list[dict], list[dict]]:
@@ -89,10 +101,11 @@ def test_two_iterations_match_the_reference(fixture, tmp_path, precise):
     # Bit for bit where the kernels are the fixture's and the Adam loop is the reference's (precise); elsewhere
     # float64 rounding of other summation orders.
     exact = precise and is_fixture_machine(meta)
+    noise_only = {"G": frozenset() if exact else biases_before_batch_norm(nets(fixture[2])[0]), "D": frozenset()}
     for i, snap in enumerate(snaps):
         for name in ("G", "D"):
             expected = {k: v for k, v in section(tensors, f"step{i}/{name}").items() if not k.endswith("num_batches_tracked")}
-            compare(snap[name], expected, f"iteration {i + 1}, {name}", exact)
+            compare(snap[name], expected, f"iteration {i + 1}, {name}", exact, noise_only=noise_only[name])
         # GAN_Feat: the reference adds each layer's L1 x lambda_feat / num_D; ganforge sums the layers, then
         # weights (the same gradients, another rounding of the value), so losses compare to float64 rounding.
         compare(losses[i], section(tensors, f"step{i}/loss"), f"iteration {i + 1}, losses", exact=False)

@@ -236,6 +236,58 @@ def test_spectral_norm_steps_as_torch_nn_utils_spectral_norm():
     assert torch.equal(hook(x), ours(x))
 
 
+@pytest.mark.parametrize("channels, size, stride", [(64, 4, 1), (4, 16, 1), (64, 8, 2)], ids=["weight_larger", "output_larger", "strided"])
+def test_sigma_on_the_output_is_the_same_spectral_norm(channels, size, stride):
+    """SpectralConv2d.sigma_on_output divides the conv's output by sigma where the weight is larger (SPADE's
+    1024-channel convs at 4-16 px), else the weight: the same outputs and gradients to float64 rounding, and
+    the same power iteration (u, v bit for bit); off, it is the plain parametrized conv."""
+    from ganforge.nets.norms import SpectralConv2d, spectral_norm, use_sigma_on_output
+
+    torch.manual_seed(0)
+    plain = spectral_norm(SpectralConv2d(channels, channels, 3, stride=stride, padding=1), "reference").double()
+    fast = copy.deepcopy(plain)
+    use_sigma_on_output(fast, True)
+    assert fast.sigma_on_output and not plain.sigma_on_output
+    x = torch.randn(2, channels, size, size, dtype=torch.float64)
+    for _ in range(3):
+        a, b = plain(x), fast(x)
+        plain.zero_grad(), fast.zero_grad()
+        (a.square().sum() + a.sum()).backward(), (b.square().sum() + b.sum()).backward()
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+        for p, q in zip(plain.parameters(), fast.parameters()):
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=1e-12)
+        for p, q in zip(plain.buffers(), fast.buffers()):
+            assert torch.equal(p, q)
+
+
+def test_spade_model_divides_outputs_by_sigma_in_training_unless_precise():
+    from ganforge.nets.norms import SpectralConv2d
+
+    for precise in (False, True):
+        model = tiny_model()
+        model.precise = precise
+        model.on_train_start()
+        convs = [m for net in (model.netG, model.netD) for m in net.modules() if isinstance(m, SpectralConv2d)]
+        assert len(convs) == 7 * 2 + 4 + 2 * 1  # G: conv_0, conv_1 a block (+ conv_s in the 4 up blocks); D: 1 a scale
+        assert all(m.sigma_on_output is not precise for m in convs)
+
+
+def test_the_generator_resizes_the_label_map_once_a_size_exactly_as_each_spade_would():
+    """SPADEGenerator hands each block the label map resized to its size (once a size; the full-size map
+    itself at full size); the reference resizes it in every SPADE. The output is the same, bit for bit."""
+    torch.manual_seed(0)
+    g = SPADEGenerator(NC + 2, ngf=4, crop_size=128, nhidden=8, num_upsampling_layers="most")
+    seg = torch.zeros(2, NC + 2, 128, 128).scatter_(1, torch.randint(0, NC + 2, (2, 1, 128, 128)), 1.0)
+    g.eval()
+    ours = g(seg)
+    hooks = [b.register_forward_pre_hook(lambda m, args: (args[0], seg)) for b in g.blocks()]  # every SPADE resizes
+    try:
+        assert torch.equal(g(seg), ours)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def test_ade20k_trains_on_raw_ids_and_scores_miou_on_classes_1_to_150(tmp_path):
     """data=ade20k: 151 channels for the stored ids 0 ('other') .. 150, as the reference's checkpoints; mIoU
     leaves 'other' out and scores id k as class k - 1. data=ade20k_shifted: 150 classes + don't-care."""

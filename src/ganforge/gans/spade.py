@@ -21,7 +21,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from ganforge.gans.generator_discriminator import GeneratorDiscriminatorGAN
 from ganforge.gans.losses import GANLoss, VGGLoss, feature_matching_loss, kl_divergence
 from ganforge.metrics.weights import load_vgg19
-from ganforge.nets.norms import synchronize_batchnorm
+from ganforge.nets.norms import synchronize_batchnorm, use_sigma_on_output
 from ganforge.utils.errors import ConfigError
 
 
@@ -97,6 +97,13 @@ class SPADEModel(GeneratorDiscriminatorGAN):
         if stage == "fit" and self._trainer is not None and isinstance(self.trainer.strategy, DDPStrategy):
             # The reference's synchronized BatchNorm: statistics over every process's batch.
             self.netG = synchronize_batchnorm(self.netG, self.trainer.strategy.root_device)
+
+    def on_train_start(self) -> None:
+        # Spectral norm's 1/sigma on the smaller of weight and output (nets.norms.SpectralConv2d); the
+        # reference's division of the weight with precise=true.
+        for net in (self.netG, self.netD, self.netE):
+            if net is not None:
+                use_sigma_on_output(net, not self.precise)
 
     def configure_optimizers(self):
         """TTUR (train_options.py, pix2pix_model.py create_optimizers): G lr/2, D lr*2, betas (0, 0.9);

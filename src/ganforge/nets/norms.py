@@ -10,6 +10,7 @@ function NVlabs/SPADE uses), registered as a parametrization (`spectral_norm(mod
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -127,6 +128,10 @@ class SpectralNorm(nn.Module):
             self.register_buffer("_v", F.normalize(weight.new_empty(w).normal_(0, 1), dim=0, eps=eps))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight / self.sigma(weight)
+
+    def sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        """The estimated largest singular value of `weight`, after this forward's power iteration (training)."""
         weight_mat = weight.reshape(weight.shape[0], -1)
         u, v = self._u, self._v
         if self.training:
@@ -138,8 +143,7 @@ class SpectralNorm(nn.Module):
             # forwards before one backward, as a GAN's D on real and fake) keeps these copies.
             u = u.clone(memory_format=torch.contiguous_format)
             v = v.clone(memory_format=torch.contiguous_format)
-        sigma = torch.dot(u, torch.mv(weight_mat, v))
-        return weight / sigma
+        return torch.dot(u, torch.mv(weight_mat, v))
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value
@@ -155,6 +159,38 @@ def spectral_norm(module: nn.Module, kind: str = "reference") -> nn.Module:
     # unsafe=True skips the registration's check, which would run the parametrization once (a power step).
     parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight), unsafe=True)
     return module
+
+
+class SpectralConv2d(nn.Conv2d):
+    """A Conv2d for `spectral_norm(conv, "reference")` that can divide its output by sigma instead of its weight.
+
+    conv(x, W / sigma) + b = conv(x, W) / sigma + b: the same function and the same gradients, rounded
+    otherwise. With `sigma_on_output` the division goes to whichever is smaller, the weight or the output:
+    SPADE's 1024-channel convs at 4-16 px have weights of 9.4M elements and outputs of 16-256k, and W / sigma
+    (and its backward, three more weight-sized tensors) was a fifth of a SPADE training step on a CPU. Off (the
+    default; SPADEModel turns it on for training unless `precise=true`) it divides the weight, as the
+    reference's spectral norm does.
+    The parametrization, and so the state-dict names, are those of any spectral-normed conv.
+    """
+
+    sigma_on_output = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.sigma_on_output and parametrize.is_parametrized(self, "weight")):
+            return super().forward(x)
+        norm = self.parametrizations.weight
+        weight = norm.original
+        if not isinstance(norm[0], SpectralNorm) or weight.numel() <= x.numel() // x.shape[1] * self.out_channels // math.prod(self.stride):
+            return super().forward(x)
+        y = self._conv_forward(x, weight, None) / norm[0].sigma(weight)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+def use_sigma_on_output(module: nn.Module, flag: bool) -> None:
+    """Turn `SpectralConv2d.sigma_on_output` on or off in every such conv of `module`."""
+    for m in module.modules():
+        if isinstance(m, SpectralConv2d):
+            m.sigma_on_output = flag
 
 
 SPADE_PARAM_FREE_NORMS = ("batch", "syncbatch", "instance")
@@ -185,7 +221,10 @@ class SPADE(nn.Module):
 
     def forward(self, x, segmap):
         normalized = self.param_free_norm(x)
-        segmap = nn.functional.interpolate(segmap, size=x.shape[2:], mode="nearest")
+        # Nearest to the same size is the identity (the generator hands each block the map at its size); an
+        # export's trace always resizes, as a comparison of shapes there would become a constant of the graph.
+        if torch.jit.is_tracing() or segmap.shape[2:] != x.shape[2:]:
+            segmap = nn.functional.interpolate(segmap, size=x.shape[2:], mode="nearest")
         actv = self.mlp_shared(segmap)
         return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
 

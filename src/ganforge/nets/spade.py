@@ -23,7 +23,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
 from ganforge.nets.init import INIT_CHOICES, _init_tensor, _refresh_spectral_norm
-from ganforge.nets.norms import SPADE, SpectralNorm, spectral_norm
+from ganforge.nets.norms import SPADE, SpectralConv2d, SpectralNorm, spectral_norm
 from ganforge.nets.registry import register_net
 from ganforge.utils.errors import ConfigError
 
@@ -49,10 +49,11 @@ class SPADEResnetBlock(nn.Module):
         fmiddle = min(fin, fout)
         # Built in the reference's order (the convs, then their spectral norms, then the SPADEs), so a
         # seed draws the same default weights and power-iteration vectors.
-        self.conv_0 = nn.Conv2d(fin, fmiddle, kernel_size=3, padding=1)
-        self.conv_1 = nn.Conv2d(fmiddle, fout, kernel_size=3, padding=1)
+        conv = SpectralConv2d if spectral else nn.Conv2d
+        self.conv_0 = conv(fin, fmiddle, kernel_size=3, padding=1)
+        self.conv_1 = conv(fmiddle, fout, kernel_size=3, padding=1)
         if self.learned_shortcut:
-            self.conv_s = nn.Conv2d(fin, fout, kernel_size=1, bias=False)
+            self.conv_s = conv(fin, fout, kernel_size=1, bias=False)
         if spectral:
             for conv in (self.conv_0, self.conv_1) + ((self.conv_s,) if self.learned_shortcut else ()):
                 spectral_norm(conv, spectral_norm_kind)
@@ -196,17 +197,30 @@ class SPADEGenerator(nn.Module):
             h, w = seg.shape[2] // self.size_multiple, seg.shape[3] // self.size_multiple
             x = self.fc(F.interpolate(seg, size=(h, w), mode="nearest"))
         up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
-        x = up(self.head_0(x, seg))
-        x = self.G_middle_0(x, seg)
+        resized: dict[tuple[int, ...], torch.Tensor] = {tuple(seg.shape[2:]): seg}
+
+        def seg_like(t: torch.Tensor) -> torch.Tensor:
+            """The label map at t's size, resized once for all the SPADEs there (each would resize it alike).
+            An export's trace hands each SPADE the full map, to resize at the sizes of the graph's input."""
+            if torch.jit.is_tracing():
+                return seg
+            size = tuple(t.shape[2:])
+            if size not in resized:
+                resized[size] = F.interpolate(seg, size=size, mode="nearest")
+            return resized[size]
+
+        x = up(self.head_0(x, seg_like(x)))
+        x = self.G_middle_0(x, seg_like(x))
         if self.num_upsampling_layers in ("more", "most"):
             x = up(x)
-        x = up(self.G_middle_1(x, seg))
-        x = up(self.up_0(x, seg))
-        x = up(self.up_1(x, seg))
-        x = up(self.up_2(x, seg))
-        x = self.up_3(x, seg)
+        x = up(self.G_middle_1(x, seg_like(x)))
+        x = up(self.up_0(x, seg_like(x)))
+        x = up(self.up_1(x, seg_like(x)))
+        x = up(self.up_2(x, seg_like(x)))
+        x = self.up_3(x, seg_like(x))
         if self.num_upsampling_layers == "most":
-            x = self.up_4(up(x), seg)
+            x = up(x)
+            x = self.up_4(x, seg_like(x))
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
 
@@ -214,7 +228,7 @@ def _norm_conv(cin: int, cout: int, kernel: int, stride: int, padding: int, kind
     """`spectralinstance` as networks/normalization.py get_nonspade_norm_layer: spectral norm on the conv,
     its bias dropped (the norm removes it), then InstanceNorm without affine."""
     return nn.Sequential(
-        spectral_norm(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False), kind),
+        spectral_norm(SpectralConv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False), kind),
         nn.InstanceNorm2d(cout, affine=False),
     )
 
