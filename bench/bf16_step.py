@@ -31,7 +31,8 @@ import lightning.pytorch as L
 import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
-from torch.utils.data import DataLoader, Dataset
+from step_time import SameBatch  # this folder is first on sys.path when run as a script
+from torch.utils.data import DataLoader
 
 from ganforge.cli.app import CONF_DIR
 from ganforge.gans.precision import CachedCastBF16
@@ -43,17 +44,6 @@ MODELS = {
 }
 OPTIONS = {"model": "pix2pix", "rounds": "6", "warmup": "2", "size": "256", "profile": "0"}
 ORDER = ("fp32", "bf16", "bf16c", "bf16c", "bf16", "fp32")
-
-
-class SameBatch(Dataset):
-    def __init__(self, length: int, sample: dict[str, torch.Tensor]):
-        self.sample, self.length = sample, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i):
-        return self.sample
 
 
 class Alternate(L.Callback):
