@@ -100,7 +100,7 @@ class TorchModel:
         the U-Net most of the gain. Refused on a CPU that would emulate bf16, unless `allow_slow_bf16`."""
         import torch
 
-        from ganforge.cli.precision import cpu_native_bf16
+        from ganforge.cli.precision import refuse_emulated_bf16
 
         precision = str(opts.get("precision") or "32-true")
         if precision not in PRECISIONS:
@@ -112,11 +112,8 @@ class TorchModel:
                 f"precision=bf16-mixed runs the translation models (pix2pix, CycleGAN family, BicycleGAN), not {self.model.model_name}"
             )
         device = self.model.device.type
-        if device == "cpu" and not opts.get("allow_slow_bf16") and not cpu_native_bf16():
-            raise ConfigError(
-                "precision=bf16-mixed on this CPU: it has no bf16 instructions (avx512_bf16 or amx_bf16), so bf16 is "
-                "emulated and slower than fp32; use precision=32-true, or allow_slow_bf16=true to run it anyway"
-            )
+        if device == "cpu" and not opts.get("allow_slow_bf16"):
+            refuse_emulated_bf16("precision", precision, "slower than fp32")
         self.model.to(torch.bfloat16)
         return torch.autocast(device, dtype=torch.bfloat16)
 
