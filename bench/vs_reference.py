@@ -40,6 +40,14 @@ PINNED = {  # name: (upstream, commit)
 REF_OF = {"pix2pix": "cyclegan", "cyclegan": "cyclegan", "bicyclegan": "bicyclegan", "spade": "spade", "singan": "singan"}
 MODELS = ("pix2pix", "bicyclegan", "cyclegan", "spade", "singan")
 SPADE_SIZE = 128  # SPADE at 256 px takes minutes a step on 2 cores; both sides load and crop this size
+#: the inference runs: the reference's test.py, then ganforge-predict with these options (bf16 only where native)
+PREDICT_SIDES = {
+    "reference": [],
+    "ganforge": [],
+    "ganforge compile": ["compile=true"],
+    "ganforge bf16": ["precision=bf16-mixed"],
+    "ganforge bf16 compile": ["precision=bf16-mixed", "compile=true"],
+}
 SINGAN_SCALES = 3  # the coarsest scales of balloons.png (the fine ones take seconds to minutes an iteration)
 NOTES = {
     "spade": f"coco_stuff_sample at {SPADE_SIZE} px, no VGG loss, on both sides: the reference's VGGLoss calls .cuda() on CPU too",
@@ -363,8 +371,9 @@ def main() -> None:
                 train.setdefault((model, side), []).append({**m, "times": step_times(out, a.warmup)})
                 print(f"  {model} {side} repeat {r}: {m['wall']:.0f} s", file=sys.stderr)
     infer: dict[tuple[str, str, int], list[float]] = {}
-    # ganforge-predict's opt-in bf16 where the CPU computes bf16 natively (elsewhere predict refuses it)
-    sides = ("reference", "ganforge", *(("ganforge bf16",) if cpu_flags() & {"avx512_bf16", "amx_bf16"} else ()))
+    # ganforge-predict's options: compile=true, and bf16 where the CPU computes it natively (elsewhere predict refuses it)
+    bf16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    sides = tuple(s for s in PREDICT_SIDES if bf16 or "precision=bf16-mixed" not in PREDICT_SIDES[s])
     for r in range(a.repeats):
         for model in [m for m in ("pix2pix", "cyclegan") if m in models and m not in failed][:: 1 if r % 2 == 0 else -1]:
             for side in sides if r % 2 == 0 else sides[::-1]:
@@ -377,7 +386,7 @@ def main() -> None:
                     else:
                         cmd = [sys.executable, "-c", "from ganforge.cli.predict import main; main()"]
                         cmd += [f"ckpt_path={ckpts[model, 'ganforge']}", f"input={src}", f"output={dst}"]
-                        cmd += ["precision=bf16-mixed"] if side == "ganforge bf16" else []
+                        cmd += PREDICT_SIDES[side]
                     infer.setdefault((model, side, n), []).append(measure(cmd, env, str(tmp), log)["wall"])
     print(report(models, train, infer, failed, a, log))
     if not failed:  # else keep the log the table points to
@@ -415,7 +424,7 @@ def report(models: list[str], train: dict, infer: dict, failed: set[str], a, log
         lines += ["", f"| inference, {a.images} images 256x256 | images/s steady, ref / ganforge | ratio | "
                   "whole command s/image, ref / ganforge | ratio |", "|---|---|---|---|---|"]  # fmt: skip
         for model in ("pix2pix", "cyclegan"):
-            sides = [s for s in ("reference", "ganforge", "ganforge bf16") if (model, s, 1) in infer]
+            sides = [s for s in PREDICT_SIDES if (model, s, 1) in infer]
             if "reference" not in sides:
                 continue
             t = {(s, n): med(infer[model, s, n]) for s in sides for n in (a.images, 1)}
@@ -423,7 +432,7 @@ def report(models: list[str], train: dict, infer: dict, failed: set[str], a, log
             ips = {s: (a.images - 1) / (t[s, a.images] - t[s, 1]) if t[s, a.images] > t[s, 1] else float("nan") for s, _ in t}
             whole = {s: t[s, a.images] / a.images for s in sides}
             for side in sides[1:]:
-                name = model if side == "ganforge" else f"{model}, ganforge `precision=bf16-mixed`"
+                name = f"{model}, ganforge `{' '.join(PREDICT_SIDES[side])}`" if PREDICT_SIDES[side] else model
                 lines.append(
                     f"| {name} | {ips['reference']:.2f} / {ips[side]:.2f} | **{ips[side] / ips['reference']:.2f}** | "
                     f"{whole['reference']:.2f} / {whole[side]:.2f} | {whole['reference'] / whole[side]:.2f} |"

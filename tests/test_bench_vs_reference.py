@@ -44,8 +44,9 @@ def test_quick_run_has_every_row(tmp_path):
     inference = [line for line in table.splitlines() if re.match(r"\| (pix2pix|cyclegan) \| \S+ / \S+ \| \*\*", line)]
     assert [line.split("|")[1].strip() for line in inference] == ["pix2pix", "cyclegan"], table
     native_bf16 = {"avx512_bf16", "amx_bf16"} & set(Path("/proc/cpuinfo").read_text().split())
-    bf16_rows = re.findall(r"\| (\w+), ganforge `precision=bf16-mixed` \| \S+ / \S+ \| \*\*", table)
-    assert bf16_rows == (["pix2pix", "cyclegan"] if native_bf16 else []), table
+    option_rows = re.findall(r"\| (\w+), ganforge `([^`]+)` \| \S+ / \S+ \| \*\*", table)
+    options = ["compile=true", *(["precision=bf16-mixed", "precision=bf16-mixed compile=true"] if native_bf16 else [])]
+    assert option_rows == [(m, o) for m in ("pix2pix", "cyclegan") for o in options], table
     assert re.search(r"torch threads seen in the training processes: reference \[1\], ganforge \[1\]", table), table
     assert re.search(r"Machine: .+ cores available .+; torch \d", table), table
     # the pinned commits were checked out

@@ -35,6 +35,7 @@ from ganforge.cli import demo  # noqa: E402
 from ganforge.cli.app import CONF_DIR  # noqa: E402
 from ganforge.cli.demo.ui import ids_from_colours  # noqa: E402
 from ganforge.cli.predict import predict  # noqa: E402
+from ganforge.models.base import COMPILED_FOR_INFERENCE  # noqa: E402
 from ganforge.cli.train import train  # noqa: E402
 from ganforge.utils.errors import ConfigError  # noqa: E402
 from tests.conftest import PAIRED_MINI, REPO, SHARED_DATA, SPADE_TINY, TINY, compose_train  # noqa: E402
@@ -165,6 +166,15 @@ def test_cyclegan_both_directions_match_ganforge_predict(serve, checkpoints, tmp
         # the same code path: the page's output is the file ganforge-predict writes, pixel for pixel
         np.testing.assert_array_equal(pixels(out), cli[f"{photo.stem}.png"])
         np.testing.assert_array_equal(pixels(gallery[1]["image"]), cli[f"{photo.stem}_rec.png"])
+
+
+def test_compile_true_serves_what_eager_predict_writes(serve, checkpoints, tmp_path):
+    client, _, backend = serve("cyclegan", "compile=true")
+    photo = next((SHARED_DATA / "cifar10_cat2dog" / "testB").iterdir())
+    out, _ = client.predict(upload(photo), None, "AtoB", False, api_name="/translate")
+    cli = predict_cli_output(checkpoints("cyclegan"), photo, tmp_path / "eager")
+    assert np.abs(pixels(out).astype(int) - cli[f"{photo.stem}.png"]).max() <= 1  # float32 rounding
+    assert backend.model.netG_A in COMPILED_FOR_INFERENCE
 
 
 def test_bicyclegan_style_seed_samples_and_z_from_a_style_image(serve):

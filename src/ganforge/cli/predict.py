@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -385,12 +385,35 @@ def predict(cfg: DictConfig) -> dict:
         # pix2pix's test dropout draws its masks image after image from this stream, as the reference test.py
         torch.manual_seed(int(cfg.get("seed") or 0))
         precision = model.precision_context(cfg)
-    elif str(cfg.get("precision") or "32-true") != "32-true":
-        raise ConfigError(f"precision={cfg.get('precision')} runs a checkpoint (ckpt_path=); an ONNX export runs as it was exported")
+        if cfg.get("compile"):
+            # inductor's C++ toolchain lookup logs that a CPU-only machine has no CUDA runtime: not news here
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            model.model.compile()
+    elif str(cfg.get("precision") or "32-true") != "32-true" or cfg.get("compile"):
+        option = "compile=true" if cfg.get("compile") else f"precision={cfg.get('precision')}"
+        raise ConfigError(f"{option} runs a checkpoint (ckpt_path=); an ONNX export runs as it was exported")
     else:
         precision = contextlib.nullcontext()
-    with precision:
+    with precision, compile_errors(bool(cfg.get("compile"))):
         return _predict(cfg, model, source)
+
+
+@contextlib.contextmanager
+def compile_errors(compiling: bool) -> Iterator[None]:
+    """compile=true where torch.compile cannot build its kernels (on a CPU inductor compiles C++): one line."""
+    if not compiling:
+        yield
+        return
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    try:
+        yield
+    except BackendCompilerFailed as e:
+        cause = str(e.inner_exception).strip().splitlines()[0][:300] if str(e.inner_exception).strip() else type(e.inner_exception).__name__
+        raise ConfigError(
+            f"compile=true: torch.compile could not build the generator ({cause}); on a CPU inductor needs a C++ compiler "
+            "(g++, or CXX=<compiler>): install one, or run without compile=true"
+        ) from None
 
 
 def _predict(cfg: DictConfig, model, source: str) -> dict:

@@ -11,9 +11,10 @@ exported model) serves the same pages.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from ganforge.cli.predict import TorchModel, load_input, translate_image
+from ganforge.cli.predict import TorchModel, compile_errors, load_input, translate_image
 from ganforge.utils.errors import ConfigError
 from ganforge.utils.imageio import load_image
 
@@ -55,6 +56,11 @@ class CheckpointBackend:
         """`opts`: the predict options (ckpt_path, use_ema, ...) every request starts from."""
         self.predictor = TorchModel(opts)
         self.model = self.predictor.model
+        # precision= and compile= as ganforge-predict applies them; autocast is entered per request, in its thread
+        self._precision = self.predictor.precision_context(opts)
+        self._compiling = bool(opts.get("compile"))
+        if self._compiling:
+            self.model.compile()
         self.name = f"{self.model.model_name} ({Path(opts['ckpt_path']).name})"
         # a plain dict: a request's strings are never read as ${...} interpolations
         self.base_opts: dict[str, Any] = (
@@ -108,20 +114,20 @@ class CheckpointBackend:
     def translate(self, path: str | Path, **request: Any) -> dict[str, list[Image.Image]]:
         """The outputs for an image file, as ganforge-predict computes them: {file-name suffix: frames}."""
         opts = self.options(**request)
-        with self._lock:
+        with self._serving():
             self.predictor.predict_direction(opts)
             return translate_image(self.predictor, load_input(self.predictor, Path(path), opts), opts)
 
     def translate_label_ids(self, ids: np.ndarray, **request: Any) -> dict[str, list[Image.Image]]:
         """The outputs for a painted label map of class ids (indices of `label_classes`)."""
         opts = self.options(**request)
-        with self._lock:
+        with self._serving():
             return translate_image(self.predictor, Image.fromarray(np.asarray(ids, dtype=np.int32), "I"), opts)
 
     def samples(self, **request: Any) -> list[Path]:
         """The files `write_samples` writes (a model without inputs), in a fresh folder under `work_dir`."""
         opts = self.options(**request)
-        with self._lock:
+        with self._serving():
             return [Path(p) for p in self.predictor.write_samples(opts, self._request_dir("samples"))]
 
     def run_app(self, app: str, **request: Any) -> list[Path]:
@@ -129,8 +135,14 @@ class CheckpointBackend:
         if app not in self.apps:
             raise ConfigError(f"app={app!r} is not one of this model's apps ({', '.join(self.apps) or 'none'})")
         opts = self.options(app=app, **request)
-        with self._lock:
+        with self._serving():
             return [Path(p) for p in self.predictor.run_app(opts, self._request_dir(app))]
+
+    @contextlib.contextmanager
+    def _serving(self) -> Iterator[None]:
+        """One request at a time (the model and the torch streams are shared), in the run's precision."""
+        with self._lock, self._precision, compile_errors(self._compiling):
+            yield
 
     def _request_dir(self, what: str) -> Path:
         out = self.work_dir / f"{next(self._requests):04d}_{what}"
