@@ -7,8 +7,9 @@ Every measurement is a fresh process. Training: the reference's own modules (opt
 by a small driver as its train.py steps them, and ganforge's `train.py` with Hydra overrides (run length, the CSV
 logger, a timing callback); s/step is the median interval between the ends of consecutive steps after `--warmup`
 steps, so the data loader and the per-step bookkeeping of each side count. Inference: the reference's `test.py`
-and `ganforge-predict` on the same folder of 256x256 images, with N images and with 1: steady images/s is
-(N - 1) / (T_N - T_1), start-up excluded. Order alternates between repeats (ABC, CBA); medians.
+and `ganforge-predict` on the same folder of N 256x256 images: steady images/s is (N - 1) over the time between
+the first and the last output file written (start-up, loading and compiling come before the first), and the whole
+command's time / N. Order alternates between repeats (ABC, CBA); medians.
 The references are cloned at the pinned commits into --ref-cache (default ~/.cache/ganforge/references), from
 GitHub or from --ref-source NAME=PATH (a git repository, or for singan a folder of its files; also
 GANFORGE_REF_SOURCES="NAME=PATH,..."). Nothing of theirs is edited; the drivers below only call it.
@@ -223,8 +224,7 @@ def prepare_data(tmp: Path, copies: int, images: int) -> dict[str, str]:
     for side in "AB":
         fill(tmp / "horse2zebra" / f"train{side}", sorted((h2z / f"train{side}").glob("*.jpg")), copies)
     for model, files, crop in (("pix2pix", p2p, True), ("cyclegan", sorted((h2z / "testA").glob("*.jpg")), False)):
-        fill(tmp / f"infer_{model}_N", files, images, crop)
-        fill(tmp / f"infer_{model}_1", files, 1, crop)
+        fill(tmp / f"infer_{model}", files, images, crop)
     return {
         "pix2pix": str(tmp / "pix2pix"),
         "bicyclegan": str(tmp / "edges2shoes"),
@@ -288,6 +288,15 @@ def measure(cmd: list[str], env: dict, cwd: str, log: Path) -> dict:
         tail = log.read_text().splitlines()[-15:]
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}); {log}:\n" + "\n".join(tail))
     return {"wall": time.perf_counter() - start, "rss": usage.ru_maxrss * 1024, "pss": peak[0]}
+
+
+def steady_rate(folder: Path, pattern: str, expected: int) -> float:
+    """Images/s between the first and the last output written: each side writes an image as soon as it is
+    translated, so this leaves out start-up, loading and (compile=true) compiling, which come before the first."""
+    times = sorted(p.stat().st_mtime for p in folder.glob(pattern))
+    if len(times) != expected:
+        raise RuntimeError(f"{folder}: {len(times)} outputs ({pattern}), expected {expected}")
+    return (expected - 1) / (times[-1] - times[0]) if times[-1] > times[0] else float("nan")
 
 
 def step_times(out: str, warmup: int) -> dict:
@@ -370,24 +379,25 @@ def main() -> None:
                     continue
                 train.setdefault((model, side), []).append({**m, "times": step_times(out, a.warmup)})
                 print(f"  {model} {side} repeat {r}: {m['wall']:.0f} s", file=sys.stderr)
-    infer: dict[tuple[str, str, int], list[float]] = {}
+    infer: dict[tuple[str, str], list[dict]] = {}
     # ganforge-predict's options: compile=true, and bf16 where the CPU computes it natively (elsewhere predict refuses it)
     bf16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
     sides = tuple(s for s in PREDICT_SIDES if bf16 or "precision=bf16-mixed" not in PREDICT_SIDES[s])
     for r in range(a.repeats):
         for model in [m for m in ("pix2pix", "cyclegan") if m in models and m not in failed][:: 1 if r % 2 == 0 else -1]:
             for side in sides if r % 2 == 0 else sides[::-1]:
-                for n in (a.images, 1):
-                    src, dst = str(tmp / f"infer_{model}_{'N' if n > 1 else 1}"), str(tmp / f"out_{model}_{side.replace(' ', '_')}_{r}_{n}")
-                    if side == "reference":
-                        net = ["--netG", "unet_256", "--norm", "batch"] if model == "pix2pix" else ["--no_dropout", "--model_suffix", "_A"]
-                        cmd = [sys.executable, str(refs[model] / "test.py"), "--dataroot", src, "--name", "bench", "--model", "test"]
-                        cmd += [*net, "--checkpoints_dir", ckpts[model, side], "--results_dir", dst, "--num_test", str(n)]
-                    else:
-                        cmd = [sys.executable, "-c", "from ganforge.cli.predict import main; main()"]
-                        cmd += [f"ckpt_path={ckpts[model, 'ganforge']}", f"input={src}", f"output={dst}"]
-                        cmd += PREDICT_SIDES[side]
-                    infer.setdefault((model, side, n), []).append(measure(cmd, env, str(tmp), log)["wall"])
+                src, dst = str(tmp / f"infer_{model}"), tmp / f"out_{model}_{side.replace(' ', '_')}_{r}"
+                if side == "reference":
+                    net = ["--netG", "unet_256", "--norm", "batch"] if model == "pix2pix" else ["--no_dropout", "--model_suffix", "_A"]
+                    cmd = [sys.executable, str(refs[model] / "test.py"), "--dataroot", src, "--name", "bench", "--model", "test"]
+                    cmd += [*net, "--checkpoints_dir", ckpts[model, side], "--results_dir", str(dst), "--num_test", str(a.images)]
+                    outputs = "**/*_fake.png"  # its TestModel's visuals: real, fake
+                else:
+                    cmd = [sys.executable, "-c", "from ganforge.cli.predict import main; main()"]
+                    cmd += [f"ckpt_path={ckpts[model, 'ganforge']}", f"input={src}", f"output={dst}", *PREDICT_SIDES[side]]
+                    outputs = "*.png"
+                wall = measure(cmd, env, str(tmp), log)["wall"]
+                infer.setdefault((model, side), []).append({"wall": wall, "steady": steady_rate(dst, outputs, a.images)})
     print(report(models, train, infer, failed, a, log))
     if not failed:  # else keep the log the table points to
         shutil.rmtree(tmp, ignore_errors=True)
@@ -424,13 +434,11 @@ def report(models: list[str], train: dict, infer: dict, failed: set[str], a, log
         lines += ["", f"| inference, {a.images} images 256x256 | images/s steady, ref / ganforge | ratio | "
                   "whole command s/image, ref / ganforge | ratio |", "|---|---|---|---|---|"]  # fmt: skip
         for model in ("pix2pix", "cyclegan"):
-            sides = [s for s in PREDICT_SIDES if (model, s, 1) in infer]
+            sides = [s for s in PREDICT_SIDES if (model, s) in infer]
             if "reference" not in sides:
                 continue
-            t = {(s, n): med(infer[model, s, n]) for s in sides for n in (a.images, 1)}
-            # (a.images - 1) more images cost T_N - T_1; on a noisy machine a tiny N can make it <= 0
-            ips = {s: (a.images - 1) / (t[s, a.images] - t[s, 1]) if t[s, a.images] > t[s, 1] else float("nan") for s, _ in t}
-            whole = {s: t[s, a.images] / a.images for s in sides}
+            ips = {s: med(run["steady"] for run in infer[model, s]) for s in sides}
+            whole = {s: med(run["wall"] for run in infer[model, s]) / a.images for s in sides}
             for side in sides[1:]:
                 name = f"{model}, ganforge `{' '.join(PREDICT_SIDES[side])}`" if PREDICT_SIDES[side] else model
                 lines.append(

@@ -82,6 +82,10 @@ class TorchModel:
         self.model = cast(Any, load(opts["ckpt_path"], use_ema=bool(opts.get("use_ema", True))))
         if opts.get("test_dropout") is not None and hasattr(self.model.spec, "test_dropout"):
             self.model.spec.test_dropout = bool(opts["test_dropout"])
+        if opts.get("compile"):  # the graphs are built at the first call, in the precision set by then
+            # inductor's C++ toolchain lookup logs that a CPU-only machine has no CUDA runtime: not news here
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            self.model.compile()
         self.kind = type(self.model).__name__
         self.needs_input = self.kind not in ("DCGANModel", "SinGANModel")
         self.apps = SINGAN_APPS if self.kind == "SinGANModel" else ()
@@ -385,10 +389,6 @@ def predict(cfg: DictConfig) -> dict:
         # pix2pix's test dropout draws its masks image after image from this stream, as the reference test.py
         torch.manual_seed(int(cfg.get("seed") or 0))
         precision = model.precision_context(cfg)
-        if cfg.get("compile"):
-            # inductor's C++ toolchain lookup logs that a CPU-only machine has no CUDA runtime: not news here
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            model.model.compile()
     elif str(cfg.get("precision") or "32-true") != "32-true" or cfg.get("compile"):
         option = "compile=true" if cfg.get("compile") else f"precision={cfg.get('precision')}"
         raise ConfigError(f"{option} runs a checkpoint (ckpt_path=); an ONNX export runs as it was exported")

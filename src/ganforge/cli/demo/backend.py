@@ -56,11 +56,9 @@ class CheckpointBackend:
         """`opts`: the predict options (ckpt_path, use_ema, ...) every request starts from."""
         self.predictor = TorchModel(opts)
         self.model = self.predictor.model
-        # precision= and compile= as ganforge-predict applies them; autocast is entered per request, in its thread
+        # precision= as ganforge-predict applies it (compile= too, in TorchModel); autocast is entered per request, in its thread
         self._precision = self.predictor.precision_context(opts)
         self._compiling = bool(opts.get("compile"))
-        if self._compiling:
-            self.model.compile()
         self.name = f"{self.model.model_name} ({Path(opts['ckpt_path']).name})"
         # a plain dict: a request's strings are never read as ${...} interpolations
         self.base_opts: dict[str, Any] = (
