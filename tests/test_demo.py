@@ -35,8 +35,8 @@ from ganforge.cli import demo  # noqa: E402
 from ganforge.cli.app import CONF_DIR  # noqa: E402
 from ganforge.cli.demo.ui import ids_from_colours  # noqa: E402
 from ganforge.cli.predict import predict  # noqa: E402
-from ganforge.models.base import COMPILED_FOR_INFERENCE  # noqa: E402
 from ganforge.cli.train import train  # noqa: E402
+from ganforge.models.base import COMPILED_FOR_INFERENCE  # noqa: E402
 from ganforge.utils.errors import ConfigError  # noqa: E402
 from tests.conftest import PAIRED_MINI, REPO, SHARED_DATA, SPADE_TINY, TINY, compose_train  # noqa: E402
 
