@@ -16,12 +16,11 @@ huggingface_hub is imported only where the Hub is used (downloads, uploads, the 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -315,7 +314,7 @@ def running(*nets: nn.Module, train_mode: bool = False) -> Iterator[None]:
     saved = [(buf, buf.clone()) for net in nets for buf in net.buffers()] if train_mode else []
     for net in nets:
         net.train(train_mode)
-    frozen = contextlib.nullcontext()
+    frozen: AbstractContextManager = nullcontext()
     if any(m in COMPILED_FOR_INFERENCE for m, _ in modes):
         # read by dynamo when it traces and by inductor when it lowers, so on for the whole call; the nets a
         # training module compiles are never frozen: their weights change
