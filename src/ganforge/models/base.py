@@ -145,7 +145,7 @@ class InferenceModel(nn.Module):
         """torch.compile each net in place, for inference (each scale of a SinGAN pyramid). Its inference calls
         compile with inductor's `freezing`: the weights become constants of the graph, so oneDNN gets its
         convolution weights packed once instead of at every call (on a CPU about 2x the images/s of eager for the
-        U-Net, 1.15x for the ResNet: docs/benchmarks.md); and `fallback_random`: dropout draws its masks from
+        U-Net, 1.1-1.25x for the ResNet: docs/benchmarks.md); and `fallback_random`: dropout draws its masks from
         torch's own stream, so a `seed` gives the masks eager gives. Outputs differ from eager by float32
         rounding. The first call at each input size compiles (seconds on a CPU, where inductor needs a C++
         compiler), and weights changed afterwards are not seen: compile after loading and `.to()`. The arguments
