@@ -20,9 +20,7 @@ pytestmark = pytest.mark.slow
 
 def outputs(model, name: str):
     """Each family's main method, seeded where it draws (pix2pix: test dropout, whose masks the seed fixes)."""
-    if name == "singan":
-        return model.sample(2, seed=3, output_type="tensor")
-    if name == "dcgan":
+    if name in ("singan", "dcgan"):
         return model.sample(2, seed=3, output_type="tensor")
     if name == "spade":
         return model.synthesize(Image.open(LABEL), seed=3)
