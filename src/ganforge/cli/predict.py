@@ -82,7 +82,8 @@ class TorchModel:
         self.model = cast(Any, load(opts["ckpt_path"], use_ema=bool(opts.get("use_ema", True))))
         if opts.get("test_dropout") is not None and hasattr(self.model.spec, "test_dropout"):
             self.model.spec.test_dropout = bool(opts["test_dropout"])
-        if opts.get("compile"):  # the graphs are built at the first call, in the precision set by then
+        self.compiled = bool(opts.get("compile"))
+        if self.compiled:  # the graphs are built at the first call, in the precision set by then
             # inductor's C++ toolchain lookup logs that a CPU-only machine has no CUDA runtime: not news here
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self.model.compile()

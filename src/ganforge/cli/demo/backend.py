@@ -58,7 +58,6 @@ class CheckpointBackend:
         self.model = self.predictor.model
         # precision= as ganforge-predict applies it (compile= too, in TorchModel); autocast is entered per request, in its thread
         self._precision = self.predictor.precision_context(opts)
-        self._compiling = bool(opts.get("compile"))
         self.name = f"{self.model.model_name} ({Path(opts['ckpt_path']).name})"
         # a plain dict: a request's strings are never read as ${...} interpolations
         self.base_opts: dict[str, Any] = (
@@ -139,7 +138,7 @@ class CheckpointBackend:
     @contextlib.contextmanager
     def _serving(self) -> Iterator[None]:
         """One request at a time (the model and the torch streams are shared), in the run's precision."""
-        with self._lock, self._precision, compile_errors(self._compiling):
+        with self._lock, self._precision, compile_errors(self.predictor.compiled):
             yield
 
     def _request_dir(self, what: str) -> Path:
